@@ -1,0 +1,124 @@
+/* Typed configuration, as loaded from YAML. See ../shared/INTERFACE.md. */
+#ifndef CONF_CONF_T_H
+#define CONF_CONF_T_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* A place in the config file, 1-based. line 0 = nowhere (a default). */
+struct conf_mark {
+    unsigned line;
+    unsigned col;
+};
+
+enum conf_log_format { CONF_LOG_TEXT, CONF_LOG_JSON };
+enum conf_log_level { CONF_LOG_DEBUG, CONF_LOG_INFO, CONF_LOG_WARN, CONF_LOG_ERROR };
+enum conf_listener_mode { CONF_MODE_RTMP, CONF_MODE_TCP };
+enum conf_policy {
+    CONF_POLICY_WEIGHTED,
+    CONF_POLICY_LEAST_SESSIONS,
+    CONF_POLICY_STREAM_AFFINITY,
+    CONF_POLICY_STREAM_LOCATION,
+    CONF_POLICY_GEO_NEAREST,
+};
+enum conf_role { CONF_ROLE_ANY, CONF_ROLE_PUBLISH, CONF_ROLE_PLAY };
+enum conf_route_on { CONF_ROUTE_ON_STREAM, CONF_ROUTE_ON_CONNECT };
+
+struct conf_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char *text; /* as written in the file */
+};
+
+struct conf_listener {
+    struct conf_mark mark;
+    char *name;
+    struct conf_mark name_mark;
+    struct conf_addr address;
+    struct conf_mark address_mark;
+    int mode; /* enum conf_listener_mode */
+    struct conf_mark mode_mark;
+};
+
+struct conf_node {
+    struct conf_mark mark;
+    char *name;
+    struct conf_mark name_mark;
+    struct conf_addr address;
+    int64_t weight;
+    bool backup;
+    int64_t max_sessions;
+};
+
+struct conf_pool {
+    struct conf_mark mark;
+    char *name;
+    struct conf_node *nodes;
+    size_t n_nodes;
+};
+
+struct conf_match {
+    bool present;
+    char *listener;
+    struct conf_mark listener_mark;
+    int role; /* enum conf_role */
+    char *app;    /* glob, NULL = any */
+    char *stream; /* glob, NULL = any */
+};
+
+struct conf_route {
+    struct conf_mark mark;
+    char *name;
+    struct conf_mark name_mark;
+    struct conf_match match;
+    char *pool;
+    struct conf_mark pool_mark;
+    int policy;   /* enum conf_policy */
+    int route_on; /* enum conf_route_on */
+};
+
+struct conf {
+    char *path;
+    int64_t workers; /* 0 = auto */
+    struct {
+        int format; /* enum conf_log_format */
+        int level;  /* enum conf_log_level */
+        char *access_log; /* "stderr", "off" or a path */
+    } log;
+    struct {
+        int64_t handshake_ms;
+        int64_t connect_ms;
+        int64_t idle_ms;
+        int64_t drain_ms;
+    } timeouts;
+    struct {
+        int64_t max_sessions;
+        int64_t max_sessions_per_ip;
+        int64_t preroute_bytes;
+    } limits;
+    struct conf_listener *listeners;
+    size_t n_listeners;
+    struct conf_pool *pools;
+    size_t n_pools;
+    struct conf_route *routes;
+    size_t n_routes;
+};
+
+/* Errors found while loading, each "FILE:LINE:COL: path: message". */
+#define CONF_MAX_ERRORS 32
+struct conf_errors {
+    char *msg[CONF_MAX_ERRORS];
+    size_t n;
+    size_t dropped;
+};
+
+struct conf_load_opts {
+    bool resolve_names; /* false: numeric addresses only (fuzzing, tests) */
+    size_t max_bytes;   /* 0 = CONF_MAX_FILE_BYTES */
+};
+
+#define CONF_MAX_FILE_BYTES (4u << 20)
+
+#endif

@@ -1,0 +1,471 @@
+/* Config loading: pass one is libyaml's document loader (nodes keep their
+ * file positions), pass two walks the schema tables below (conf_schema.c),
+ * pass three checks what spans several keys (names, references). */
+#include "conf/conf.h"
+#include "conf/conf-internal.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define OFF(type, member) offsetof(type, member)
+
+/* ---- enums ------------------------------------------------------------ */
+
+static const struct conf_enum_val log_formats[] = {
+    {"text", CONF_LOG_TEXT, NULL}, {"json", CONF_LOG_JSON, NULL}, {NULL, 0, NULL}};
+static const struct conf_enum_val log_levels[] = {{"debug", CONF_LOG_DEBUG, NULL},
+                                                  {"info", CONF_LOG_INFO, NULL},
+                                                  {"warn", CONF_LOG_WARN, NULL},
+                                                  {"error", CONF_LOG_ERROR, NULL},
+                                                  {NULL, 0, NULL}};
+#define NO_RTMP_YET "the RTMP front door is not built yet; use mode: tcp"
+static const struct conf_enum_val modes[] = {
+    {"rtmp", CONF_MODE_RTMP, NO_RTMP_YET}, {"tcp", CONF_MODE_TCP, NULL}, {NULL, 0, NULL}};
+static const struct conf_enum_val policies[] = {
+    {"weighted", CONF_POLICY_WEIGHTED, NULL},
+    {"least_sessions", CONF_POLICY_LEAST_SESSIONS, NULL},
+    {"stream_affinity", CONF_POLICY_STREAM_AFFINITY, "it needs the RTMP front door"},
+    {"stream_location", CONF_POLICY_STREAM_LOCATION, "it needs the stream index"},
+    {"geo_nearest", CONF_POLICY_GEO_NEAREST, "it needs the geo database"},
+    {NULL, 0, NULL}};
+static const struct conf_enum_val roles[] = {
+    {"publish", CONF_ROLE_PUBLISH, NULL}, {"play", CONF_ROLE_PLAY, NULL}, {NULL, 0, NULL}};
+static const struct conf_enum_val route_ons[] = {{"stream", CONF_ROUTE_ON_STREAM, NULL},
+                                                 {"connect", CONF_ROUTE_ON_CONNECT, NULL},
+                                                 {NULL, 0, NULL}};
+
+/* ---- schema ----------------------------------------------------------- */
+
+#define F_END {NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, NULL}
+#define F_UNSUP(k, why) {k, CK_UNSUPPORTED, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, why}
+
+static void conf_init(void *obj)
+{
+    struct conf *c = obj;
+    c->workers = 0;
+    c->log.format = CONF_LOG_TEXT;
+    c->log.level = CONF_LOG_INFO;
+    c->timeouts.handshake_ms = 10000;
+    c->timeouts.connect_ms = 3000;
+    c->timeouts.idle_ms = 60000;
+    c->timeouts.drain_ms = 30000;
+    c->limits.max_sessions = 20000;
+    c->limits.max_sessions_per_ip = 0;
+    c->limits.preroute_bytes = 64 * 1024;
+}
+
+static void listener_init(void *obj)
+{
+    struct conf_listener *l = obj;
+    l->mode = CONF_MODE_RTMP;
+}
+
+static void node_init(void *obj)
+{
+    struct conf_node *n = obj;
+    n->weight = 1;
+}
+
+static void route_init(void *obj)
+{
+    struct conf_route *r = obj;
+    r->policy = CONF_POLICY_WEIGHTED;
+    r->route_on = CONF_ROUTE_ON_STREAM;
+}
+
+static const struct conf_field log_fields[] = {
+    {"format", CK_ENUM, OFF(struct conf, log.format), 0, 0, 0, 0, log_formats, NULL, 0, 0, NULL},
+    {"level", CK_ENUM, OFF(struct conf, log.level), 0, 0, 0, 0, log_levels, NULL, 0, 0, NULL},
+    {"access_log", CK_STR, OFF(struct conf, log.access_log), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+    F_END};
+
+#define DUR(key, member, lo, hi) \
+    {key, CK_DURATION, OFF(struct conf, member), 0, 0, lo, hi, NULL, NULL, 0, 0, NULL}
+static const struct conf_field timeout_fields[] = {
+    DUR("handshake", timeouts.handshake_ms, 100, 600000),
+    DUR("connect", timeouts.connect_ms, 10, 600000),
+    DUR("idle", timeouts.idle_ms, 0, 86400000),
+    DUR("drain", timeouts.drain_ms, 0, 3600000),
+    F_END};
+
+static const struct conf_field limit_fields[] = {
+    {"max_sessions", CK_INT, OFF(struct conf, limits.max_sessions), 0, 0, 1, 1000000, NULL, NULL,
+     0, 0, NULL},
+    F_UNSUP("max_sessions_per_ip", "per-address limits are not built yet"),
+    {"preroute_bytes", CK_SIZE, OFF(struct conf, limits.preroute_bytes), 0, 0, 4096, 16 << 20,
+     NULL, NULL, 0, 0, NULL},
+    F_END};
+
+/* log, timeouts and limits are embedded in struct conf itself: their fields
+ * carry offsets from the start of struct conf, so the sub-walk gets the
+ * root object (off 0). */
+static const struct conf_type log_type = {"log", 0, CONF_NO_OFF, CONF_NO_OFF, CONF_NO_OFF, NULL,
+                                          log_fields};
+static const struct conf_type timeouts_type = {"timeouts", 0, CONF_NO_OFF, CONF_NO_OFF,
+                                               CONF_NO_OFF, NULL, timeout_fields};
+static const struct conf_type limits_type = {"limits", 0, CONF_NO_OFF, CONF_NO_OFF, CONF_NO_OFF,
+                                             NULL, limit_fields};
+
+static const struct conf_field listener_fields[] = {
+    {"name", CK_STR, OFF(struct conf_listener, name), CF_REQUIRED | CF_MARK,
+     OFF(struct conf_listener, name_mark), 0, 0, NULL, NULL, 0, 0, NULL},
+    {"address", CK_ADDR, OFF(struct conf_listener, address), CF_REQUIRED | CF_MARK | CF_PASSIVE,
+     OFF(struct conf_listener, address_mark), 0, 0, NULL, NULL, 0, 0, NULL},
+    {"mode", CK_ENUM, OFF(struct conf_listener, mode), CF_MARK, OFF(struct conf_listener, mode_mark),
+     0, 0, modes, NULL, 0, 0, NULL},
+    F_UNSUP("proxy_protocol", "PROXY protocol is not built yet"),
+    F_UNSUP("tls", "RTMPS is not built yet"),
+    F_END};
+static const struct conf_type listener_type = {
+    "listener", sizeof(struct conf_listener), OFF(struct conf_listener, mark), CONF_NO_OFF,
+    CONF_NO_OFF, listener_init, listener_fields};
+
+static const struct conf_field node_fields[] = {
+    {"name", CK_STR, OFF(struct conf_node, name), CF_REQUIRED | CF_MARK,
+     OFF(struct conf_node, name_mark), 0, 0, NULL, NULL, 0, 0, NULL},
+    {"address", CK_ADDR, OFF(struct conf_node, address), CF_REQUIRED, 0, 0, 0, NULL, NULL, 0, 0,
+     NULL},
+    {"weight", CK_INT, OFF(struct conf_node, weight), 0, 0, 1, 1000, NULL, NULL, 0, 0, NULL},
+    {"backup", CK_BOOL, OFF(struct conf_node, backup), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+    {"max_sessions", CK_INT, OFF(struct conf_node, max_sessions), 0, 0, 0, 1000000, NULL, NULL, 0,
+     0, NULL},
+    F_UNSUP("send_proxy", "PROXY protocol is not built yet"),
+    F_UNSUP("stats", "node stats polling is not built yet"),
+    F_UNSUP("location", "geo routing is not built yet"),
+    F_END};
+static const struct conf_type node_type = {"node", sizeof(struct conf_node),
+                                           OFF(struct conf_node, mark), CONF_NO_OFF, CONF_NO_OFF,
+                                           node_init, node_fields};
+
+static const struct conf_field pool_fields[] = {
+    {"nodes", CK_SEQ, OFF(struct conf_pool, nodes), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
+     &node_type, OFF(struct conf_pool, n_nodes), 1024, NULL},
+    F_UNSUP("health", "health checks are not built yet"),
+    F_UNSUP("slow_start", "slow start needs health checks, which are not built yet"),
+    F_END};
+static const struct conf_type pool_type = {"pool", sizeof(struct conf_pool),
+                                           OFF(struct conf_pool, mark), OFF(struct conf_pool, name),
+                                           CONF_NO_OFF, NULL, pool_fields};
+
+static const struct conf_field match_fields[] = {
+    {"listener", CK_STR, OFF(struct conf_match, listener), CF_MARK,
+     OFF(struct conf_match, listener_mark), 0, 0, NULL, NULL, 0, 0, NULL},
+    {"role", CK_ENUM, OFF(struct conf_match, role), 0, 0, 0, 0, roles, NULL, 0, 0, NULL},
+    {"app", CK_STR, OFF(struct conf_match, app), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+    {"stream", CK_STR, OFF(struct conf_match, stream), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+    F_UNSUP("country", "geo routing is not built yet"),
+    F_UNSUP("continent", "geo routing is not built yet"),
+    F_END};
+static const struct conf_type match_type = {"match", sizeof(struct conf_match), CONF_NO_OFF,
+                                            CONF_NO_OFF, OFF(struct conf_match, present), NULL,
+                                            match_fields};
+
+static const struct conf_field route_fields[] = {
+    {"name", CK_STR, OFF(struct conf_route, name), CF_REQUIRED | CF_MARK,
+     OFF(struct conf_route, name_mark), 0, 0, NULL, NULL, 0, 0, NULL},
+    {"match", CK_STRUCT, OFF(struct conf_route, match), 0, 0, 0, 0, NULL, &match_type, 0, 0, NULL},
+    {"pool", CK_STR, OFF(struct conf_route, pool), CF_REQUIRED | CF_MARK,
+     OFF(struct conf_route, pool_mark), 0, 0, NULL, NULL, 0, 0, NULL},
+    {"policy", CK_ENUM, OFF(struct conf_route, policy), 0, 0, 0, 0, policies, NULL, 0, 0, NULL},
+    {"route_on", CK_ENUM, OFF(struct conf_route, route_on), 0, 0, 0, 0, route_ons, NULL, 0, 0,
+     NULL},
+    F_END};
+static const struct conf_type route_type = {"route", sizeof(struct conf_route),
+                                            OFF(struct conf_route, mark), CONF_NO_OFF, CONF_NO_OFF,
+                                            route_init, route_fields};
+
+static const struct conf_field root_fields[] = {
+    {"workers", CK_WORKERS, OFF(struct conf, workers), 0, 0, 1, 256, NULL, NULL, 0, 0, NULL},
+    {"log", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &log_type, 0, 0, NULL},
+    {"timeouts", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &timeouts_type, 0, 0, NULL},
+    {"limits", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &limits_type, 0, 0, NULL},
+    {"listeners", CK_SEQ, OFF(struct conf, listeners), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
+     &listener_type, OFF(struct conf, n_listeners), 64, NULL},
+    F_UNSUP("geo", "geo routing is not built yet"),
+    F_UNSUP("admin", "the admin HTTP API is not built yet"),
+    {"pools", CK_NAMED_MAP, OFF(struct conf, pools), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
+     &pool_type, OFF(struct conf, n_pools), 256, NULL},
+    {"routes", CK_SEQ, OFF(struct conf, routes), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
+     &route_type, OFF(struct conf, n_routes), 1024, NULL},
+    F_END};
+static const struct conf_type root_type = {"config", sizeof(struct conf), CONF_NO_OFF,
+                                           CONF_NO_OFF, CONF_NO_OFF, conf_init, root_fields};
+
+/* ---- names ------------------------------------------------------------ */
+
+const char *conf_policy_name(int policy)
+{
+    for (const struct conf_enum_val *e = policies; e->name; e++)
+        if (e->value == policy)
+            return e->name;
+    return "?";
+}
+
+const char *conf_mode_name(int mode) { return mode == CONF_MODE_TCP ? "tcp" : "rtmp"; }
+
+const struct conf_pool *conf_find_pool(const struct conf *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_pools; i++)
+        if (strcmp(c->pools[i].name, name) == 0)
+            return &c->pools[i];
+    return NULL;
+}
+
+/* ---- pass three: what spans several keys ------------------------------ */
+
+static bool same_addr(const struct conf_addr *a, const struct conf_addr *b)
+{
+    return a->len == b->len && a->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+static bool route_takes_tcp(const struct conf_route *r, const char *listener)
+{
+    const struct conf_match *m = &r->match;
+    if (m->role != CONF_ROLE_ANY || m->app || m->stream)
+        return false;
+    return !m->listener || strcmp(m->listener, listener) == 0;
+}
+
+static void cross_check(struct conf_ctx *ctx, struct conf *c)
+{
+    char path[128];
+
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        struct conf_listener *l = &c->listeners[i];
+        snprintf(path, sizeof(path), "listeners[%zu]", i);
+        if (l->mode == CONF_MODE_RTMP && l->mode_mark.line == 0 && l->mark.line)
+            conf__error(ctx, l->mark, path,
+                        "mode defaults to rtmp, which is not available in this build yet "
+                        "(%s)",
+                        NO_RTMP_YET);
+        for (size_t j = 0; j < i; j++) {
+            struct conf_listener *o = &c->listeners[j];
+            if (l->name && o->name && strcmp(l->name, o->name) == 0) {
+                snprintf(path, sizeof(path), "listeners[%zu].name", i);
+                conf__error(ctx, l->name_mark, path,
+                            "duplicate listener name \"%s\" (first at line %u)", l->name,
+                            o->name_mark.line);
+            }
+            if (same_addr(&l->address, &o->address)) {
+                snprintf(path, sizeof(path), "listeners[%zu].address", i);
+                conf__error(ctx, l->address_mark, path,
+                            "address %s is already used by listener \"%s\"", l->address.text,
+                            o->name ? o->name : "?");
+            }
+        }
+    }
+
+    for (size_t p = 0; p < c->n_pools; p++) {
+        struct conf_pool *pool = &c->pools[p];
+        for (size_t i = 0; i < pool->n_nodes; i++)
+            for (size_t j = 0; j < i; j++) {
+                struct conf_node *a = &pool->nodes[i], *b = &pool->nodes[j];
+                if (a->name && b->name && strcmp(a->name, b->name) == 0) {
+                    snprintf(path, sizeof(path), "pools.%s.nodes[%zu].name", pool->name, i);
+                    conf__error(ctx, a->name_mark, path,
+                                "duplicate node name \"%s\" in pool \"%s\" (first at line %u)",
+                                a->name, pool->name, b->name_mark.line);
+                }
+            }
+    }
+
+    for (size_t i = 0; i < c->n_routes; i++) {
+        struct conf_route *r = &c->routes[i];
+        for (size_t j = 0; j < i; j++)
+            if (r->name && c->routes[j].name && strcmp(r->name, c->routes[j].name) == 0) {
+                snprintf(path, sizeof(path), "routes[%zu].name", i);
+                conf__error(ctx, r->name_mark, path,
+                            "duplicate route name \"%s\" (first at line %u)", r->name,
+                            c->routes[j].name_mark.line);
+            }
+        if (r->pool && !conf_find_pool(c, r->pool)) {
+            char names[256];
+            size_t used = 0;
+            names[0] = '\0';
+            for (size_t p = 0; p < c->n_pools; p++) {
+                int n = snprintf(names + used, sizeof(names) - used, "%s%s", p ? ", " : "",
+                                 c->pools[p].name);
+                if (n < 0 || (size_t)n >= sizeof(names) - used)
+                    break;
+                used += (size_t)n;
+            }
+            snprintf(path, sizeof(path), "routes[%zu].pool", i);
+            conf__error(ctx, r->pool_mark, path, "unknown pool \"%s\" (pools: %s)", r->pool,
+                        used ? names : "none");
+        }
+        if (r->match.listener) {
+            bool found = false;
+            for (size_t l = 0; l < c->n_listeners; l++)
+                if (c->listeners[l].name && strcmp(c->listeners[l].name, r->match.listener) == 0)
+                    found = true;
+            if (!found) {
+                snprintf(path, sizeof(path), "routes[%zu].match.listener", i);
+                conf__error(ctx, r->match.listener_mark, path, "unknown listener \"%s\"",
+                            r->match.listener);
+            }
+        }
+    }
+
+    /* A tcp listener has no role/app/stream: some route must be able to take it. */
+    if (ctx->errs->n == 0) {
+        for (size_t i = 0; i < c->n_listeners; i++) {
+            struct conf_listener *l = &c->listeners[i];
+            if (l->mode != CONF_MODE_TCP)
+                continue;
+            bool taken = false;
+            for (size_t r = 0; r < c->n_routes && !taken; r++)
+                taken = route_takes_tcp(&c->routes[r], l->name);
+            if (!taken) {
+                snprintf(path, sizeof(path), "listeners[%zu]", i);
+                conf__error(ctx, l->mark, path,
+                            "no route can take sessions from tcp listener \"%s\" (it needs a "
+                            "route whose match names no role, app or stream)",
+                            l->name);
+            }
+        }
+    }
+}
+
+/* ---- loading ---------------------------------------------------------- */
+
+static void yaml_error(struct conf_ctx *ctx, yaml_parser_t *p)
+{
+    struct conf_mark m = {(unsigned)p->problem_mark.line + 1, (unsigned)p->problem_mark.column + 1};
+    if (p->context)
+        conf__error(ctx, m, NULL, "YAML syntax error: %s (%s, line %u)",
+                    p->problem ? p->problem : "unknown", p->context,
+                    (unsigned)p->context_mark.line + 1);
+    else
+        conf__error(ctx, m, NULL, "YAML syntax error: %s", p->problem ? p->problem : "unknown");
+}
+
+struct conf *conf_load_buffer(const char *name, const char *buf, size_t len,
+                              const struct conf_load_opts *opts, struct conf_errors *errs)
+{
+    struct conf_ctx ctx;
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    size_t max = opts && opts->max_bytes ? opts->max_bytes : CONF_MAX_FILE_BYTES;
+    struct conf_mark top = {1, 1};
+
+    memset(errs, 0, sizeof(*errs));
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.file = name;
+    ctx.errs = errs;
+    ctx.resolve = opts ? opts->resolve_names : true;
+
+    if (len > max) {
+        conf__error(&ctx, top, NULL, "config is too large (%zu bytes, limit %zu)", len, max);
+        return NULL;
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        conf__error(&ctx, top, NULL, "out of memory");
+        return NULL;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        yaml_error(&ctx, &parser);
+        yaml_parser_delete(&parser);
+        return NULL;
+    }
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root) {
+        conf__error(&ctx, top, NULL, "config is empty");
+        yaml_document_delete(&doc);
+        yaml_parser_delete(&parser);
+        return NULL;
+    }
+
+    struct conf *c = calloc(1, sizeof(*c));
+    if (!c) {
+        conf__error(&ctx, top, NULL, "out of memory");
+        yaml_document_delete(&doc);
+        yaml_parser_delete(&parser);
+        return NULL;
+    }
+    conf_init(c);
+    ctx.doc = &doc;
+    conf__walk_struct(&ctx, &root_type, root, c);
+    if (errs->n == 0)
+        cross_check(&ctx, c);
+
+    /* A second document in the stream is almost always a mistake. */
+    yaml_document_t doc2;
+    if (errs->n == 0 && yaml_parser_load(&parser, &doc2)) {
+        yaml_node_t *r2 = yaml_document_get_root_node(&doc2);
+        if (r2)
+            conf__error(&ctx, conf__mark(r2), NULL,
+                        "only one YAML document is allowed in a config file");
+        yaml_document_delete(&doc2);
+    }
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+
+    if (errs->n) {
+        conf_free(c);
+        return NULL;
+    }
+    c->path = strdup(name);
+    c->log.access_log = c->log.access_log ? c->log.access_log : strdup("stderr");
+    if (!c->path || !c->log.access_log) {
+        conf__error(&ctx, top, NULL, "out of memory");
+        conf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+struct conf *conf_load_file(const char *path, const struct conf_load_opts *opts,
+                            struct conf_errors *errs)
+{
+    size_t max = opts && opts->max_bytes ? opts->max_bytes : CONF_MAX_FILE_BYTES;
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t len;
+
+    memset(errs, 0, sizeof(*errs));
+    if (!f) {
+        char *msg;
+        if (asprintf(&msg, "%s: cannot open: %s", path, strerror(errno)) >= 0)
+            errs->msg[errs->n++] = msg;
+        return NULL;
+    }
+    buf = malloc(max + 1);
+    if (!buf) {
+        fclose(f);
+        return NULL;
+    }
+    len = fread(buf, 1, max + 1, f);
+    bool failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        char *msg;
+        if (asprintf(&msg, "%s: read error", path) >= 0)
+            errs->msg[errs->n++] = msg;
+        free(buf);
+        return NULL;
+    }
+    struct conf *c = conf_load_buffer(path, buf, len, opts, errs);
+    free(buf);
+    return c;
+}
+
+void conf_free(struct conf *c)
+{
+    if (!c)
+        return;
+    conf__free_struct(&root_type, c);
+    free(c->path);
+    free(c);
+}
+
+void conf_errors_free(struct conf_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        free(errs->msg[i]);
+    errs->n = 0;
+}

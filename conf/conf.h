@@ -1,0 +1,29 @@
+#ifndef CONF_CONF_H
+#define CONF_CONF_H
+
+#include "conf/conf-t.h"
+
+/* Loads and validates a config file. Returns a new conf, or NULL with every
+ * error found in errs (the caller prints them and calls conf_errors_free). */
+struct conf *conf_load_file(const char *path, const struct conf_load_opts *opts,
+                            struct conf_errors *errs);
+/* Same from memory; name is used in error locations. */
+struct conf *conf_load_buffer(const char *name, const char *buf, size_t len,
+                              const struct conf_load_opts *opts, struct conf_errors *errs);
+void conf_free(struct conf *c);
+void conf_errors_free(struct conf_errors *errs);
+
+const struct conf_pool *conf_find_pool(const struct conf *c, const char *name);
+const char *conf_policy_name(int policy);
+const char *conf_mode_name(int mode);
+
+/* Scalar parsers (conf_value.c); return 0 or -1 with a message in err. */
+int conf_parse_duration_ms(const char *s, int64_t *out, const char **err);
+int conf_parse_size(const char *s, int64_t *out, const char **err);
+int conf_parse_int(const char *s, int64_t *out, const char **err);
+int conf_parse_bool(const char *s, bool *out, const char **err);
+/* "HOST:PORT", "[V6]:PORT". passive: for listening (allows 0.0.0.0/::). */
+int conf_parse_addr(const char *s, bool resolve, bool passive, struct conf_addr *out,
+                    char *err, size_t errlen);
+
+#endif

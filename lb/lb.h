@@ -1,0 +1,32 @@
+#ifndef LB_LB_H
+#define LB_LB_H
+
+#include "lb/lb-t.h"
+
+/* server.c */
+int lb_server_run(const char *conf_path, struct conf *conf);
+
+/* worker.c */
+int lb_worker_start(struct lb_worker *w);
+void lb_worker_session_gone(struct lb_worker *w);
+void lb_worker_command(struct lb_worker *w, unsigned cmd);
+void lb_worker_publish_snapshot(struct lb_worker *w, struct ups_snapshot *snap);
+
+/* session.c */
+void lb_session_start(struct lb_worker *w, struct lb_wlistener *l, int fd,
+                      const struct sockaddr *sa, socklen_t salen);
+void lb_session_close(struct lb_session *s, const char *reason);
+
+/* pipepool.c */
+void lb_pipepool_init(struct lb_pipepool *pp, size_t max_live, size_t max_idle);
+bool lb_pipe_get(struct lb_pipepool *pp, struct lb_pipe *out);
+/* Back to the pool: empty=false means bytes may be left in it: closed. */
+void lb_pipe_put(struct lb_pipepool *pp, struct lb_pipe *p, bool empty);
+void lb_pipepool_destroy(struct lb_pipepool *pp);
+
+/* netutil.c */
+int lb_listen_socket(const struct sockaddr *sa, socklen_t len, int *err);
+void lb_sockaddr_text(const struct sockaddr *sa, char *buf, size_t len);
+uint64_t lb_now_ms(void);
+
+#endif

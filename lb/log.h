@@ -1,0 +1,50 @@
+/* Structured log lines: one event, then key/value fields, rendered as text
+ * ("ts level event k=v ...") or one JSON object per line. Every line is built
+ * in a stack buffer and written with one write(2), so worker threads never
+ * interleave and never lock. */
+#ifndef LB_LOG_H
+#define LB_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum lb_log_level { LB_LOG_DEBUG, LB_LOG_INFO, LB_LOG_WARN, LB_LOG_ERROR };
+enum lb_log_format { LB_LOG_TEXT, LB_LOG_JSON };
+
+#define LB_LOG_LINE_MAX 2048
+
+struct lb_logline {
+    char buf[LB_LOG_LINE_MAX];
+    size_t len;
+    size_t complete; /* length up to the last whole field */
+    bool truncated;
+    bool enabled;
+    bool json;
+    int fd;
+};
+
+/* Process-wide settings; set before threads start, or swapped atomically. */
+void lb_log_configure(enum lb_log_level level, enum lb_log_format format);
+/* access_fd: -1 = access log off. The log module does not own the fd. */
+void lb_log_set_access_fd(int fd);
+bool lb_log_enabled(enum lb_log_level level);
+const char *lb_log_level_name(enum lb_log_level level);
+
+/* A line for the main log (stderr). */
+void lb_log_begin(struct lb_logline *l, enum lb_log_level level, const char *event);
+/* A line for the access log (may be off: then every call is a no-op). */
+void lb_log_begin_access(struct lb_logline *l, const char *event);
+void lb_log_str(struct lb_logline *l, const char *key, const char *value);
+void lb_log_fmt(struct lb_logline *l, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void lb_log_u64(struct lb_logline *l, const char *key, uint64_t v);
+void lb_log_i64(struct lb_logline *l, const char *key, int64_t v);
+void lb_log_end(struct lb_logline *l);
+
+/* Shorthand for a line with a message only. */
+void lb_log_msg(enum lb_log_level level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,97 @@
+/* rtmplb: command line. See ../shared/INTERFACE.md "Command line". */
+#include "conf/conf.h"
+#include "lb/lb.h"
+#include "lb/log.h"
+
+#include <llhttp.h>
+#include <maxminddb.h>
+#include <openssl/crypto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+#include <yaml.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: rtmplb -c FILE        run in the foreground; logs to stderr\n"
+               "       rtmplb -t -c FILE     check FILE and exit: 0 ok, 2 invalid\n"
+               "       rtmplb -V             version and build info\n");
+}
+
+static void version(void)
+{
+    printf("rtmplb %s\n", RTMPLB_VERSION);
+    printf("built with: libuv %s, libyaml %s, %s, llhttp %d.%d.%d, libmaxminddb %s\n",
+           uv_version_string(), yaml_get_version_string(), OpenSSL_version(OPENSSL_VERSION),
+           LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH,
+           MMDB_lib_version());
+#if defined(__SANITIZE_ADDRESS__)
+    printf("sanitizers: address, undefined\n");
+#endif
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    bool test_only = false;
+    int opt;
+
+    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test_only = true;
+            break;
+        case 'V':
+            version();
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    struct conf_errors errs;
+    struct conf_load_opts opts = {.resolve_names = true};
+    struct conf *c = conf_load_file(path, &opts, &errs);
+    if (!c) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msg[i]);
+        if (errs.dropped)
+            fprintf(stderr, "(%zu more errors not shown)\n", errs.dropped);
+        fprintf(stderr, "rtmplb: %s: configuration is invalid\n", path);
+        conf_errors_free(&errs);
+        return 2;
+    }
+    if (test_only) {
+        /* What the config references must be usable too. */
+        if (strcmp(c->log.access_log, "stderr") != 0 && strcmp(c->log.access_log, "off") != 0) {
+            FILE *f = fopen(c->log.access_log, "a");
+            if (!f) {
+                fprintf(stderr, "%s: log.access_log: cannot open %s for appending: %m\n", path,
+                        c->log.access_log);
+                conf_free(c);
+                return 2;
+            }
+            fclose(f);
+        }
+        fprintf(stderr, "rtmplb: %s: configuration is valid\n", path);
+        conf_free(c);
+        return 0;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    return lb_server_run(path, c);
+}

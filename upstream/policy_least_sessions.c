@@ -1,0 +1,61 @@
+/* least_sessions: fewest live sessions relative to weight (sessions/weight,
+ * compared by cross-multiplying). Ties rotate per worker, so an idle pool
+ * is not filled node by node. */
+#include "upstream/upstream.h"
+
+#include <stdlib.h>
+
+struct ls_state {
+    unsigned n_workers;
+    struct {
+        size_t next;
+        char pad[56];
+    } rot[];
+};
+
+static void *ls_create(const struct ups_pool *pool, unsigned n_workers)
+{
+    struct ls_state *st = calloc(1, sizeof(*st) + sizeof(st->rot[0]) * n_workers);
+    if (st)
+        st->n_workers = n_workers;
+    return st;
+}
+
+static void ls_destroy(void *state) { free(state); }
+
+/* a before b? */
+static bool fewer(const struct ups_node *a, const struct ups_node *b)
+{
+    uint64_t sa = atomic_load(&a->live->sessions), sb = atomic_load(&b->live->sessions);
+    return sa * b->weight < sb * a->weight;
+}
+
+static size_t ls_order(void *state, const struct ups_request *req, struct ups_node *const *in,
+                       size_t n, struct ups_node **out)
+{
+    struct ls_state *st = state;
+    size_t start = st->rot[req->worker].next++ % n;
+
+    /* Rotated copy, then a stable insertion sort: equal loads keep the
+     * rotation, so ties are spread round robin. */
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[(start + i) % n];
+    for (size_t i = 1; i < n; i++) {
+        struct ups_node *x = out[i];
+        size_t j = i;
+        while (j > 0 && fewer(x, out[j - 1])) {
+            out[j] = out[j - 1];
+            j--;
+        }
+        out[j] = x;
+    }
+    return n;
+}
+
+const struct ups_policy_ops ups_policy_least_sessions = {
+    .name = "least_sessions",
+    .policy = CONF_POLICY_LEAST_SESSIONS,
+    .create = ls_create,
+    .destroy = ls_destroy,
+    .order = ls_order,
+};

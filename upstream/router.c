@@ -1,0 +1,62 @@
+/* The router: (snapshot, request) -> route and ordered candidates. */
+#include "upstream/upstream.h"
+
+#include <fnmatch.h>
+#include <string.h>
+
+bool ups_route_matches(const struct ups_route *r, const struct ups_request *req)
+{
+    if (r->listener && (!req->listener || strcmp(r->listener, req->listener) != 0))
+        return false;
+    if (req->l4) /* a tcp listener has no role, app or stream to match */
+        return r->role == CONF_ROLE_ANY && !r->app && !r->stream;
+    if (r->role != CONF_ROLE_ANY && r->role != req->role)
+        return false;
+    if (r->app && fnmatch(r->app, req->app ? req->app : "", 0) != 0)
+        return false;
+    if (r->stream && fnmatch(r->stream, req->stream ? req->stream : "", 0) != 0)
+        return false;
+    return true;
+}
+
+/* Eligible nodes of one tier, in pool order. */
+static size_t tier(const struct ups_pool *pool, bool backup, struct ups_node **out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < pool->n_nodes; i++) {
+        struct ups_node *node = &pool->nodes[i];
+        if (node->backup == backup && ups_node_has_room(node))
+            out[n++] = node;
+    }
+    return n;
+}
+
+const struct ups_route *ups_route_select(const struct ups_snapshot *s,
+                                         const struct ups_request *req,
+                                         struct ups_candidates *out)
+{
+    struct ups_request rq = *req;
+
+    rq.worker %= s->n_workers; /* policy state has one row per worker */
+    out->n = 0;
+    out->n_primary = 0;
+    for (size_t i = 0; i < s->n_routes; i++) {
+        const struct ups_route *r = &s->routes[i];
+        if (!ups_route_matches(r, &rq))
+            continue;
+        /* Pools hold at most 1024 nodes (conf); order into a stack buffer. */
+        struct ups_node *in[1024], *ordered[1024];
+        for (int backup = 0; backup <= 1; backup++) {
+            size_t n = tier(r->pool, backup, in);
+            if (n == 0)
+                continue;
+            size_t m = r->ops->order(r->state, &rq, in, n, ordered);
+            for (size_t k = 0; k < m && out->n < UPS_MAX_CANDIDATES; k++)
+                out->node[out->n++] = ordered[k];
+            if (!backup)
+                out->n_primary = out->n;
+        }
+        return r;
+    }
+    return NULL;
+}

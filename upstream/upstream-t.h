@@ -1,0 +1,102 @@
+/* Routing state: nodes, pools ("lines"), routes, policies. Pure data: this
+ * module does no I/O. See ../shared/DESIGN.md "Threads and shared state". */
+#ifndef UPSTREAM_UPSTREAM_T_H
+#define UPSTREAM_UPSTREAM_T_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Live counters of a node. They outlive one snapshot: a reload that keeps a
+ * node (same pool, name and address) keeps its counters. Shared by all
+ * workers, so every field is atomic. */
+struct ups_node_live {
+    _Atomic unsigned refs;
+    _Atomic unsigned sessions;       /* live, reserved at dial time */
+    _Atomic uint64_t sessions_total; /* sessions that reached the node */
+    _Atomic uint64_t dial_failures;
+    _Atomic uint64_t bytes_from_client;
+    _Atomic uint64_t bytes_to_client;
+};
+
+struct ups_pool;
+
+struct ups_node {
+    char *name;
+    char *address_text;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    unsigned weight;
+    bool backup;
+    unsigned max_sessions; /* 0 = no limit */
+    size_t index;          /* in its pool */
+    struct ups_pool *pool;
+    struct ups_node_live *live;
+};
+
+struct ups_pool {
+    char *name;
+    struct ups_node *nodes;
+    size_t n_nodes;
+};
+
+/* What the front door learned about a session. Strings are borrowed. */
+struct ups_request {
+    const char *listener;
+    bool l4;         /* tcp-mode listener: no role, app or stream */
+    int role;        /* enum conf_role */
+    const char *app;
+    const char *stream;
+    unsigned worker; /* index of the calling worker thread */
+};
+
+/* A policy orders one tier (primaries, then backups) of eligible nodes.
+ * state is per route and holds one row per worker, so workers never share
+ * a writable cache line and never lock. */
+struct ups_policy_ops {
+    const char *name;
+    int policy; /* enum conf_policy */
+    void *(*create)(const struct ups_pool *pool, unsigned n_workers);
+    void (*destroy)(void *state);
+    /* Writes up to n nodes from in[] into out[] in the order to try them;
+     * returns how many. in[] holds n eligible nodes of one tier. */
+    size_t (*order)(void *state, const struct ups_request *req, struct ups_node *const *in,
+                    size_t n, struct ups_node **out);
+};
+
+struct ups_route {
+    char *name;
+    char *listener; /* NULL = any */
+    int role;       /* enum conf_role; CONF_ROLE_ANY = any */
+    char *app;      /* glob or NULL */
+    char *stream;   /* glob or NULL */
+    struct ups_pool *pool;
+    int policy;
+    int route_on;
+    const struct ups_policy_ops *ops;
+    void *state;
+};
+
+/* Immutable once published; reference counted (RCU style). */
+struct ups_snapshot {
+    _Atomic unsigned refs;
+    uint64_t generation;
+    unsigned n_workers;
+    struct ups_pool *pools;
+    size_t n_pools;
+    struct ups_route *routes;
+    size_t n_routes;
+};
+
+/* Bound on the nodes one session dials before giving up. */
+#define UPS_MAX_CANDIDATES 8
+
+struct ups_candidates {
+    struct ups_node *node[UPS_MAX_CANDIDATES];
+    size_t n;
+    size_t n_primary; /* the first n_primary are primaries */
+};
+
+#endif

@@ -1,0 +1,32 @@
+#ifndef UPSTREAM_UPSTREAM_H
+#define UPSTREAM_UPSTREAM_H
+
+#include "conf/conf-t.h"
+#include "upstream/upstream-t.h"
+
+/* Builds a snapshot from a validated config. prev (may be NULL) lends its
+ * node counters to nodes that survive. Returns NULL with a message in err. */
+struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_snapshot *prev,
+                                        unsigned n_workers, char *err, size_t errlen);
+struct ups_snapshot *ups_snapshot_ref(struct ups_snapshot *s);
+void ups_snapshot_unref(struct ups_snapshot *s);
+
+/* The router: first route matching req, and the nodes to try, in order.
+ * Returns NULL when no route matches (out->n = 0). out->n may be 0 with a
+ * route when no node can take the session (all full). */
+const struct ups_route *ups_route_select(const struct ups_snapshot *s,
+                                         const struct ups_request *req,
+                                         struct ups_candidates *out);
+bool ups_route_matches(const struct ups_route *r, const struct ups_request *req);
+
+/* Reserve a session slot on a node (respects max_sessions); release it when
+ * the session ends or the dial fails. */
+bool ups_node_acquire(struct ups_node *n);
+void ups_node_release(struct ups_node *n);
+bool ups_node_has_room(const struct ups_node *n);
+
+const struct ups_policy_ops *ups_policy_find(int policy);
+extern const struct ups_policy_ops ups_policy_weighted;
+extern const struct ups_policy_ops ups_policy_least_sessions;
+
+#endif
