@@ -95,6 +95,7 @@ struct conf {
     } timeouts;
     struct {
         int64_t max_sessions;
+        struct conf_mark max_sessions_mark; /* line 0: left at the default */
         int64_t max_sessions_per_ip;
         int64_t preroute_bytes;
     } limits;

@@ -93,8 +93,8 @@ static const struct conf_field timeout_fields[] = {
     F_END};
 
 static const struct conf_field limit_fields[] = {
-    {"max_sessions", CK_INT, OFF(struct conf, limits.max_sessions), 0, 0, 1, 1000000, NULL, NULL,
-     0, 0, NULL},
+    {"max_sessions", CK_INT, OFF(struct conf, limits.max_sessions), CF_MARK,
+     OFF(struct conf, limits.max_sessions_mark), 1, 1000000, NULL, NULL, 0, 0, NULL},
     F_UNSUP("max_sessions_per_ip", "per-address limits are not built yet"),
     {"preroute_bytes", CK_SIZE, OFF(struct conf, limits.preroute_bytes), 0, 0, 4096, 16 << 20,
      NULL, NULL, 0, 0, NULL},

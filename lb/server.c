@@ -76,7 +76,9 @@ static void plan_descriptors(struct lb_server *srv)
                (unsigned long long)nofile, (unsigned long long)before, srv->fd_capacity,
                srv->pipes_per_worker);
     if (max > srv->fd_capacity) {
-        lb_log_msg(LB_LOG_WARN, "capacity",
+        /* Only an explicit setting the limit can't honour is worth a warning. */
+        lb_log_msg(srv->conf->limits.max_sessions_mark.line ? LB_LOG_WARN : LB_LOG_INFO,
+                   "capacity",
                    "limits.max_sessions %u is more than the open-file limit allows; "
                    "refusing sessions beyond %u (raise `ulimit -Hn` to lift this)",
                    max, srv->fd_capacity);

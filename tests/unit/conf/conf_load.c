@@ -1,0 +1,350 @@
+/* Config loading: one test per error class, each asserting the exact
+ * "file:line:col: path: message", plus defaults and a full valid config. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+
+static const char BASE[] = "listeners:\n"                  /* 1 */
+                           "  - name: front\n"              /* 2 */
+                           "    address: 127.0.0.1:1935\n"  /* 3 */
+                           "    mode: tcp\n"                /* 4 */
+                           "pools:\n"                       /* 5 */
+                           "  origins:\n"                   /* 6 */
+                           "    nodes:\n"                   /* 7 */
+                           "      - name: a\n"              /* 8 */
+                           "        address: 127.0.0.1:1936\n" /* 9 */
+                           "routes:\n"                      /* 10 */
+                           "  - name: all\n"                /* 11 */
+                           "    pool: origins\n";           /* 12 */
+
+static struct conf *load(const char *text, struct conf_errors *errs)
+{
+    struct conf_load_opts opts = {.resolve_names = false};
+    return conf_load_buffer("t.yaml", text, strlen(text), &opts, errs);
+}
+
+/* Loading text must fail with exactly one error, equal to want. */
+static void expect_error(const char *text, const char *want)
+{
+    struct conf_errors errs;
+    struct conf *c = load(text, &errs);
+    if (c || errs.n != 1 || strcmp(errs.msg[0], want) != 0) {
+        print_error("config:\n%s\nwant: %s\ngot %zu errors:\n", text, want, errs.n);
+        for (size_t i = 0; i < errs.n; i++)
+            print_error("  %s\n", errs.msg[i]);
+    }
+    assert_null(c);
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.msg[0], want);
+    conf_errors_free(&errs);
+}
+
+/* BASE with one line replaced (1-based) or text inserted before it. */
+static char *edit(int line, const char *replacement, bool insert)
+{
+    static char out[4096];
+    const char *p = BASE;
+    size_t used = 0;
+    for (int n = 1; *p; n++) {
+        const char *eol = strchr(p, '\n');
+        size_t len = (size_t)(eol - p) + 1;
+        if (n == line) {
+            used += (size_t)snprintf(out + used, sizeof(out) - used, "%s", replacement);
+            if (insert) {
+                memcpy(out + used, p, len);
+                used += len;
+            }
+        } else {
+            memcpy(out + used, p, len);
+            used += len;
+        }
+        p = eol + 1;
+    }
+    out[used] = '\0';
+    return out;
+}
+
+static void test_valid_base_and_defaults(void **st)
+{
+    struct conf_errors errs;
+    struct conf *c = load(BASE, &errs);
+    assert_non_null(c);
+    assert_int_equal(errs.n, 0);
+    assert_int_equal(c->workers, 0); /* auto */
+    assert_int_equal(c->log.format, CONF_LOG_TEXT);
+    assert_int_equal(c->log.level, CONF_LOG_INFO);
+    assert_string_equal(c->log.access_log, "stderr");
+    assert_int_equal(c->timeouts.handshake_ms, 10000);
+    assert_int_equal(c->timeouts.connect_ms, 3000);
+    assert_int_equal(c->timeouts.idle_ms, 60000);
+    assert_int_equal(c->timeouts.drain_ms, 30000);
+    assert_int_equal(c->limits.max_sessions, 20000);
+    assert_int_equal(c->limits.preroute_bytes, 65536);
+    assert_int_equal(c->n_listeners, 1);
+    assert_string_equal(c->listeners[0].name, "front");
+    assert_int_equal(c->listeners[0].mode, CONF_MODE_TCP);
+    assert_int_equal(c->n_pools, 1);
+    assert_string_equal(c->pools[0].name, "origins");
+    assert_int_equal(c->pools[0].n_nodes, 1);
+    assert_int_equal(c->pools[0].nodes[0].weight, 1);
+    assert_false(c->pools[0].nodes[0].backup);
+    assert_int_equal(c->pools[0].nodes[0].max_sessions, 0);
+    assert_int_equal(c->routes[0].policy, CONF_POLICY_WEIGHTED);
+    assert_false(c->routes[0].match.present);
+    conf_free(c);
+}
+
+static void test_full_config(void **st)
+{
+    const char *text = "workers: 3\n"
+                       "log: {format: json, level: warn, access_log: off}\n"
+                       "timeouts: {handshake: 5s, connect: 250ms, idle: 2m, drain: 1h}\n"
+                       "limits: {max_sessions: 500, preroute_bytes: 1MiB}\n"
+                       "listeners:\n"
+                       "  - {name: a, address: '[::1]:1935', mode: tcp}\n"
+                       "  - {name: b, address: 127.0.0.2:1935, mode: tcp}\n"
+                       "pools:\n"
+                       "  p:\n"
+                       "    nodes:\n"
+                       "      - {name: x, address: 127.0.0.1:1, weight: 1000, max_sessions: 7}\n"
+                       "      - {name: y, address: '[::1]:2', backup: true}\n"
+                       "routes:\n"
+                       "  - name: r\n"
+                       "    match: {listener: b}\n"
+                       "    pool: p\n"
+                       "    policy: least_sessions\n"
+                       "  - {name: s, match: {}, pool: p}\n";
+    struct conf_errors errs;
+    struct conf *c = load(text, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        print_error("%s\n", errs.msg[i]);
+    assert_non_null(c);
+    assert_int_equal(c->workers, 3);
+    assert_int_equal(c->log.format, CONF_LOG_JSON);
+    assert_int_equal(c->log.level, CONF_LOG_WARN);
+    assert_string_equal(c->log.access_log, "off");
+    assert_int_equal(c->timeouts.handshake_ms, 5000);
+    assert_int_equal(c->timeouts.connect_ms, 250);
+    assert_int_equal(c->timeouts.idle_ms, 120000);
+    assert_int_equal(c->timeouts.drain_ms, 3600000);
+    assert_int_equal(c->limits.max_sessions, 500);
+    assert_int_equal(c->limits.preroute_bytes, 1 << 20);
+    assert_int_equal(c->listeners[0].address.ss.ss_family, AF_INET6);
+    assert_int_equal(c->pools[0].nodes[0].weight, 1000);
+    assert_int_equal(c->pools[0].nodes[0].max_sessions, 7);
+    assert_true(c->pools[0].nodes[1].backup);
+    assert_string_equal(c->routes[0].match.listener, "b");
+    assert_int_equal(c->routes[0].policy, CONF_POLICY_LEAST_SESSIONS);
+    assert_true(c->routes[1].match.present);
+    conf_free(c);
+}
+
+static void test_unknown_key(void **st)
+{
+    expect_error(edit(9, "        wieght: 2\n", true),
+                 "t.yaml:9:9: pools.origins.nodes[0].wieght: unknown key (expected one of: "
+                 "name, address, weight, backup, max_sessions, send_proxy, stats, location)");
+}
+
+static void test_duplicate_key(void **st)
+{
+    expect_error(edit(1, "workers: 2\nworkers: 3\n", true),
+                 "t.yaml:2:1: workers: duplicate key (first at line 1)");
+}
+
+static void test_wrong_type(void **st)
+{
+    expect_error(edit(1, "log: text\n", true), "t.yaml:1:6: log: must be a mapping (got a scalar)");
+    expect_error("listeners: [{name: f, address: 127.0.0.1:1, mode: tcp}]\n"
+                 "pools:\n"
+                 "  origins:\n"
+                 "    nodes: {name: a}\n"
+                 "routes: [{name: r, pool: origins}]\n",
+                 "t.yaml:4:12: pools.origins.nodes: must be a list of nodes (got a mapping)");
+}
+
+static void test_out_of_range(void **st)
+{
+    expect_error(edit(9, "        weight: 0\n", true),
+                 "t.yaml:9:17: pools.origins.nodes[0].weight: must be 1..1000 (got 0)");
+    expect_error(edit(1, "workers: 0\n", true), "t.yaml:1:10: workers: must be 1..256 (got 0)");
+    expect_error(edit(1, "workers: many\n", true),
+                 "t.yaml:1:10: workers: must be a whole number or auto (got \"many\")");
+    expect_error(edit(1, "timeouts: {connect: 2h}\n", true),
+                 "t.yaml:1:21: timeouts.connect: must be 10ms..600000ms (got 2h)");
+}
+
+static void test_bad_duration(void **st)
+{
+    expect_error(edit(1, "timeouts:\n  idle: 3 seconds\n", true),
+                 "t.yaml:2:9: timeouts.idle: must be a duration like 500ms, 10s, 2m or 1h "
+                 "(got \"3 seconds\")");
+    expect_error(edit(1, "timeouts:\n  idle: 30\n", true),
+                 "t.yaml:2:9: timeouts.idle: must be a duration like 500ms, 10s, 2m or 1h "
+                 "(got \"30\")");
+}
+
+static void test_bad_size(void **st)
+{
+    expect_error(edit(1, "limits:\n  preroute_bytes: 64KB\n", true),
+                 "t.yaml:2:19: limits.preroute_bytes: must be a size like 4096, 64KiB, 1MiB or "
+                 "1GiB (got \"64KB\")");
+}
+
+static void test_bad_bool(void **st)
+{
+    expect_error(edit(9, "        backup: maybe\n", true),
+                 "t.yaml:9:17: pools.origins.nodes[0].backup: must be true or false (got "
+                 "\"maybe\")");
+}
+
+static void test_bad_address(void **st)
+{
+    expect_error(edit(9, "        address: 127.0.0.1\n", false),
+                 "t.yaml:9:18: pools.origins.nodes[0].address: must be HOST:PORT or "
+                 "[IPV6]:PORT (got \"127.0.0.1\")");
+    expect_error(edit(3, "    address: 127.0.0.1:70000\n", false),
+                 "t.yaml:3:14: listeners[0].address: port must be 1..65535 (got \"70000\")");
+}
+
+static void test_bad_enum(void **st)
+{
+    expect_error(edit(12, "    pool: origins\n    policy: roundrobin\n", false),
+                 "t.yaml:13:13: routes[0].policy: must be one of: weighted, least_sessions, "
+                 "stream_affinity, stream_location, geo_nearest (got \"roundrobin\")");
+}
+
+static void test_unbuilt_feature(void **st)
+{
+    expect_error(edit(12, "    pool: origins\n    policy: geo_nearest\n", false),
+                 "t.yaml:13:13: routes[0].policy: \"geo_nearest\" is not available in this "
+                 "build yet: it needs the geo database (available: weighted, least_sessions)");
+    expect_error(edit(6, "  origins:\n    health: {type: tcp}\n", false),
+                 "t.yaml:7:13: pools.origins.health: not available in this build yet: health "
+                 "checks are not built yet");
+}
+
+static void test_missing_required(void **st)
+{
+    expect_error(edit(12, "    policy: weighted\n", false),
+                 "t.yaml:11:5: routes[0].pool: is required");
+    expect_error("pools: {}\nroutes: [{name: r, pool: p}]\n"
+                 "listeners: [{name: x, address: 127.0.0.1:1, mode: tcp}]\n",
+                 "t.yaml:1:8: pools: must have at least one pool");
+}
+
+static void test_duplicate_names(void **st)
+{
+    expect_error(edit(10, "      - name: a\n        address: 127.0.0.1:1937\n", true),
+                 "t.yaml:10:15: pools.origins.nodes[1].name: duplicate node name \"a\" in pool "
+                 "\"origins\" (first at line 8)");
+    expect_error(edit(5, "  - name: front\n    address: 127.0.0.1:1940\n    mode: tcp\n", true),
+                 "t.yaml:5:11: listeners[1].name: duplicate listener name \"front\" (first at "
+                 "line 2)");
+    expect_error(edit(10, "  origins:\n    nodes: [{name: b, address: 127.0.0.1:2}]\n", true),
+                 "t.yaml:10:3: pools.origins: duplicate pool name (first at line 6)");
+}
+
+static void test_unknown_pool(void **st)
+{
+    expect_error(edit(12, "    pool: edges\n", false),
+                 "t.yaml:12:11: routes[0].pool: unknown pool \"edges\" (pools: origins)");
+}
+
+static void test_unknown_listener(void **st)
+{
+    expect_error(edit(12, "    pool: origins\n    match: {listener: back}\n", false),
+                 "t.yaml:13:23: routes[0].match.listener: unknown listener \"back\"");
+}
+
+static void test_tcp_listener_without_route(void **st)
+{
+    expect_error(edit(12, "    pool: origins\n    match: {app: live}\n", false),
+                 "t.yaml:2:5: listeners[0]: no route can take sessions from tcp listener "
+                 "\"front\" (it needs a route whose match names no role, app or stream)");
+}
+
+static void test_rtmp_default_mode(void **st)
+{
+    expect_error(edit(4, "", false),
+                 "t.yaml:2:5: listeners[0]: mode defaults to rtmp, which is not available in "
+                 "this build yet (the RTMP front door is not built yet; use mode: tcp)");
+}
+
+static void test_yaml_syntax(void **st)
+{
+    expect_error("listeners:\n  - name: [unclosed\n",
+                 "t.yaml:3:1: YAML syntax error: did not find expected ',' or ']' (while "
+                 "parsing a flow sequence, line 2)");
+    expect_error("", "t.yaml:1:1: config is empty");
+    expect_error("- a\n- b\n", "t.yaml:1:1: must be a mapping (got a list)");
+}
+
+static void test_second_document(void **st)
+{
+    char text[1024];
+    snprintf(text, sizeof(text), "%s---\nworkers: 2\n", BASE);
+    expect_error(text, "t.yaml:14:1: only one YAML document is allowed in a config file");
+}
+
+static void test_size_cap(void **st)
+{
+    struct conf_errors errs;
+    struct conf_load_opts opts = {.resolve_names = false, .max_bytes = 16};
+    struct conf *c = conf_load_buffer("t.yaml", BASE, strlen(BASE), &opts, &errs);
+    assert_null(c);
+    assert_int_equal(errs.n, 1);
+    char want[64];
+    snprintf(want, sizeof(want), "t.yaml:1:1: config is too large (%zu bytes, limit 16)",
+             strlen(BASE));
+    assert_string_equal(errs.msg[0], want);
+    conf_errors_free(&errs);
+}
+
+static void test_many_errors_all_reported(void **st)
+{
+    struct conf_errors errs;
+    struct conf *c = load("workers: 0\nlog: {level: loud}\nfoo: 1\n", &errs);
+    assert_null(c);
+    /* workers, log.level, foo, then the three required keys. */
+    assert_int_equal(errs.n, 6);
+    assert_string_equal(errs.msg[3], "t.yaml:1:1: listeners: is required");
+    conf_errors_free(&errs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_base_and_defaults),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_duplicate_key),
+        cmocka_unit_test(test_wrong_type),
+        cmocka_unit_test(test_out_of_range),
+        cmocka_unit_test(test_bad_duration),
+        cmocka_unit_test(test_bad_size),
+        cmocka_unit_test(test_bad_bool),
+        cmocka_unit_test(test_bad_address),
+        cmocka_unit_test(test_bad_enum),
+        cmocka_unit_test(test_unbuilt_feature),
+        cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_duplicate_names),
+        cmocka_unit_test(test_unknown_pool),
+        cmocka_unit_test(test_unknown_listener),
+        cmocka_unit_test(test_tcp_listener_without_route),
+        cmocka_unit_test(test_rtmp_default_mode),
+        cmocka_unit_test(test_yaml_syntax),
+        cmocka_unit_test(test_second_document),
+        cmocka_unit_test(test_size_cap),
+        cmocka_unit_test(test_many_errors_all_reported),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
