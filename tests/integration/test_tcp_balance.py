@@ -1,1 +1,301 @@
-raise SystemExit('todo')
+"""tcp-mode balancing, black box: weights, dead nodes, backups, max_sessions,
+byte integrity, half-close, idle timeout, drain on SIGTERM, reload on SIGHUP."""
+
+import concurrent.futures
+import hashlib
+import os
+import signal
+import socket
+import time
+import unittest
+
+import harness
+from harness import Fleet, TcpBackend, ask_name, access_lines, free_port, wait_port
+
+
+def config(front, nodes, extra="", policy="weighted", workers=2):
+    lines = ["workers: %d" % workers, extra,
+             "listeners:",
+             "  - {name: front, address: 127.0.0.1:%d, mode: tcp}" % front,
+             "pools:", "  p:", "    nodes:"]
+    for n in nodes:
+        lines.append("      - {%s}" % ", ".join("%s: %s" % kv for kv in n.items()))
+    lines += ["routes:", "  - {name: all, pool: p, policy: %s}" % policy, ""]
+    return "\n".join(lines)
+
+
+def node(name, port, **kw):
+    d = {"name": name, "address": "127.0.0.1:%d" % port}
+    d.update(kw)
+    return d
+
+
+class TcpBalance(unittest.TestCase):
+    def setUp(self):
+        self.fleet = Fleet()
+        self.front = free_port()
+
+    def tearDown(self):
+        self.fleet.stop()
+
+    def backend(self, name, **kw):
+        b = TcpBackend(name, **kw)
+        self.fleet.threads.append(b)
+        return b
+
+    def names(self, n, workers=16):
+        with concurrent.futures.ThreadPoolExecutor(workers) as ex:
+            return list(ex.map(lambda _: ask_name(self.front), range(n)))
+
+    def test_weights_3_2_1_over_600_connections(self):
+        a, b, c = self.backend("a"), self.backend("b"), self.backend("c")
+        self.fleet.rtmplb(config(self.front, [node("a", a.port, weight=3),
+                                              node("b", b.port, weight=2),
+                                              node("c", c.port, weight=1)]),
+                          wait_ports=[self.front])
+        got = self.names(600)
+        counts = {n: got.count(n) for n in "abc"}
+        print("600 connections:", counts)
+        self.assertEqual(sum(counts.values()), 600)
+        for n, want in (("a", 300), ("b", 200), ("c", 100)):
+            self.assertLessEqual(abs(counts[n] - want), want * 0.05, counts)
+
+    def test_closed_node_is_skipped_without_hang(self):
+        b = self.backend("b")
+        dead = free_port()  # nothing listens here
+        lb = self.fleet.rtmplb(config(self.front, [node("dead", dead, weight=5),
+                                                   node("b", b.port)]),
+                               wait_ports=[self.front])
+        t0 = time.monotonic()
+        for _ in range(20):
+            start = time.monotonic()
+            self.assertEqual(ask_name(self.front), "b")
+            self.assertLess(time.monotonic() - start, 2.0)
+        print("20 connections past a refused node in %.2fs" % (time.monotonic() - t0))
+        self.fleet.stop_proc(lb)
+        log = self.fleet.log_text("rtmplb")
+        self.assertIn("dial_failed", log)
+        self.assertIn("node=dead", log)
+        sessions = access_lines(log)
+        self.assertEqual(len(sessions), 20)
+        self.assertTrue(all(s["node"] == "b" for s in sessions))
+        self.assertTrue(any(s["dials"] == "2" for s in sessions))
+
+    def test_all_nodes_dead_closes_client(self):
+        lb = self.fleet.rtmplb(config(self.front, [node("x", free_port()), node("y", free_port())]),
+                               wait_ports=[self.front])
+        s = socket.create_connection(("127.0.0.1", self.front), timeout=5)
+        start = time.monotonic()
+        self.assertEqual(s.recv(10), b"")  # closed, not hung
+        self.assertLess(time.monotonic() - start, 3.0)
+        s.close()
+        self.fleet.stop_proc(lb)
+        sessions = access_lines(self.fleet.log_text("rtmplb"))
+        self.assertEqual(sessions[-1]["reason"], "dial_failed")
+        self.assertEqual(sessions[-1]["dials"], "2")
+
+    def test_connect_timeout_moves_on(self):
+        b = self.backend("b")
+        # A listener with a full backlog never completes the handshake: a
+        # black hole on loopback. 198.18.0.0/15 would leave the box; don't.
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        fillers = []
+        for _ in range(8):  # fill the accept queue and SYN backlog
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(hole.getsockname())
+            fillers.append(f)
+        try:
+            self.fleet.rtmplb(config(self.front, [node("hole", hole.getsockname()[1], weight=9),
+                                                  node("b", b.port)],
+                                     extra="timeouts: {connect: 300ms}"),
+                              wait_ports=[self.front])
+            start = time.monotonic()
+            self.assertEqual(ask_name(self.front, timeout=10), "b")
+            took = time.monotonic() - start
+            print("dial through a black hole fell over in %.2fs" % took)
+            self.assertLess(took, 3.0)
+        finally:
+            for f in fillers:
+                f.close()
+            hole.close()
+
+    def test_backups_only_when_every_primary_is_closed(self):
+        a, b, k = self.backend("a"), self.backend("b"), self.backend("k")
+        self.fleet.rtmplb(config(self.front, [node("a", a.port), node("b", b.port),
+                                              node("k", k.port, backup="true")]),
+                          wait_ports=[self.front])
+        got = self.names(60)
+        self.assertEqual(got.count("k"), 0)
+        self.assertEqual(got.count("a") + got.count("b"), 60)
+        a.stop()
+        got = self.names(20)
+        self.assertEqual(set(got), {"b"})  # one primary left: still no backup
+        b.stop()
+        got = self.names(20)
+        self.assertEqual(set(got), {"k"})  # every primary closed: the backup
+        a.start()
+        got = self.names(20)
+        self.assertEqual(set(got), {"a"})  # a primary is back: backup idle again
+
+    def test_max_sessions_spills_to_next_node(self):
+        a, b = self.backend("a"), self.backend("b")
+        self.fleet.rtmplb(config(self.front, [node("a", a.port, weight=100, max_sessions=2),
+                                              node("b", b.port)], workers=1),
+                          wait_ports=[self.front])
+        held = []
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", self.front), timeout=5)
+            held.append((s, s.makefile("rb").readline().strip()))
+        names = [n for _, n in held]
+        self.assertEqual(names.count(b"a"), 2, names)
+        self.assertEqual(names.count(b"b"), 2, names)
+        for s, _ in held:
+            s.close()
+        time.sleep(0.3)
+        self.assertEqual(ask_name(self.front), "a")  # slots freed on close
+
+    def test_bytes_intact_both_ways_with_half_close(self):
+        e = self.backend("e", mode="echo")
+        lb = self.fleet.rtmplb(config(self.front, [node("e", e.port)]), wait_ports=[self.front])
+        payload = os.urandom(24 << 20)
+
+        def run():
+            s = socket.create_connection(("127.0.0.1", self.front), timeout=30)
+            got = bytearray()
+
+            def reader():
+                while True:
+                    d = s.recv(1 << 16)
+                    if not d:
+                        return
+                    got.extend(d)
+
+            import threading
+            t = threading.Thread(target=reader)
+            t.start()
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)  # half-close: the echo must still come back
+            t.join(60)
+            s.close()
+            return bytes(got)
+
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            results = list(ex.map(lambda _: run(), range(4)))
+        want = hashlib.sha256(payload + b"EOF").hexdigest()
+        for r in results:
+            self.assertEqual(len(r), len(payload) + 3)
+            self.assertEqual(hashlib.sha256(r).hexdigest(), want)
+        self.fleet.stop_proc(lb)
+        sessions = access_lines(self.fleet.log_text("rtmplb"))
+        self.assertEqual(len(sessions), 4)
+        for s in sessions:
+            self.assertEqual(int(s["bytes_in"]), len(payload))
+            self.assertEqual(int(s["bytes_out"]), len(payload) + 3)
+            self.assertEqual(s["reason"], "client_closed")
+
+    def test_idle_timeout(self):
+        b = self.backend("b")
+        lb = self.fleet.rtmplb(config(self.front, [node("b", b.port)],
+                                      extra="timeouts: {idle: 1s}"),
+                               wait_ports=[self.front])
+        s = socket.create_connection(("127.0.0.1", self.front), timeout=10)
+        self.assertEqual(s.makefile("rb").readline(), b"b\n")
+        start = time.monotonic()
+        self.assertEqual(s.recv(10), b"")
+        took = time.monotonic() - start
+        self.assertGreater(took, 0.8)
+        self.assertLess(took, 3.0)
+        s.close()
+        self.fleet.stop_proc(lb)
+        self.assertEqual(access_lines(self.fleet.log_text("rtmplb"))[-1]["reason"], "idle_timeout")
+
+    def test_sigterm_drains_live_sessions(self):
+        e = self.backend("e", mode="echo")
+        lb = self.fleet.rtmplb(config(self.front, [node("e", e.port)],
+                                      extra="timeouts: {drain: 20s}"),
+                               wait_ports=[self.front])
+        s = socket.create_connection(("127.0.0.1", self.front), timeout=5)
+        s.sendall(b"ping")
+        self.assertEqual(s.recv(4), b"ping")
+        lb.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        # No longer accepting...
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", self.front), timeout=2).close()
+        # ...but the live session still flows.
+        s.sendall(b"pong")
+        self.assertEqual(s.recv(4), b"pong")
+        self.assertIsNone(lb.poll())
+        s.close()
+        self.assertEqual(lb.wait(10), 0)
+        self.assertIn("draining 1 sessions", self.fleet.log_text("rtmplb"))
+
+    def test_drain_deadline_closes_stragglers(self):
+        e = self.backend("e", mode="echo")
+        lb = self.fleet.rtmplb(config(self.front, [node("e", e.port)],
+                                      extra="timeouts: {drain: 1s}"),
+                               wait_ports=[self.front])
+        s = socket.create_connection(("127.0.0.1", self.front), timeout=5)
+        s.sendall(b"x")
+        self.assertEqual(s.recv(1), b"x")
+        start = time.monotonic()
+        lb.send_signal(signal.SIGTERM)
+        self.assertEqual(lb.wait(10), 0)
+        took = time.monotonic() - start
+        self.assertGreater(took, 0.8)
+        self.assertLess(took, 5)
+        self.assertEqual(access_lines(self.fleet.log_text("rtmplb"))[-1]["reason"], "shutdown")
+        s.close()
+
+    def test_sighup_reload_changes_weights_keeps_sessions(self):
+        a, b = self.backend("a"), self.backend("b")
+        text = config(self.front, [node("a", a.port), node("b", b.port, weight=1000)], workers=1)
+        lb = self.fleet.rtmplb(text, wait_ports=[self.front])
+        held = socket.create_connection(("127.0.0.1", self.front), timeout=5)
+        self.assertEqual(held.makefile("rb").readline(), b"b\n")
+        got = self.names(20, workers=1)
+        self.assertGreaterEqual(got.count("b"), 19)
+        with open(lb.conf_path, "w") as f:
+            f.write(config(self.front, [node("a", a.port, weight=1000), node("b", b.port)],
+                           workers=1))
+        lb.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "reloaded" not in self.fleet.log_text("rtmplb") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        got = self.names(20, workers=1)
+        self.assertGreaterEqual(got.count("a"), 19)
+        # A broken file is refused and the running config stays.
+        with open(lb.conf_path, "w") as f:
+            f.write("workers: [\n")
+        lb.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        self.assertIn("reload_failed", self.fleet.log_text("rtmplb"))
+        self.assertGreaterEqual(self.names(10, workers=1).count("a"), 9)
+        self.assertIsNone(lb.poll())
+        held.close()
+
+    def test_max_sessions_refuses_cleanly(self):
+        e = self.backend("e", mode="echo")
+        lb = self.fleet.rtmplb(config(self.front, [node("e", e.port)],
+                                      extra="limits: {max_sessions: 3}"),
+                               wait_ports=[self.front])
+        held = [socket.create_connection(("127.0.0.1", self.front), timeout=5) for _ in range(3)]
+        for s in held:
+            s.sendall(b"a")
+            self.assertEqual(s.recv(1), b"a")
+        extra = socket.create_connection(("127.0.0.1", self.front), timeout=5)
+        self.assertEqual(extra.recv(1), b"")  # refused: closed at once
+        extra.close()
+        for s in held:  # the others are untouched
+            s.sendall(b"b")
+            self.assertEqual(s.recv(1), b"b")
+            s.close()
+        self.fleet.stop_proc(lb)
+        self.assertIn("session_refused", self.fleet.log_text("rtmplb"))
+
+
+if __name__ == "__main__":
+    harness.main()
