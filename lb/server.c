@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* Descriptors kept back for listeners, loops, logs and accept's spare fd. */
@@ -222,6 +223,22 @@ static int bind_listeners(struct lb_server *srv)
     }
     for (size_t i = 0; i < srv->n_listeners; i++) {
         struct lb_listener_spec *l = &srv->listeners[i];
+        /* SO_REUSEPORT would let a second rtmplb on the same port silently
+         * take half the connections: probe with a plain bind first. */
+        int probe = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        if (probe >= 0) {
+            setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+            if (bind(probe, (struct sockaddr *)&l->addr, l->addrlen) < 0) {
+                int err = errno;
+                close(probe);
+                lb_log_msg(LB_LOG_ERROR, "listen", "listener %s: cannot listen on %s: %s%s",
+                           l->name, l->address_text, strerror(err),
+                           err == EADDRINUSE ? " (is another rtmplb running?)" : "");
+                return -1;
+            }
+            close(probe);
+        }
         for (unsigned w = 0; w < srv->n_workers; w++) {
             int err = 0;
             int fd = lb_listen_socket((struct sockaddr *)&l->addr, l->addrlen, &err);

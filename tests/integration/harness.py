@@ -17,6 +17,8 @@ import unittest
 
 ARGS = None
 NGINX_RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 
 
 def parse_args():
@@ -69,6 +71,7 @@ class Fleet:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="rtmplb-test-")
         self.procs = []  # (name, Popen)
+        self.rtmplb_names = []
         self.extra_pids = []
         self.threads = []
 
@@ -107,10 +110,19 @@ class Fleet:
                 pass
         for t in self.threads:
             t.stop()
+        reports = []
+        for name in self.rtmplb_names:
+            text = self.log_text(name)
+            for marker in SANITIZER_MARKERS:
+                if marker in text:
+                    reports.append("%s:\n%s" % (name, text[text.index(marker) - 200:][:6000]))
+                    break
         if os.environ.get("RTMPLB_KEEP_TEST_DIR"):
             print("kept", self.dir, file=sys.stderr)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if reports:
+            raise AssertionError("sanitizer report from rtmplb:\n" + "\n".join(reports))
 
     # -- rtmplb ----------------------------------------------------------
     def rtmplb(self, yaml_text, name="rtmplb", wait_ports=()):
@@ -118,6 +130,7 @@ class Fleet:
         with open(path, "w") as f:
             f.write(yaml_text)
         p = self.spawn(name, [ARGS.rtmplb, "-c", path])
+        self.rtmplb_names.append(name)
         p.conf_path = path
         if wait_ports:
             # Wait for the start-up line rather than probing the port: a

@@ -1,1 +1,95 @@
-raise SystemExit('todo')
+"""rtmplb -t: every shipped example is accepted; every invalid example is
+rejected with exit 2 and the exact file:line:col message written in its
+first line. Also the command line's own errors."""
+
+import glob
+import os
+import subprocess
+import unittest
+
+import harness
+
+
+def run(*args):
+    return subprocess.run([harness.ARGS.rtmplb, *args], capture_output=True, text=True, timeout=30)
+
+
+class ConfigCheck(unittest.TestCase):
+    def examples(self, pattern):
+        files = sorted(glob.glob(os.path.join(harness.ARGS.source, "conf", "examples", pattern)))
+        self.assertTrue(files, "no files match " + pattern)
+        return files
+
+    def test_examples_are_valid(self):
+        for path in self.examples("*.yaml"):
+            with self.subTest(path=path):
+                r = run("-t", "-c", path)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("configuration is valid", r.stderr)
+
+    def test_invalid_examples_fail_at_the_right_place(self):
+        for path in self.examples("invalid/*.yaml"):
+            with self.subTest(path=path):
+                with open(path) as f:
+                    first = f.readline()
+                self.assertTrue(first.startswith("# expect: "), path)
+                want = first[len("# expect: "):].strip().replace("{file}", path)
+                r = run("-t", "-c", path)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                lines = r.stderr.splitlines()
+                self.assertEqual(lines[0], want)
+                self.assertEqual(lines[-1], "rtmplb: %s: configuration is invalid" % path)
+
+    def test_invalid_config_refuses_to_start(self):
+        path = self.examples("invalid/bad-weight.yaml")[0]
+        r = run("-c", path)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(":10:17: pools.origins.nodes[0].weight: must be 1..1000 (got 0)", r.stderr)
+
+    def test_missing_file(self):
+        r = run("-t", "-c", "/nonexistent/rtmplb.yaml")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("/nonexistent/rtmplb.yaml: cannot open: No such file or directory", r.stderr)
+
+    def test_usage_and_version(self):
+        r = run()
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("usage: rtmplb -c FILE", r.stderr)
+        r = run("-x")
+        self.assertEqual(r.returncode, 2)
+        r = run("-V")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^rtmplb \d+\.\d+\.\d+\n")
+        self.assertIn("llhttp", r.stdout)
+
+    def test_busy_port_is_a_clear_start_error(self):
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        fleet = harness.Fleet()
+        try:
+            cfg = os.path.join(fleet.dir, "c.yaml")
+            with open(cfg, "w") as f:
+                f.write("listeners: [{name: rtmp, address: 127.0.0.1:%d, mode: tcp}]\n"
+                        "pools: {p: {nodes: [{name: a, address: 127.0.0.1:1}]}}\n"
+                        "routes: [{name: r, pool: p}]\n" % port)
+            r = run("-c", cfg)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("listener rtmp: cannot listen on 127.0.0.1:%d: Address already in use" % port,
+                          r.stderr)
+            # A second rtmplb on a port the first one holds is refused too
+            # (SO_REUSEPORT would otherwise let it take half the traffic).
+            s.close()
+            fleet.rtmplb(open(cfg).read(), name="first", wait_ports=[port])
+            r = run("-c", cfg)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("Address already in use (is another rtmplb running?)", r.stderr)
+        finally:
+            s.close()
+            fleet.stop()
+
+
+if __name__ == "__main__":
+    harness.main()
