@@ -28,7 +28,13 @@ struct lb_pipepool {
     size_t max_live;
     uint64_t created;
     uint64_t fallbacks; /* transfers done by read/write copy */
+    size_t pipe_size;   /* bytes one pipe holds */
 };
+
+/* Pipe capacity asked of the kernel (F_SETPIPE_SZ); 64 KiB if refused. */
+#ifndef LB_PIPE_SIZE
+#define LB_PIPE_SIZE (256 * 1024)
+#endif
 
 /* ---- sessions --------------------------------------------------------- */
 

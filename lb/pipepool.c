@@ -18,6 +18,7 @@ void lb_pipepool_init(struct lb_pipepool *pp, size_t max_live, size_t max_idle)
     pp->max_live = max_live;
     pp->created = 0;
     pp->fallbacks = 0;
+    pp->pipe_size = LB_PIPE_SIZE;
 }
 
 bool lb_pipe_get(struct lb_pipepool *pp, struct lb_pipe *out)
@@ -33,6 +34,11 @@ bool lb_pipe_get(struct lb_pipepool *pp, struct lb_pipe *out)
             return false; /* EMFILE, ENFILE: the caller copies instead */
         out->rfd = fds[0];
         out->wfd = fds[1];
+        /* Larger pipes mean fewer splice calls per megabyte. Pages are only
+         * used while bytes sit in the pipe, and a pipe is only held while
+         * bytes are in flight. Keep the kernel's size if it refuses. */
+        if (pp->pipe_size > 65536 && fcntl(fds[1], F_SETPIPE_SZ, (int)pp->pipe_size) < 0)
+            pp->pipe_size = 65536;
         pp->n_live++;
         pp->created++;
     }

@@ -18,7 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PIPE_CHUNK (64 * 1024) /* a default pipe's capacity */
 #define COPY_CHUNK (16 * 1024) /* copy fallback buffer */
 #define PUMP_BUDGET (1u << 20) /* bytes per wake-up, so one session can't starve others */
 
@@ -203,10 +202,11 @@ static enum pump_result pump(struct lb_session *s, struct lb_dir *d, int src, in
                 }
             }
         }
+        size_t want = d->has_pipe ? s->w->pipes.pipe_size : COPY_CHUNK;
         if (d->has_pipe)
-            n = splice(src, NULL, d->pipe.wfd, NULL, PIPE_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            n = splice(src, NULL, d->pipe.wfd, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         else
-            n = recv(src, d->buf, COPY_CHUNK, 0);
+            n = recv(src, d->buf, want, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -230,6 +230,10 @@ static enum pump_result pump(struct lb_session *s, struct lb_dir *d, int src, in
         d->bytes += (uint64_t)n;
         moved += (size_t)n;
         s->t_last_ms = uv_now(&s->w->loop);
+        /* A short read drained the socket: after flushing, wait for the
+         * next readiness instead of paying a syscall for a sure EAGAIN. */
+        if ((size_t)n < want)
+            moved = PUMP_BUDGET;
     }
 }
 
