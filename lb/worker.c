@@ -209,6 +209,11 @@ static void worker_main(void *arg)
         ups_snapshot_unref(next);
     ups_snapshot_unref(w->snap);
     w->snap = NULL;
+    lb_log_msg(LB_LOG_INFO, "worker_stopped",
+               "worker %u: %llu pipes created (budget %zu, %zu bytes each), %llu transfers "
+               "copied for want of a pipe",
+               w->id, (unsigned long long)w->pipes.created, w->pipes.max_live,
+               w->pipes.pipe_size, (unsigned long long)w->pipes.fallbacks);
     lb_pipepool_destroy(&w->pipes);
     if (w->reserve_fd >= 0)
         close(w->reserve_fd);

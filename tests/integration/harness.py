@@ -125,11 +125,15 @@ class Fleet:
             raise AssertionError("sanitizer report from rtmplb:\n" + "\n".join(reports))
 
     # -- rtmplb ----------------------------------------------------------
-    def rtmplb(self, yaml_text, name="rtmplb", wait_ports=()):
+    def rtmplb(self, yaml_text, name="rtmplb", wait_ports=(), nofile=None):
         path = os.path.join(self.dir, name + ".yaml")
         with open(path, "w") as f:
             f.write(yaml_text)
-        p = self.spawn(name, [ARGS.rtmplb, "-c", path])
+        kw = {}
+        if nofile:
+            import resource
+            kw["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        p = self.spawn(name, [ARGS.rtmplb, "-c", path], **kw)
         self.rtmplb_names.append(name)
         p.conf_path = path
         if wait_ports:

@@ -4,6 +4,7 @@ byte integrity, half-close, idle timeout, drain on SIGTERM, reload on SIGHUP."""
 import concurrent.futures
 import hashlib
 import os
+import re
 import signal
 import socket
 import time
@@ -195,6 +196,63 @@ class TcpBalance(unittest.TestCase):
             self.assertEqual(int(s["bytes_in"]), len(payload))
             self.assertEqual(int(s["bytes_out"]), len(payload) + 3)
             self.assertEqual(s["reason"], "client_closed")
+
+    def test_copy_fallback_when_pipes_run_out(self):
+        """Under a 200-descriptor limit the pipe budget is a few pipes per
+        worker: concurrent transfers must fall back to copying, intact."""
+        e = self.backend("e", mode="echo")
+        lb = self.fleet.rtmplb(config(self.front, [node("e", e.port)]), wait_ports=[self.front],
+                               nofile=200)
+        payload = os.urandom(4 << 20)
+
+        def run(_):
+            s = socket.create_connection(("127.0.0.1", self.front), timeout=30)
+            got = bytearray()
+            import threading
+            t = threading.Thread(target=lambda: [got.extend(d) for d in iter(lambda: s.recv(1 << 16), b"")])
+            t.start()
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            t.join(60)
+            s.close()
+            return hashlib.sha256(bytes(got)).hexdigest()
+
+        with concurrent.futures.ThreadPoolExecutor(16) as ex:
+            digests = list(ex.map(run, range(16)))
+        want = hashlib.sha256(payload + b"EOF").hexdigest()
+        self.assertEqual(digests, [want] * 16)
+        self.assertEqual(self.fleet.stop_proc(lb), 0)
+        log = self.fleet.log_text("rtmplb")
+        self.assertIn("open-file limit 200", log)
+        copied = [int(n) for n in re.findall(r"(\d+) transfers copied for want of a pipe", log)]
+        print("pipes ran out; transfers copied instead:", copied)
+        self.assertEqual(len(copied), 2)  # one line per worker
+        self.assertGreater(sum(copied), 0)
+
+    def test_idle_sessions_hold_no_pipes(self):
+        e = self.backend("e", mode="echo")
+        lb = self.fleet.rtmplb(config(self.front, [node("e", e.port)]), wait_ports=[self.front])
+        held = []
+        for i in range(300):
+            s = socket.create_connection(("127.0.0.1", self.front), timeout=10)
+            s.sendall(b"x")  # both directions borrow a pipe once
+            self.assertEqual(s.recv(1), b"x")
+            held.append(s)
+        kinds = {}
+        for fd in os.listdir("/proc/%d/fd" % lb.pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (lb.pid, fd))
+            except OSError:
+                continue
+            kind = target.split(":")[0] if ":" in target else "file"
+            kinds[kind] = kinds.get(kind, 0) + 1
+        print("300 idle sessions, rtmplb descriptors:", kinds)
+        self.assertGreaterEqual(kinds.get("socket", 0), 600)
+        # Only the per-worker idle pools keep pipes (64 each, 2 fds a pipe),
+        # never the sessions: 300 sessions holding theirs would be 1200 fds.
+        self.assertLessEqual(kinds.get("pipe", 0), 2 * 64 * 2)
+        for s in held:
+            s.close()
 
     def test_idle_timeout(self):
         b = self.backend("b")
