@@ -140,7 +140,7 @@ class Fleet:
             # Wait for the start-up line rather than probing the port: a
             # probe would be a session of its own in the access log.
             deadline = time.monotonic() + 10
-            while " started " not in self.log_text(name):
+            while not re.search(r' started |"event":"started"', self.log_text(name)):
                 if p.poll() is not None:
                     raise AssertionError("rtmplb exited with %s:\n%s" % (p.returncode, self.log_text(name)))
                 if time.monotonic() > deadline:

@@ -254,6 +254,62 @@ class TcpBalance(unittest.TestCase):
         for s in held:
             s.close()
 
+    def test_backpressure_from_a_backend_that_stops_reading(self):
+        """A backend that accepts and never reads: the client's writes must
+        stall after socket buffers plus one pipe, not pile up in rtmplb."""
+        sink = socket.socket()
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(4)
+        lb = self.fleet.rtmplb(config(self.front, [node("sink", sink.getsockname()[1])]),
+                               wait_ports=[self.front])
+        try:
+            c = socket.create_connection(("127.0.0.1", self.front), timeout=5)
+            conn, _ = sink.accept()  # accepted, never read
+            c.setblocking(False)
+            chunk = b"\0" * (1 << 16)
+            sent = 0
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and sent < (512 << 20):
+                try:
+                    sent += c.send(chunk)
+                except BlockingIOError:
+                    time.sleep(0.01)
+            rss_kb = int(open("/proc/%d/status" % lb.pid).read().split("VmRSS:")[1].split()[0])
+            print("backend not reading: client got %.1f MiB in before stalling; rtmplb RSS %d KiB"
+                  % (sent / 1048576, rss_kb))
+            # Kernel socket buffers on both sides plus one pipe: tens of MiB
+            # at most. A proxy that buffered without bound would take it all.
+            self.assertLess(sent, 64 << 20)
+            self.assertLess(rss_kb, 64 * 1024)
+            c.close()
+            conn.close()
+        finally:
+            sink.close()
+
+    def test_json_log_lines(self):
+        import json
+        b = self.backend("b")
+        lb = self.fleet.rtmplb(config(self.front, [node("b", b.port)],
+                                      extra="log: {format: json}"),
+                               wait_ports=[self.front])
+        self.assertEqual(ask_name(self.front), "b")
+        time.sleep(0.2)
+        self.assertEqual(self.fleet.stop_proc(lb), 0)
+        lines = [json.loads(l) for l in self.fleet.log_text("rtmplb").splitlines()]
+        events = [l["event"] for l in lines]
+        self.assertIn("started", events)
+        self.assertIn("stopped", events)
+        session = [l for l in lines if l["event"] == "session"]
+        self.assertEqual(len(session), 1)
+        s = session[0]
+        self.assertEqual(s["node"], "b")
+        self.assertEqual(s["pool"], "p")
+        self.assertEqual(s["listener"], "front")
+        self.assertEqual(s["bytes_out"], 2)  # "b\n"
+        self.assertEqual(s["reason"], "client_closed")
+        self.assertIsInstance(s["duration_ms"], int)
+        self.assertRegex(s["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
     def test_idle_timeout(self):
         b = self.backend("b")
         lb = self.fleet.rtmplb(config(self.front, [node("b", b.port)],
