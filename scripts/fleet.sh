@@ -68,7 +68,7 @@ if [ -n "$(pids)" ]; then
 fi
 
 scripts/deps.sh run
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRTMPLB_TESTS=OFF >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" --target rtmplb >/dev/null
 mkdir -p "$state"
 
