@@ -98,6 +98,10 @@ struct conf {
         struct conf_mark max_sessions_mark; /* line 0: left at the default */
         int64_t max_sessions_per_ip;
         int64_t preroute_bytes;
+        int64_t max_chunk_size;   /* largest Set Chunk Size a client may send */
+        int64_t max_message_size; /* largest message before routing */
+        int64_t max_amf_depth;
+        int64_t max_amf_string;
     } limits;
     struct conf_listener *listeners;
     size_t n_listeners;

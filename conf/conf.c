@@ -22,13 +22,12 @@ static const struct conf_enum_val log_levels[] = {{"debug", CONF_LOG_DEBUG, NULL
                                                   {"warn", CONF_LOG_WARN, NULL},
                                                   {"error", CONF_LOG_ERROR, NULL},
                                                   {NULL, 0, NULL}};
-#define NO_RTMP_YET "the RTMP front door is not built yet; use mode: tcp"
 static const struct conf_enum_val modes[] = {
-    {"rtmp", CONF_MODE_RTMP, NO_RTMP_YET}, {"tcp", CONF_MODE_TCP, NULL}, {NULL, 0, NULL}};
+    {"rtmp", CONF_MODE_RTMP, NULL}, {"tcp", CONF_MODE_TCP, NULL}, {NULL, 0, NULL}};
 static const struct conf_enum_val policies[] = {
     {"weighted", CONF_POLICY_WEIGHTED, NULL},
     {"least_sessions", CONF_POLICY_LEAST_SESSIONS, NULL},
-    {"stream_affinity", CONF_POLICY_STREAM_AFFINITY, "it needs the RTMP front door"},
+    {"stream_affinity", CONF_POLICY_STREAM_AFFINITY, NULL},
     {"stream_location", CONF_POLICY_STREAM_LOCATION, "it needs the stream index"},
     {"geo_nearest", CONF_POLICY_GEO_NEAREST, "it needs the geo database"},
     {NULL, 0, NULL}};
@@ -56,6 +55,10 @@ static void conf_init(void *obj)
     c->limits.max_sessions = 20000;
     c->limits.max_sessions_per_ip = 0;
     c->limits.preroute_bytes = 64 * 1024;
+    c->limits.max_chunk_size = 64 * 1024;
+    c->limits.max_message_size = 16 * 1024;
+    c->limits.max_amf_depth = 16;
+    c->limits.max_amf_string = 4096;
 }
 
 static void listener_init(void *obj)
@@ -98,6 +101,14 @@ static const struct conf_field limit_fields[] = {
     F_UNSUP("max_sessions_per_ip", "per-address limits are not built yet"),
     {"preroute_bytes", CK_SIZE, OFF(struct conf, limits.preroute_bytes), 0, 0, 4096, 16 << 20,
      NULL, NULL, 0, 0, NULL},
+    {"max_chunk_size", CK_SIZE, OFF(struct conf, limits.max_chunk_size), 0, 0, 128, 16 << 20,
+     NULL, NULL, 0, 0, NULL},
+    {"max_message_size", CK_SIZE, OFF(struct conf, limits.max_message_size), 0, 0, 1024, 16 << 20,
+     NULL, NULL, 0, 0, NULL},
+    {"max_amf_depth", CK_INT, OFF(struct conf, limits.max_amf_depth), 0, 0, 2, 64, NULL, NULL, 0,
+     0, NULL},
+    {"max_amf_string", CK_SIZE, OFF(struct conf, limits.max_amf_string), 0, 0, 256, 1 << 20, NULL,
+     NULL, 0, 0, NULL},
     F_END};
 
 /* log, timeouts and limits are embedded in struct conf itself: their fields
@@ -237,11 +248,6 @@ static void cross_check(struct conf_ctx *ctx, struct conf *c)
     for (size_t i = 0; i < c->n_listeners; i++) {
         struct conf_listener *l = &c->listeners[i];
         snprintf(path, sizeof(path), "listeners[%zu]", i);
-        if (l->mode == CONF_MODE_RTMP && l->mode_mark.line == 0 && l->mark.line)
-            conf__error(ctx, l->mark, path,
-                        "mode defaults to rtmp, which is not available in this build yet "
-                        "(%s)",
-                        NO_RTMP_YET);
         for (size_t j = 0; j < i; j++) {
             struct conf_listener *o = &c->listeners[j];
             if (l->name && o->name && strcmp(l->name, o->name) == 0) {
@@ -282,6 +288,13 @@ static void cross_check(struct conf_ctx *ctx, struct conf *c)
                             "duplicate route name \"%s\" (first at line %u)", r->name,
                             c->routes[j].name_mark.line);
             }
+        if (r->route_on == CONF_ROUTE_ON_CONNECT &&
+            (r->match.role != CONF_ROLE_ANY || r->match.stream)) {
+            snprintf(path, sizeof(path), "routes[%zu].route_on", i);
+            conf__error(ctx, r->mark, path,
+                        "route_on: connect routes before role and stream are known: its match "
+                        "may name only listener and app");
+        }
         if (r->pool && !conf_find_pool(c, r->pool)) {
             char names[256];
             size_t used = 0;

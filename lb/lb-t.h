@@ -38,7 +38,16 @@ struct lb_pipepool {
 
 /* ---- sessions --------------------------------------------------------- */
 
-enum lb_session_state { LB_SS_DIALING, LB_SS_SPLICING, LB_SS_CLOSING };
+/* FRONTDOOR (rtmp listeners: handshake, commands, routing) -> DIALING ->
+ * UPSTREAM (rtmp: upstream handshake, replay, patch) -> SPLICING -> CLOSING.
+ * tcp listeners start at DIALING and go straight to SPLICING. */
+enum lb_session_state {
+    LB_SS_FRONTDOOR,
+    LB_SS_DIALING,
+    LB_SS_UPSTREAM,
+    LB_SS_SPLICING,
+    LB_SS_CLOSING,
+};
 
 enum lb_dir_state {
     LB_DIR_READ,  /* waiting for the source to be readable */
@@ -58,6 +67,7 @@ struct lb_dir {
 };
 
 struct lb_worker;
+struct lb_rtmp;
 
 struct lb_session {
     struct lb_session *prev, *next; /* worker's list */
@@ -81,6 +91,13 @@ struct lb_session {
     const char *listener;
     char client[64];
     char reason[64];
+    /* rtmp listeners */
+    struct lb_rtmp *rtmp; /* front door state; freed at hand-over */
+    char *app;
+    char *stream;
+    int role;               /* enum conf_role */
+    const char *hs_kind;    /* "simple" / "digest" */
+    int64_t preroute_us;    /* accept -> route decided; -1: not routed */
 };
 
 /* ---- workers and the process ------------------------------------------ */
@@ -147,10 +164,17 @@ struct lb_server {
 
     /* Settings workers read; atomics so a reload can change them. */
     _Atomic int64_t connect_ms;
+    _Atomic int64_t handshake_ms;
     _Atomic int64_t idle_ms;
     _Atomic int64_t drain_ms;
     _Atomic unsigned max_sessions; /* effective, after the fd budget */
     unsigned fd_capacity;          /* sessions the open-file limit allows */
+    /* RTMP front door limits (read-only after start; reload keeps them). */
+    uint32_t preroute_bytes;
+    uint32_t max_chunk_size;
+    uint32_t max_message_size;
+    uint32_t max_amf_depth;
+    uint32_t max_amf_string;
     size_t pipes_per_worker;
 
     _Atomic unsigned sessions;

@@ -16,6 +16,20 @@ void lb_worker_publish_snapshot(struct lb_worker *w, struct ups_snapshot *snap);
 void lb_session_start(struct lb_worker *w, struct lb_wlistener *l, int fd,
                       const struct sockaddr *sa, socklen_t salen);
 void lb_session_close(struct lb_session *s, const char *reason);
+/* Used by the RTMP front door (frontdoor.c). */
+void lb_session_dial(struct lb_session *s);
+/* Move client->upstream bytes; false if the session closed. */
+bool lb_session_pump_c2u(struct lb_session *s);
+/* Both directions spliced from now on (c2u keeps its state if active). */
+void lb_session_splice(struct lb_session *s, bool fresh);
+void lb_session_set_poll(uv_poll_t *h, int *cur, int want, uv_poll_cb cb);
+uint64_t lb_session_timeout_ms(struct lb_session *s, int which);
+
+/* frontdoor.c */
+void lb_rtmp_start(struct lb_session *s);
+void lb_rtmp_upstream_connected(struct lb_session *s);
+void lb_rtmp_dials_failed(struct lb_session *s);
+void lb_rtmp_free(struct lb_session *s);
 
 /* pipepool.c */
 void lb_pipepool_init(struct lb_pipepool *pp, size_t max_live, size_t max_idle);

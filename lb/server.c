@@ -91,6 +91,7 @@ static void plan_descriptors(struct lb_server *srv)
 static void apply_settings(struct lb_server *srv, const struct conf *c)
 {
     atomic_store(&srv->connect_ms, c->timeouts.connect_ms);
+    atomic_store(&srv->handshake_ms, c->timeouts.handshake_ms);
     atomic_store(&srv->idle_ms, c->timeouts.idle_ms);
     atomic_store(&srv->drain_ms, c->timeouts.drain_ms);
     unsigned max = (unsigned)c->limits.max_sessions;
@@ -316,6 +317,12 @@ int lb_server_run(const char *conf_path, struct conf *conf)
     }
     plan_descriptors(&srv);
     apply_settings(&srv, conf);
+    /* Parser limits are fixed for the process: workers read them unlocked. */
+    srv.preroute_bytes = (uint32_t)conf->limits.preroute_bytes;
+    srv.max_chunk_size = (uint32_t)conf->limits.max_chunk_size;
+    srv.max_message_size = (uint32_t)conf->limits.max_message_size;
+    srv.max_amf_depth = (uint32_t)conf->limits.max_amf_depth;
+    srv.max_amf_string = (uint32_t)conf->limits.max_amf_string;
 
     srv.snap = ups_snapshot_build(conf, NULL, srv.n_workers, err, sizeof(err));
     if (!srv.snap) {

@@ -23,15 +23,23 @@
 
 static const char *state_name(enum lb_session_state st)
 {
-    static const char *names[] = {"dialing", "splicing", "closing"};
+    static const char *names[] = {"frontdoor", "dialing", "upstream", "splicing", "closing"};
     return names[st];
 }
 
+/* allowed[from] is a bit set of the states a session may move to. */
+#define BIT(x) (1u << (x))
+static const unsigned allowed[] = {
+    [LB_SS_FRONTDOOR] = BIT(LB_SS_DIALING) | BIT(LB_SS_CLOSING),
+    [LB_SS_DIALING] = BIT(LB_SS_UPSTREAM) | BIT(LB_SS_SPLICING) | BIT(LB_SS_CLOSING),
+    [LB_SS_UPSTREAM] = BIT(LB_SS_SPLICING) | BIT(LB_SS_CLOSING),
+    [LB_SS_SPLICING] = BIT(LB_SS_CLOSING),
+    [LB_SS_CLOSING] = 0,
+};
+
 static void set_state(struct lb_session *s, enum lb_session_state to)
 {
-    /* Allowed: DIALING->SPLICING, DIALING->CLOSING, SPLICING->CLOSING. */
-    if (!((s->state == LB_SS_DIALING && to != LB_SS_DIALING) ||
-          (s->state == LB_SS_SPLICING && to == LB_SS_CLOSING))) {
+    if (!(allowed[s->state] & BIT(to))) {
         lb_log_msg(LB_LOG_ERROR, "bug", "session %s: bad transition %s -> %s", s->client,
                    state_name(s->state), state_name(to));
         abort();
@@ -65,6 +73,8 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     struct lb_worker *w = s->w;
     ups_snapshot_unref(s->snap);
+    free(s->app);
+    free(s->stream);
     free(s);
     lb_worker_session_gone(w);
 }
@@ -92,6 +102,17 @@ static void access_log(struct lb_session *s)
     lb_log_str(&l, "pool", s->route ? s->route->pool->name : NULL);
     lb_log_str(&l, "node", s->node ? s->node->name : NULL);
     lb_log_str(&l, "upstream", s->node ? s->node->address_text : NULL);
+    if (s->hs_kind) {
+        static const char *roles[] = {"-", "publish", "play"};
+        lb_log_str(&l, "role", roles[s->role]);
+        lb_log_str(&l, "app", s->app);
+        lb_log_str(&l, "stream", s->stream);
+        lb_log_str(&l, "handshake", s->hs_kind);
+        if (s->preroute_us >= 0)
+            lb_log_fmt(&l, "preroute_ms", "%.3f", (double)s->preroute_us / 1000.0);
+        else
+            lb_log_str(&l, "preroute_ms", NULL);
+    }
     lb_log_u64(&l, "dials", s->dials);
     lb_log_u64(&l, "bytes_in", s->c2u.bytes);
     lb_log_u64(&l, "bytes_out", s->u2c.bytes);
@@ -118,6 +139,7 @@ void lb_session_close(struct lb_session *s, const char *reason)
     }
     dir_release(s, &s->c2u);
     dir_release(s, &s->u2c);
+    lb_rtmp_free(s);
 
     /* Unlink now: the worker's count drops when the memory goes. */
     if (s->prev)
@@ -240,8 +262,9 @@ static enum pump_result pump(struct lb_session *s, struct lb_dir *d, int src, in
 static void on_client_event(uv_poll_t *h, int status, int events);
 static void on_upstream_event(uv_poll_t *h, int status, int events);
 
-static void set_poll(uv_poll_t *h, int *cur, int want, uv_poll_cb cb)
+void lb_session_set_poll(uv_poll_t *h, int *cur, int want, uv_poll_cb cb)
 {
+    /* *cur < 0 forces a restart: how a new callback takes over. */
     if (want == *cur)
         return;
     if (want)
@@ -263,8 +286,8 @@ static void rearm(struct lb_session *s)
               (s->u2c.state == LB_DIR_WRITE ? UV_WRITABLE : 0);
     int uev = (s->u2c.state == LB_DIR_READ ? UV_READABLE : 0) |
               (s->c2u.state == LB_DIR_WRITE ? UV_WRITABLE : 0);
-    set_poll(&s->cpoll, &s->cev, cev, on_client_event);
-    set_poll(&s->upoll, &s->uev, uev, on_upstream_event);
+    lb_session_set_poll(&s->cpoll, &s->cev, cev, on_client_event);
+    lb_session_set_poll(&s->upoll, &s->uev, uev, on_upstream_event);
 }
 
 /* Who closed first names a clean end. */
@@ -347,21 +370,33 @@ static void on_idle_timer(uv_timer_t *t)
     uv_timer_start(&s->timer, on_idle_timer, idle - (now - s->t_last_ms), 0);
 }
 
-static void start_splice(struct lb_session *s)
+void lb_session_splice(struct lb_session *s, bool fresh)
 {
     uint64_t idle = (uint64_t)atomic_load(&s->w->srv->idle_ms);
 
     set_state(s, LB_SS_SPLICING);
-    atomic_fetch_add(&s->node->live->sessions_total, 1);
-    set_nodelay(s->ufd);
     s->t_last_ms = uv_now(&s->w->loop);
     uv_timer_stop(&s->timer);
     if (idle)
         uv_timer_start(&s->timer, on_idle_timer, idle, 0);
-    s->uev = 0; /* the dial's poll was stopped */
-    s->c2u.state = LB_DIR_READ;
-    s->u2c.state = LB_DIR_READ;
+    if (fresh) {
+        s->c2u.state = LB_DIR_READ;
+        s->u2c.state = LB_DIR_READ;
+    }
+    /* Force both polls over to the splice callbacks. */
+    s->cev = -1;
+    s->uev = -1;
     rearm(s);
+}
+
+bool lb_session_pump_c2u(struct lb_session *s)
+{
+    return run_dir(s, &s->c2u, s->cfd, s->ufd, "client", "upstream", "client_closed");
+}
+
+uint64_t lb_session_timeout_ms(struct lb_session *s, int which)
+{
+    return (uint64_t)atomic_load(which == 0 ? &s->w->srv->connect_ms : &s->w->srv->handshake_ms);
 }
 
 /* ---- dialing ---------------------------------------------------------- */
@@ -410,7 +445,15 @@ static void on_dial_event(uv_poll_t *h, int status, int events)
         soerr = errno;
     if (status == 0 && soerr == 0) {
         uv_poll_stop(h);
-        start_splice(s);
+        s->uev = 0;
+        atomic_fetch_add(&s->node->live->sessions_total, 1);
+        set_nodelay(s->ufd);
+        if (s->rtmp) {
+            set_state(s, LB_SS_UPSTREAM);
+            lb_rtmp_upstream_connected(s);
+        } else {
+            lb_session_splice(s, true);
+        }
         return;
     }
     dial_failed(s, soerr ? soerr : ECONNREFUSED);
@@ -454,7 +497,16 @@ static void dial_next(struct lb_session *s)
         uv_timer_start(&s->timer, on_dial_timeout, (uint64_t)atomic_load(&srv->connect_ms), 0);
         return;
     }
-    lb_session_close(s, s->dials ? "dial_failed" : "no_node");
+    if (s->rtmp)
+        lb_rtmp_dials_failed(s);
+    else
+        lb_session_close(s, s->dials ? "dial_failed" : "no_node");
+}
+
+void lb_session_dial(struct lb_session *s)
+{
+    set_state(s, LB_SS_DIALING);
+    dial_next(s);
 }
 
 /* ---- start ------------------------------------------------------------ */
@@ -490,8 +542,13 @@ void lb_session_start(struct lb_worker *w, struct lb_wlistener *l, int fd,
     w->n_sessions++;
 
     s->snap = ups_snapshot_ref(w->snap);
-    struct ups_request req = {.listener = l->name, .l4 = l->mode == CONF_MODE_TCP,
-                              .worker = w->id};
+    s->preroute_us = -1;
+    if (l->mode == CONF_MODE_RTMP) {
+        s->state = LB_SS_FRONTDOOR;
+        lb_rtmp_start(s);
+        return;
+    }
+    struct ups_request req = {.listener = l->name, .l4 = true, .worker = w->id};
     s->route = ups_route_select(s->snap, &req, &s->cands);
     if (!s->route) {
         lb_session_close(s, "no_route");

@@ -28,5 +28,15 @@ bool ups_node_has_room(const struct ups_node *n);
 const struct ups_policy_ops *ups_policy_find(int policy);
 extern const struct ups_policy_ops ups_policy_weighted;
 extern const struct ups_policy_ops ups_policy_least_sessions;
+extern const struct ups_policy_ops ups_policy_stream_affinity;
+uint64_t ups_affinity_hash(const char *node, const char *app, const char *stream);
+double ups_affinity_score(const char *node, unsigned weight, const char *app, const char *stream);
+
+/* At connect time (role and stream unknown): the route, if the first route
+ * that can match listener and app says route_on: connect; else NULL (route
+ * later, on publish/play). */
+const struct ups_route *ups_route_select_connect(const struct ups_snapshot *s,
+                                                 const struct ups_request *req,
+                                                 struct ups_candidates *out);
 
 #endif

@@ -265,10 +265,12 @@ void rtmp_chunk_next(struct rtmp_chunk_dec *d, const uint8_t *p, size_t n, size_
     }
 }
 
-size_t rtmp_chunk_write_fmt0(uint8_t *out, size_t cap, uint32_t csid, uint8_t type,
-                             uint32_t msid, const uint8_t *payload, size_t len)
+size_t rtmp_chunk_write(uint8_t *out, size_t cap, uint32_t csid, uint8_t type, uint32_t msid,
+                        const uint8_t *payload, size_t len, uint32_t chunk_size)
 {
-    if (csid < 2 || csid > 63 || len > 0xffffff || cap < 12 + len)
+    size_t chunks = chunk_size ? (len + chunk_size - 1) / chunk_size : 0;
+    size_t need = 12 + len + (chunks > 1 ? chunks - 1 : 0);
+    if (csid < 2 || csid > 63 || len > 0xffffff || chunk_size == 0 || cap < need)
         return 0;
     out[0] = (uint8_t)csid; /* fmt 0 */
     out[1] = out[2] = out[3] = 0; /* timestamp 0 */
@@ -280,6 +282,21 @@ size_t rtmp_chunk_write_fmt0(uint8_t *out, size_t cap, uint32_t csid, uint8_t ty
     out[9] = (uint8_t)(msid >> 8);
     out[10] = (uint8_t)(msid >> 16);
     out[11] = (uint8_t)(msid >> 24);
-    memcpy(out + 12, payload, len);
-    return 12 + len;
+    size_t n = 12;
+    for (size_t off = 0; off < len; off += chunk_size) {
+        if (off > 0)
+            out[n++] = (uint8_t)(0xc0 | csid); /* fmt 3 */
+        size_t k = len - off < chunk_size ? len - off : chunk_size;
+        memcpy(out + n, payload + off, k);
+        n += k;
+    }
+    return n;
+}
+
+size_t rtmp_chunk_write_fmt0(uint8_t *out, size_t cap, uint32_t csid, uint8_t type,
+                             uint32_t msid, const uint8_t *payload, size_t len)
+{
+    if (len > RTMP_DEFAULT_CHUNK_SIZE)
+        return 0;
+    return rtmp_chunk_write(out, cap, csid, type, msid, payload, len, RTMP_DEFAULT_CHUNK_SIZE);
 }

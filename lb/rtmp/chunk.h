@@ -99,8 +99,12 @@ bool rtmp_chunk_at_boundary(const struct rtmp_chunk_dec *d);
 /* The header state of one chunk stream, or NULL if never seen. */
 const struct rtmp_cs *rtmp_chunk_stream(const struct rtmp_chunk_dec *d, uint32_t csid);
 
-/* Writes a one-chunk fmt0 message (payload <= 128 bytes keeps it one chunk at
- * any chunk size). Returns bytes written (12 + len), or 0 if out is too small. */
+/* Writes a message with timestamp 0: a fmt0 chunk, then fmt3 continuations
+ * every chunk_size bytes (a payload <= 128 bytes is one chunk at any chunk
+ * size). Returns bytes written, or 0 if out is too small. */
+size_t rtmp_chunk_write(uint8_t *out, size_t cap, uint32_t csid, uint8_t type, uint32_t msid,
+                        const uint8_t *payload, size_t len, uint32_t chunk_size);
+/* The same for a single chunk (len <= 128 guarantees it). */
 size_t rtmp_chunk_write_fmt0(uint8_t *out, size_t cap, uint32_t csid, uint8_t type,
                              uint32_t msid, const uint8_t *payload, size_t len);
 

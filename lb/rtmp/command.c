@@ -1,0 +1,248 @@
+/* RTMP commands: reading connect/createStream/publish/play, writing the
+ * front door's replies. */
+#include "lb/rtmp/command.h"
+#include "lb/rtmp/chunk.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int copy_str(const struct amf_value *v, char *out, size_t cap, const char **why)
+{
+    if (!v || v->type != AMF_STRING) {
+        out[0] = '\0';
+        return 0;
+    }
+    if (v->len >= cap) {
+        *why = "name or URL too long";
+        return -1;
+    }
+    memcpy(out, v->str, v->len);
+    out[v->len] = '\0';
+    if (strlen(out) != v->len) {
+        *why = "NUL byte in a name";
+        return -1;
+    }
+    return 0;
+}
+
+void rtmp_normalise_stream(char *s)
+{
+    char *q = strchr(s, '?');
+    if (q)
+        *q = '\0';
+}
+
+void rtmp_normalise_app(char *app)
+{
+    char *q = strchr(app, '?');
+    if (q)
+        *q = '\0';
+    size_t n = strlen(app);
+    while (n > 0 && app[n - 1] == '/')
+        app[--n] = '\0';
+    static const char definst[] = "/_definst_";
+    size_t d = sizeof(definst) - 1;
+    if (n >= d && strcmp(app + n - d, definst) == 0)
+        app[n - d] = '\0';
+    n = strlen(app);
+    while (n > 0 && app[n - 1] == '/')
+        app[--n] = '\0';
+}
+
+void rtmp_app_from_tcurl(const char *tc_url, char *app, size_t cap)
+{
+    const char *p = strstr(tc_url, "://");
+    app[0] = '\0';
+    if (!p)
+        return;
+    p = strchr(p + 3, '/');
+    if (!p)
+        return;
+    snprintf(app, cap, "%s", p + 1);
+    rtmp_normalise_app(app);
+}
+
+int rtmp_cmd_parse(const uint8_t *body, size_t len, bool amf3, const struct amf_limits *lim,
+                   struct rtmp_cmd *out, const char **why)
+{
+    struct amf_value arena[128];
+    struct amf_doc doc = {.v = arena, .cap = 128};
+
+    memset(out, 0, sizeof(*out));
+    if (amf_decode_command(body, len, amf3, lim, &doc) < 0) {
+        *why = doc.error;
+        return -1;
+    }
+    const struct amf_value *name = amf_top(&doc, 0), *tid = amf_top(&doc, 1);
+    if (!name || name->type != AMF_STRING) {
+        out->kind = RTMP_CMD_OTHER;
+        return 0;
+    }
+    if (tid && (tid->type == AMF_NUMBER || tid->type == AMF_INTEGER))
+        out->tid = tid->num;
+
+    if (amf_str_eq(name, "connect")) {
+        const struct amf_value *obj = amf_top(&doc, 2);
+        out->kind = RTMP_CMD_CONNECT;
+        if (copy_str(amf_get(&doc, obj, "app"), out->app, sizeof(out->app), why) < 0 ||
+            copy_str(amf_get(&doc, obj, "tcUrl"), out->tc_url, sizeof(out->tc_url), why) < 0)
+            return -1;
+        const struct amf_value *enc = amf_get(&doc, obj, "objectEncoding");
+        out->object_encoding = enc && (enc->type == AMF_NUMBER || enc->type == AMF_INTEGER) &&
+                                       enc->num == 3.0
+                                   ? 3
+                                   : 0;
+        if (!out->app[0])
+            rtmp_app_from_tcurl(out->tc_url, out->app, sizeof(out->app));
+        rtmp_normalise_app(out->app);
+    } else if (amf_str_eq(name, "createStream")) {
+        out->kind = RTMP_CMD_CREATE_STREAM;
+    } else if (amf_str_eq(name, "publish") || amf_str_eq(name, "play")) {
+        out->kind = amf_str_eq(name, "publish") ? RTMP_CMD_PUBLISH : RTMP_CMD_PLAY;
+        if (copy_str(amf_top(&doc, 3), out->stream, sizeof(out->stream), why) < 0)
+            return -1;
+        rtmp_normalise_stream(out->stream);
+    } else {
+        out->kind = RTMP_CMD_OTHER;
+    }
+    return 0;
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+/* A reply that must stay one 128-byte chunk (sent before the upstream's
+ * Set Chunk Size could reach the client). */
+static size_t finish(uint8_t *out, size_t cap, uint32_t csid, uint8_t type, uint32_t msid,
+                     const uint8_t *body, const uint8_t *end_of_body)
+{
+    if (!end_of_body)
+        return 0;
+    return rtmp_chunk_write_fmt0(out, cap, csid, type, msid, body, (size_t)(end_of_body - body));
+}
+
+size_t rtmp_reply_connect(uint8_t *out, size_t cap, double tid, int object_encoding)
+{
+    /* Window Ack Size and Set Peer Bandwidth first, as servers do; no Set
+     * Chunk Size: the upstream's own one must reach the client where the
+     * upstream starts using it. Each message fits one 128-byte chunk. */
+    uint8_t was[4] = {0x00, 0x26, 0x25, 0xa0}; /* 2500000 */
+    uint8_t spb[5] = {0x00, 0x26, 0x25, 0xa0, 2};
+    uint8_t body[128], *p = body, *end = body + sizeof(body);
+    size_t n = 0, k;
+
+    if (!(k = rtmp_chunk_write_fmt0(out, cap, 2, RTMP_MSG_WIN_ACK_SIZE, 0, was, 4)))
+        return 0;
+    n += k;
+    if (!(k = rtmp_chunk_write_fmt0(out + n, cap - n, 2, RTMP_MSG_SET_PEER_BW, 0, spb, 5)))
+        return 0;
+    n += k;
+    p = amf0_put_string(p, end, "_result");
+    p = amf0_put_number(p, end, tid);
+    if (object_encoding == 3) {
+        p = amf0_put_null(p, end);
+        p = amf0_put_object_start(p, end);
+        p = amf0_put_key(p, end, "level");
+        p = amf0_put_string(p, end, "status");
+        p = amf0_put_key(p, end, "code");
+        p = amf0_put_string(p, end, "NetConnection.Connect.Success");
+        p = amf0_put_key(p, end, "objectEncoding");
+        p = amf0_put_number(p, end, 3);
+        p = amf0_put_object_end(p, end);
+    } else {
+        p = amf0_put_object_start(p, end);
+        p = amf0_put_key(p, end, "fmsVer");
+        p = amf0_put_string(p, end, "FMS/3,0,1,123");
+        p = amf0_put_key(p, end, "capabilities");
+        p = amf0_put_number(p, end, 31);
+        p = amf0_put_object_end(p, end);
+        p = amf0_put_object_start(p, end);
+        p = amf0_put_key(p, end, "level");
+        p = amf0_put_string(p, end, "status");
+        p = amf0_put_key(p, end, "code");
+        p = amf0_put_string(p, end, "NetConnection.Connect.Success");
+        p = amf0_put_object_end(p, end);
+    }
+    if (!(k = finish(out + n, cap - n, 3, RTMP_MSG_COMMAND_AMF0, 0, body, p)))
+        return 0;
+    return n + k;
+}
+
+size_t rtmp_reply_create_stream(uint8_t *out, size_t cap, double tid, double stream_id)
+{
+    uint8_t body[64], *p = body, *end = body + sizeof(body);
+    p = amf0_put_string(p, end, "_result");
+    p = amf0_put_number(p, end, tid);
+    p = amf0_put_null(p, end);
+    p = amf0_put_number(p, end, stream_id);
+    return finish(out, cap, 3, RTMP_MSG_COMMAND_AMF0, 0, body, p);
+}
+
+static size_t error_object(uint8_t *body, size_t cap, const char *code, const char *desc,
+                           const uint8_t *prefix, size_t prefix_len, uint8_t **endp)
+{
+    uint8_t *p = body, *end = body + cap;
+    char d[RTMP_DESC_MAX + 1];
+    snprintf(d, sizeof(d), "%s", desc);
+    if (prefix_len > cap)
+        return 0;
+    memcpy(p, prefix, prefix_len);
+    p += prefix_len;
+    p = amf0_put_object_start(p, end);
+    p = amf0_put_key(p, end, "level");
+    p = amf0_put_string(p, end, "error");
+    p = amf0_put_key(p, end, "code");
+    p = amf0_put_string(p, end, code);
+    p = amf0_put_key(p, end, "description");
+    p = amf0_put_string(p, end, d);
+    p = amf0_put_object_end(p, end);
+    *endp = p;
+    return p ? (size_t)(p - body) : 0;
+}
+
+size_t rtmp_reply_connect_rejected(uint8_t *out, size_t cap, double tid, const char *desc,
+                                   uint32_t chunk_size)
+{
+    uint8_t head[32], *h = head, body[512], *endp;
+    h = amf0_put_string(h, head + sizeof(head), "_error");
+    h = amf0_put_number(h, head + sizeof(head), tid);
+    h = amf0_put_null(h, head + sizeof(head));
+    size_t n = error_object(body, sizeof(body), "NetConnection.Connect.Rejected", desc, head,
+                            (size_t)(h - head), &endp);
+    return n ? rtmp_chunk_write(out, cap, 3, RTMP_MSG_COMMAND_AMF0, 0, body, n, chunk_size) : 0;
+}
+
+size_t rtmp_reply_status_error(uint8_t *out, size_t cap, const char *code, const char *desc,
+                               uint32_t chunk_size)
+{
+    uint8_t head[32], *h = head, body[512], *endp;
+    h = amf0_put_string(h, head + sizeof(head), "onStatus");
+    h = amf0_put_number(h, head + sizeof(head), 0);
+    h = amf0_put_null(h, head + sizeof(head));
+    size_t n = error_object(body, sizeof(body), code, desc, head, (size_t)(h - head), &endp);
+    return n ? rtmp_chunk_write(out, cap, 5, RTMP_MSG_COMMAND_AMF0, 1, body, n, chunk_size) : 0;
+}
+
+long rtmp_peek_name_tid(const uint8_t *body, size_t len, bool amf3, char *name, size_t name_cap,
+                        double *tid)
+{
+    size_t pos = 0;
+    if (amf3) {
+        if (len < 1 || body[0] != 0x00)
+            return -1;
+        pos = 1;
+    }
+    if (len < pos + 3 || body[pos] != 0x02)
+        return -1;
+    size_t n = (size_t)body[pos + 1] << 8 | body[pos + 2];
+    pos += 3;
+    if (n >= name_cap || len < pos + n + 9 || body[pos + n] != 0x00)
+        return -1;
+    memcpy(name, body + pos, n);
+    name[n] = '\0';
+    pos += n + 1;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u = u << 8 | body[pos + i];
+    memcpy(tid, &u, sizeof(*tid));
+    return (long)pos;
+}
