@@ -226,7 +226,8 @@ static void test_unbuilt_feature(void **st)
 {
     expect_error(edit(12, "    pool: origins\n    policy: geo_nearest\n", false),
                  "t.yaml:13:13: routes[0].policy: \"geo_nearest\" is not available in this "
-                 "build yet: it needs the geo database (available: weighted, least_sessions)");
+                 "build yet: it needs the geo database (available: weighted, least_sessions, "
+                 "stream_affinity)");
     expect_error(edit(6, "  origins:\n    health: {type: tcp}\n", false),
                  "t.yaml:7:13: pools.origins.health: not available in this build yet: health "
                  "checks are not built yet");
@@ -274,9 +275,44 @@ static void test_tcp_listener_without_route(void **st)
 
 static void test_rtmp_default_mode(void **st)
 {
-    expect_error(edit(4, "", false),
-                 "t.yaml:2:5: listeners[0]: mode defaults to rtmp, which is not available in "
-                 "this build yet (the RTMP front door is not built yet; use mode: tcp)");
+    struct conf_errors errs;
+    struct conf *c = load(edit(4, "", false), &errs);
+    assert_non_null(c);
+    assert_int_equal(c->listeners[0].mode, CONF_MODE_RTMP);
+    conf_free(c);
+}
+
+static void test_route_on_connect_needs_no_stream(void **st)
+{
+    expect_error(edit(12, "    pool: origins\n    route_on: connect\n    match: {role: play}\n",
+                      false),
+                 "t.yaml:11:5: routes[0].route_on: route_on: connect routes before role and "
+                 "stream are known: its match may name only listener and app");
+}
+
+static void test_rtmp_limits(void **st)
+{
+    struct conf_errors errs;
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "limits: {max_chunk_size: 1MiB, max_message_size: 32KiB, max_amf_depth: 8, "
+             "max_amf_string: 1KiB}\n%s",
+             BASE);
+    struct conf *c = load(text, &errs);
+    assert_non_null(c);
+    assert_int_equal(c->limits.max_chunk_size, 1 << 20);
+    assert_int_equal(c->limits.max_message_size, 32768);
+    assert_int_equal(c->limits.max_amf_depth, 8);
+    assert_int_equal(c->limits.max_amf_string, 1024);
+    conf_free(c);
+    c = load(BASE, &errs); /* defaults */
+    assert_int_equal(c->limits.max_chunk_size, 65536);
+    assert_int_equal(c->limits.max_message_size, 16384);
+    assert_int_equal(c->limits.max_amf_depth, 16);
+    assert_int_equal(c->limits.max_amf_string, 4096);
+    conf_free(c);
+    expect_error(edit(1, "limits: {max_amf_depth: 100}\n", true),
+                 "t.yaml:1:25: limits.max_amf_depth: must be 2..64 (got 100)");
 }
 
 static void test_yaml_syntax(void **st)
@@ -341,6 +377,8 @@ int main(void)
         cmocka_unit_test(test_unknown_listener),
         cmocka_unit_test(test_tcp_listener_without_route),
         cmocka_unit_test(test_rtmp_default_mode),
+        cmocka_unit_test(test_route_on_connect_needs_no_stream),
+        cmocka_unit_test(test_rtmp_limits),
         cmocka_unit_test(test_yaml_syntax),
         cmocka_unit_test(test_second_document),
         cmocka_unit_test(test_size_cap),
