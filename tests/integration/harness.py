@@ -149,7 +149,7 @@ class Fleet:
         return p
 
     # -- nginx-rtmp origins ---------------------------------------------
-    def nginx_origin(self, name, rtmp_port, http_port, extra_app=""):
+    def nginx_origin(self, name, rtmp_port, http_port, extra_app="idle_streams off;"):
         prefix = os.path.join(self.dir, "nginx-" + name)
         os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
         conf = os.path.join(prefix, "nginx.conf")
@@ -212,6 +212,49 @@ class Fleet:
         with open(out) as f:
             return sum(1 for line in f if line.strip() and not line.startswith("#"))
 
+
+    def framemd5(self, name):
+        path = os.path.join(self.dir, name + ".framemd5")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [l.split(",")[-1].strip() for l in f if l.strip() and not l.startswith("#")]
+
+    def _run_window(self, p, seconds, sig=signal.SIGINT):
+        try:
+            p.wait(seconds)
+        except subprocess.TimeoutExpired:
+            p.send_signal(sig)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def rtmpdump_frames(self, url, seconds, name="rtmpdump", extra=()):
+        """Plays url with rtmpdump (librtmp) for a window, then decodes what it
+        saved; returns the video frames decoded."""
+        flv = os.path.join(self.dir, name + ".flv")
+        p = self.spawn(name, ["rtmpdump", "-r", url, "--live", "-o", flv, *extra])
+        self._run_window(p, seconds)
+        if not os.path.exists(flv) or os.path.getsize(flv) == 0:
+            return 0
+        r = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", flv, "-map", "0:v:0",
+                            "-f", "framemd5", "-"], capture_output=True, text=True, timeout=60)
+        return sum(1 for l in r.stdout.splitlines() if l.strip() and not l.startswith("#"))
+
+    def gst_frames(self, url, seconds, name="gst"):
+        """Plays url with GStreamer's rtmp2src for a window; returns the video
+        frames decoded (one 'chain' message each on the video sink)."""
+        q = "queue max-size-time=0 max-size-buffers=0 max-size-bytes=0"
+        pipeline = ("rtmp2src location=%s timeout=10 ! flvdemux name=d "
+                    "d.video ! %s ! h264parse ! avdec_h264 ! fakesink name=vsink silent=false "
+                    "sync=false async=false d.audio ! %s ! fakesink sync=false async=false"
+                    % (url, q, q))
+        p = self.spawn(name, ["gst-launch-1.0", "-e", "-v", *pipeline.split()])
+        self._run_window(p, seconds)
+        return sum(1 for l in self.log_text(name).splitlines()
+                   if "vsink" in l and "last-message = chain" in l)
 
 NGINX_CONF = """
 daemon off;

@@ -1,0 +1,197 @@
+"""The RTMP front door, black box: three stock nginx-rtmp origins behind an
+rtmp-mode rtmplb with stream_affinity. ffmpeg publishes three streams
+through rtmplb; ffmpeg, rtmpdump and GStreamer play each back through
+rtmplb. Asserts decoded frames for every pair, where each stream lives
+(/stat of every origin), frame-exact equality with a direct play, RTMP
+errors for missing streams, and that garbage or stalled clients are cut off
+by the deadline without disturbing a live session."""
+
+import os
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+import harness
+from harness import Fleet, access_lines, free_port, nginx_streams
+
+# Stream names that stream_affinity spreads over origin-a, -b and -c (see
+# tests/unit/upstream/policy_affinity.c for the hash).
+STREAMS = {"s1": "origin-a", "s2": "origin-b", "s4": "origin-c"}
+
+
+def wait_live(origins, name, timeout=15):
+    """The origin (name) where stream `name` is being published."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for oname, o in origins.items():
+            st = nginx_streams(o.http_port)
+            if name in st and st[name][0]:
+                return oname
+        time.sleep(0.2)
+    raise AssertionError("stream %s never went live" % name)
+
+
+class FrontDoor(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        f = cls.fleet = Fleet()
+        cls.origins = {n: f.nginx_origin(n, free_port(), free_port())
+                       for n in ("origin-a", "origin-b", "origin-c")}
+        cls.front = free_port()
+        nodes = "\n".join("      - {name: %s, address: 127.0.0.1:%d}" % (n, o.rtmp_port)
+                          for n, o in cls.origins.items())
+        cls.lb = f.rtmplb("""
+workers: 2
+timeouts: {handshake: 1500ms}
+listeners:
+  - {name: rtmp, address: 127.0.0.1:%d, mode: rtmp}
+pools:
+  origins:
+    nodes:
+%s
+routes:
+  - {name: live, match: {app: live}, pool: origins, policy: stream_affinity}
+""" % (cls.front, nodes), wait_ports=[cls.front])
+        cls.pubs = {s: f.publish(cls.url(s), name="publish-" + s) for s in STREAMS}
+        cls.live_on = {s: wait_live(cls.origins, s) for s in STREAMS}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fleet.stop()
+
+    @classmethod
+    def url(cls, stream, app="live"):
+        return "rtmp://127.0.0.1:%d/%s/%s" % (cls.front, app, stream)
+
+    def test_1_streams_land_where_affinity_says_and_nowhere_else(self):
+        for s, want in STREAMS.items():
+            self.assertEqual(self.live_on[s], want)
+            holders = [n for n, o in self.origins.items() if s in nginx_streams(o.http_port)]
+            self.assertEqual(holders, [want], "stream %s on %r" % (s, holders))
+
+    def test_2_every_client_plays_every_stream(self):
+        results = {}
+
+        def run(client, s):
+            if client == "ffmpeg":
+                n = self.fleet.play_frames(self.url(s), 6, name="ffmpeg-" + s)
+            elif client == "rtmpdump":
+                n = self.fleet.rtmpdump_frames(self.url(s), 6, name="rtmpdump-" + s)
+            else:
+                n = self.fleet.gst_frames(self.url(s), 6, name="gst-" + s)
+            results[(client, s)] = n
+
+        threads = [threading.Thread(target=run, args=(c, s))
+                   for c in ("ffmpeg", "rtmpdump", "gst") for s in STREAMS]
+        for t in threads:
+            t.start()
+        # While they play: each stream's origin has publisher + 3 players.
+        time.sleep(4)
+        for s, origin in STREAMS.items():
+            st = nginx_streams(self.origins[origin].http_port)
+            self.assertGreaterEqual(st[s][1], 4, "clients of %s on %s: %r" % (s, origin, st))
+        for t in threads:
+            t.join(60)
+        print("frames decoded in 6 s through rtmplb:", results)
+        for key, n in results.items():
+            self.assertGreaterEqual(n, 40, "%s decoded %d frames" % (key, n))
+        # rtmplb's access log agrees: every play of s went to s's origin.
+        sessions = access_lines(self.fleet.log_text("rtmplb"))
+        plays = [x for x in sessions if x.get("role") == "play" and x.get("stream") in STREAMS]
+        self.assertGreaterEqual(len(plays), 9)
+        for x in plays:
+            self.assertEqual(x["node"], STREAMS[x["stream"]], x)
+            self.assertIn(x["handshake"], ("simple", "digest"))
+        kinds = {x["handshake"] for x in plays}
+        self.assertEqual(kinds, {"simple", "digest"})  # ffmpeg digest; librtmp, GStreamer simple
+
+    def test_3_frames_through_rtmplb_equal_frames_from_the_origin(self):
+        s = "s2"
+        origin = self.origins[STREAMS[s]]
+        direct = "rtmp://127.0.0.1:%d/live/%s" % (origin.rtmp_port, s)
+        t = threading.Thread(target=self.fleet.play_frames, args=(direct, 8),
+                             kwargs={"name": "direct"})
+        t.start()
+        self.fleet.play_frames(self.url(s), 8, name="via")
+        t.join(30)
+        a, b = self.fleet.framemd5("via"), self.fleet.framemd5("direct")
+        self.assertGreater(len(a), 50)
+        # Both joined a live stream at their own keyframe: align on the first
+        # frame they share, then they must agree frame for frame.
+        common = next(i for i, h in enumerate(a) if h in b)
+        j = b.index(a[common])
+        n = min(len(a) - common, len(b) - j)
+        print("framemd5: %d frames compared, rtmplb vs direct" % n)
+        self.assertGreaterEqual(n, 50)
+        self.assertEqual(a[common:common + n], b[j:j + n])
+
+    def test_4_missing_stream_is_stream_not_found_within_a_second(self):
+        # The origin's own answer (nginx: idle_streams off), and rtmplb's
+        # when no route matches: both NetStream.Play.StreamNotFound.
+        for stream, app, desc in (("nosuch", "live", "No such stream"),
+                                  ("x", "other", "rtmplb: no route for play other/x")):
+            start = time.monotonic()
+            r = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i",
+                                self.url(stream, app), "-f", "null", "-"],
+                               capture_output=True, text=True, timeout=20)
+            took = time.monotonic() - start
+            print("play %s/%s: ffmpeg exited %d after %.2fs: %s"
+                  % (app, stream, r.returncode, took, r.stderr.strip().splitlines()[:1]))
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("Server error: " + desc, r.stderr)
+            self.assertLess(took, 1.0)
+            d = subprocess.run(["timeout", "10", "rtmpdump", "-V", "--live", "-r",
+                                self.url(stream, app), "-o", "/dev/null"],
+                               capture_output=True, text=True)
+            self.assertRegex(d.stderr, r"code, STRING:\s*NetStream\.Play\.StreamNotFound")
+            self.assertRegex(d.stderr, r"level, STRING:\s*error")
+
+    def test_5_garbage_and_stalls_are_cut_off_without_hurting_a_live_play(self):
+        out = {}
+        t = threading.Thread(target=lambda: out.update(
+            n=self.fleet.play_frames(self.url("s1"), 7, name="bystander")))
+        t.start()
+        time.sleep(1)
+        # Garbage instead of a handshake: closed at once.
+        g = socket.create_connection(("127.0.0.1", self.front), timeout=5)
+        g.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        start = time.monotonic()
+        self.assertEqual(g.recv(100), b"")
+        self.assertLess(time.monotonic() - start, 0.5)
+        g.close()
+        # A stall halfway through C1: closed by timeouts.handshake (1.5 s).
+        st = socket.create_connection(("127.0.0.1", self.front), timeout=10)
+        st.sendall(b"\x03" + os.urandom(700))
+        start = time.monotonic()
+        self.assertEqual(st.recv(100), b"")
+        took = time.monotonic() - start
+        self.assertGreater(took, 1.2)
+        self.assertLess(took, 3.0)
+        st.close()
+        # Garbage after a good handshake: the chunk parser refuses it.
+        h = socket.create_connection(("127.0.0.1", self.front), timeout=5)
+        h.sendall(b"\x03" + bytes(1536))
+        s0s1s2 = b""
+        while len(s0s1s2) < 3073:
+            s0s1s2 += h.recv(4096)
+        h.sendall(bytes(1536) + b"\x03\x00\x00\x00\x7f\xff\xff\x14\x00\x00\x00\x00")
+        self.assertEqual(h.recv(100), b"")  # a 8 MiB command: over the limit
+        h.close()
+        t.join(30)
+        print("bystander decoded %d frames meanwhile" % out["n"])
+        self.assertGreaterEqual(out["n"], 100)
+        log = self.fleet.log_text("rtmplb")
+        self.assertIn("reason=bad_handshake", log)
+        self.assertIn("reason=handshake_timeout", log)
+        self.assertIn("message longer than the limit", log)
+
+    def test_6_publishers_still_healthy(self):
+        for s, p in self.pubs.items():
+            self.assertIsNone(p.poll(), "publisher of %s died:\n%s"
+                              % (s, self.fleet.log_text("publish-" + s)))
+
+
+if __name__ == "__main__":
+    harness.main()
