@@ -675,7 +675,8 @@ static void patch(struct lb_session *s)
         close_now(s, "internal_error");
         return;
     }
-    memmove(r->uin.data, r->uin.data + fwd, r->uin.len - fwd);
+    if (r->uin.len > fwd)
+        memmove(r->uin.data, r->uin.data + fwd, r->uin.len - fwd);
     r->uin.len -= fwd;
     r->uin_parsed -= fwd < r->uin_parsed ? fwd : r->uin_parsed;
     if (r->n_t == 0)
