@@ -40,6 +40,7 @@ class FrontDoor(unittest.TestCase):
         cls.origins = {n: f.nginx_origin(n, free_port(), free_port())
                        for n in ("origin-a", "origin-b", "origin-c")}
         cls.front = free_port()
+        cls.passport = free_port()
         nodes = "\n".join("      - {name: %s, address: 127.0.0.1:%d}" % (n, o.rtmp_port)
                           for n, o in cls.origins.items())
         cls.lb = f.rtmplb("""
@@ -47,13 +48,17 @@ workers: 2
 timeouts: {handshake: 1500ms}
 listeners:
   - {name: rtmp, address: 127.0.0.1:%d, mode: rtmp}
+  - {name: pass, address: 127.0.0.1:%d, mode: rtmp}
 pools:
   origins:
     nodes:
 %s
+  solo:
+    nodes: [{name: origin-a, address: 127.0.0.1:%d}]
 routes:
+  - {name: connect-time, match: {listener: pass}, pool: solo, route_on: connect}
   - {name: live, match: {app: live}, pool: origins, policy: stream_affinity}
-""" % (cls.front, nodes), wait_ports=[cls.front])
+""" % (cls.front, cls.passport, nodes, cls.origins["origin-a"].rtmp_port), wait_ports=[cls.front])
         cls.pubs = {s: f.publish(cls.url(s), name="publish-" + s) for s in STREAMS}
         cls.live_on = {s: wait_live(cls.origins, s) for s in STREAMS}
 
@@ -186,6 +191,32 @@ routes:
         self.assertIn("reason=bad_handshake", log)
         self.assertIn("reason=handshake_timeout", log)
         self.assertIn("message longer than the limit", log)
+
+    def test_7_obs_style_client_with_early_chunk_size(self):
+        # OBS sends Set Chunk Size 4096 before connect and chunks its
+        # commands at 4096: the front door must follow, and so must the
+        # origin, which gets those bytes replayed verbatim.
+        probe = os.path.join(os.path.dirname(harness.ARGS.rtmplb), "rtmp_probe")
+        r = subprocess.run([probe, "--obs", "--count", "5", "127.0.0.1", str(self.front), "live",
+                            "s4"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(len([l for l in r.stdout.splitlines() if l.startswith("ok ")]), 5)
+
+    def test_8_route_on_connect_passes_the_origins_answers_through(self):
+        url = "rtmp://127.0.0.1:%d/live/s1" % self.passport
+        n = self.fleet.play_frames(url, 5, name="pass-play")
+        print("route_on: connect: %d frames" % n)
+        self.assertGreaterEqual(n, 40)
+        d = subprocess.run(["timeout", "4", "rtmpdump", "-V", "--live", "-r", url, "-o", "/dev/null"],
+                           capture_output=True, text=True)
+        # Exactly one connect answer, and it is nginx's own (rtmplb's local
+        # answer has no description).
+        self.assertEqual(d.stderr.count("NetConnection.Connect.Success"), 1, d.stderr[-3000:])
+        self.assertIn("Connection succeeded.", d.stderr)
+        sessions = [x for x in access_lines(self.fleet.log_text("rtmplb"))
+                    if x.get("route") == "connect-time"]
+        self.assertTrue(sessions)
+        self.assertTrue(all(x["node"] == "origin-a" and x["role"] == "-" for x in sessions))
 
     def test_6_publishers_still_healthy(self):
         for s, p in self.pubs.items():
