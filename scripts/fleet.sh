@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local fleet: two stock nginx-rtmp origins on loopback, rtmplb in front
-# of them (conf/examples/fleet-local.yaml), and ffmpeg publishing a live test
-# pattern through rtmplb. Everything runs in the background; state and logs
+# of them in rtmp mode (conf/examples/fleet-local.yaml), and ffmpeg
+# publishing a live test pattern through rtmplb. Everything runs in the background; state and logs
 # live in run/fleet/.
 #   scripts/fleet.sh          install, build, start, verify, print the URLs
 #   scripts/fleet.sh stop     stop everything it started (by PID)
@@ -151,13 +151,15 @@ cat <<EOF
 rtmplb fleet is up.
   rtmplb        rtmp://127.0.0.1:$front  (config $conf, log $state/rtmplb.log)
   origin-a      rtmp://127.0.0.1:19351   stats http://127.0.0.1:18081/stat
-  origin-b      rtmp://127.0.0.1:19352   stats http://127.0.0.1:18082/stat  (backup)
-  test stream   live on $on; played back through rtmplb: $frames frames decoded in 4 s
+  origin-b      rtmp://127.0.0.1:19352   stats http://127.0.0.1:18082/stat
+  test stream   live/$stream, published through rtmplb, placed on $on by stream_affinity;
+                played back through rtmplb: $frames frames decoded in 4 s
 
 Play it:
   ffplay rtmp://127.0.0.1:$front/live/$stream
   ffmpeg -i rtmp://127.0.0.1:$front/live/$stream -f null -
-Publish your own (OBS: server rtmp://127.0.0.1:$front/live, any key):
+Publish your own (OBS: server rtmp://127.0.0.1:$front/live, any key); each
+stream lands on one origin, and its players follow it there:
   ffmpeg -re -i FILE -c copy -f flv rtmp://127.0.0.1:$front/live/NAME
 Watch the sessions rtmplb routes:
   tail -f $state/rtmplb.log
