@@ -37,6 +37,8 @@ class FrontDoor(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         f = cls.fleet = Fleet()
+        # Runs even when setUpClass fails part way (tearDownClass would not).
+        cls.addClassCleanup(f.stop)
         cls.origins = {n: f.nginx_origin(n, free_port(), free_port())
                        for n in ("origin-a", "origin-b", "origin-c")}
         cls.front = free_port()
@@ -61,10 +63,6 @@ routes:
 """ % (cls.front, cls.passport, nodes, cls.origins["origin-a"].rtmp_port), wait_ports=[cls.front])
         cls.pubs = {s: f.publish(cls.url(s), name="publish-" + s) for s in STREAMS}
         cls.live_on = {s: wait_live(cls.origins, s) for s in STREAMS}
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.fleet.stop()
 
     @classmethod
     def url(cls, stream, app="live"):
