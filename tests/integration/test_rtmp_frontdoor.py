@@ -57,10 +57,15 @@ pools:
 %s
   solo:
     nodes: [{name: origin-a, address: 127.0.0.1:%d}]
+  dead:
+    nodes: [{name: gone-1, address: 127.0.0.1:%d}, {name: gone-2, address: 127.0.0.1:%d}]
 routes:
   - {name: connect-time, match: {listener: pass}, pool: solo, route_on: connect}
   - {name: live, match: {app: live}, pool: origins, policy: stream_affinity}
-""" % (cls.front, cls.passport, nodes, cls.origins["origin-a"].rtmp_port), wait_ports=[cls.front])
+  - {name: dead, match: {app: deadapp}, pool: dead}
+  - {name: unknown-app, match: {app: noapp}, pool: solo}
+""" % (cls.front, cls.passport, nodes, cls.origins["origin-a"].rtmp_port, free_port(),
+       free_port()), wait_ports=[cls.front])
         cls.pubs = {s: f.publish(cls.url(s), name="publish-" + s) for s in STREAMS}
         cls.live_on = {s: wait_live(cls.origins, s) for s in STREAMS}
 
@@ -215,6 +220,39 @@ routes:
                     if x.get("route") == "connect-time"]
         self.assertTrue(sessions)
         self.assertTrue(all(x["node"] == "origin-a" and x["role"] == "-" for x in sessions))
+
+    def test_9_failures_reach_clients_as_rtmp_errors(self):
+        def ffmpeg_play(app, stream):
+            return subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i",
+                                   self.url(stream, app), "-f", "null", "-"],
+                                  capture_output=True, text=True, timeout=20).stderr
+
+        def ffmpeg_publish(app, stream):
+            return subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f",
+                                   "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "3",
+                                   "-c:v", "libx264", "-preset", "ultrafast", "-f", "flv",
+                                   self.url(stream, app)],
+                                  capture_output=True, text=True, timeout=30).stderr
+
+        # Every node of the pool refuses: both dials fail.
+        err = ffmpeg_play("deadapp", "x")
+        self.assertIn("Server error: rtmplb: every node of pool dead failed (2 tried)", err)
+        err = ffmpeg_publish("deadapp", "x")
+        self.assertIn("Server error: rtmplb: every node of pool dead failed (2 tried)", err)
+        # The origin has no such application and hangs up (nginx-rtmp's way).
+        err = ffmpeg_play("noapp", "x")
+        self.assertRegex(err, r"Server error: origin origin-a"
+                              r"( closed the connection|: Connection reset by peer)")
+        d = subprocess.run(["timeout", "10", "rtmpdump", "-V", "--live", "-r",
+                            self.url("x", "deadapp"), "-o", "/dev/null"],
+                           capture_output=True, text=True)
+        self.assertRegex(d.stderr, r"code, STRING:\s*NetStream\.Play\.StreamNotFound")
+        sessions = access_lines(self.fleet.log_text("rtmplb"))
+        reasons = {x["reason"] for x in sessions if x.get("app") in ("deadapp", "noapp")}
+        self.assertEqual(reasons, {"dial_failed", "origin_closed"})
+        pub = [x for x in sessions if x.get("app") == "deadapp" and x.get("role") == "publish"]
+        self.assertTrue(pub)
+        self.assertRegex(self.fleet.log_text("rtmplb"), r"rtmp_refused .*reason=dial_failed")
 
     def test_6_publishers_still_healthy(self):
         for s, p in self.pubs.items():
