@@ -1,0 +1,211 @@
+/* RTMP commands: parsing, normalisation, the replies rtmplb writes (decoded
+ * back through the chunk decoder and AMF), and the transaction-id peek. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "lb/rtmp/chunk.h"
+#include "lb/rtmp/command.h"
+
+static const struct amf_limits LIM = {16, 4096, 128};
+
+static void test_normalise(void **st)
+{
+    static const struct { const char *in, *out; } apps[] = {
+        {"live", "live"},          {"live/", "live"},         {"live?token=1", "live"},
+        {"live/_definst_", "live"}, {"live/_definst_/", "live"}, {"a/b", "a/b"},
+        {"live//", "live"},
+    };
+    for (size_t i = 0; i < sizeof(apps) / sizeof(apps[0]); i++) {
+        char b[64];
+        strcpy(b, apps[i].in);
+        rtmp_normalise_app(b);
+        assert_string_equal(b, apps[i].out);
+    }
+    char s[64] = "cam1?key=secret";
+    rtmp_normalise_stream(s);
+    assert_string_equal(s, "cam1");
+    char app[64];
+    rtmp_app_from_tcurl("rtmp://h.example:1935/live/_definst_?x=1", app, sizeof(app));
+    assert_string_equal(app, "live");
+    rtmp_app_from_tcurl("rtmp://h.example", app, sizeof(app));
+    assert_string_equal(app, "");
+}
+
+static size_t connect_body(uint8_t *b, size_t cap, const char *app, const char *tc, int enc)
+{
+    uint8_t *p = b, *end = b + cap;
+    p = amf0_put_string(p, end, "connect");
+    p = amf0_put_number(p, end, 1);
+    p = amf0_put_object_start(p, end);
+    if (app) {
+        p = amf0_put_key(p, end, "app");
+        p = amf0_put_string(p, end, app);
+    }
+    p = amf0_put_key(p, end, "tcUrl");
+    p = amf0_put_string(p, end, tc);
+    if (enc) {
+        p = amf0_put_key(p, end, "objectEncoding");
+        p = amf0_put_number(p, end, enc);
+    }
+    p = amf0_put_object_end(p, end);
+    return (size_t)(p - b);
+}
+
+static void test_parse_commands(void **st)
+{
+    uint8_t b[512], *p, *end = b + sizeof(b);
+    struct rtmp_cmd c;
+    const char *why;
+    size_t n = connect_body(b, sizeof(b), "live/?a=b", "rtmp://x/live", 3);
+    assert_int_equal(rtmp_cmd_parse(b, n, false, &LIM, &c, &why), 0);
+    assert_int_equal(c.kind, RTMP_CMD_CONNECT);
+    assert_string_equal(c.app, "live");
+    assert_int_equal(c.object_encoding, 3);
+    assert_true(c.tid == 1.0);
+    n = connect_body(b, sizeof(b), NULL, "rtmp://x:1935/vod/_definst_", 0);
+    assert_int_equal(rtmp_cmd_parse(b, n, false, &LIM, &c, &why), 0);
+    assert_string_equal(c.app, "vod"); /* from tcUrl when app is missing */
+
+    p = b;
+    p = amf0_put_string(p, end, "play");
+    p = amf0_put_number(p, end, 4);
+    p = amf0_put_null(p, end);
+    p = amf0_put_string(p, end, "cam1?token=x");
+    p = amf0_put_number(p, end, -2000);
+    assert_int_equal(rtmp_cmd_parse(b, (size_t)(p - b), false, &LIM, &c, &why), 0);
+    assert_int_equal(c.kind, RTMP_CMD_PLAY);
+    assert_string_equal(c.stream, "cam1");
+
+    /* The same as a type-17 (AMF3) command: a 0x00 format byte first. */
+    uint8_t b3[512];
+    b3[0] = 0;
+    memcpy(b3 + 1, b, (size_t)(p - b));
+    assert_int_equal(rtmp_cmd_parse(b3, (size_t)(p - b) + 1, true, &LIM, &c, &why), 0);
+    assert_int_equal(c.kind, RTMP_CMD_PLAY);
+    assert_string_equal(c.stream, "cam1");
+
+    /* A stream name too long is an error, not a truncation. */
+    char longname[400];
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    p = b;
+    p = amf0_put_string(p, end, "publish");
+    p = amf0_put_number(p, end, 5);
+    p = amf0_put_null(p, end);
+    p = amf0_put_string(p, end, longname);
+    assert_int_equal(rtmp_cmd_parse(b, (size_t)(p - b), false, &LIM, &c, &why), -1);
+    assert_string_equal(why, "name or URL too long");
+}
+
+/* Decodes one or more messages from out; returns the last message's body. */
+static size_t decode_all(const uint8_t *in, size_t n, uint32_t chunk, uint8_t *types,
+                         size_t *count, uint8_t *last_body)
+{
+    struct rtmp_chunk_dec d;
+    struct rtmp_chunk_limits lim = {1 << 20, 1 << 20, 65599};
+    size_t pos = 0, used, len = 0;
+    rtmp_chunk_init(&d, &lim, 0);
+    rtmp_chunk_set_size(&d, chunk);
+    *count = 0;
+    for (;;) {
+        struct rtmp_chunk_ev ev;
+        rtmp_chunk_next(&d, in + pos, n - pos, &used, &ev);
+        pos += used;
+        assert_int_not_equal(ev.type, RTMP_EV_ERROR);
+        if (ev.type == RTMP_EV_NEED_MORE)
+            break;
+        if (ev.type == RTMP_EV_MSG_START)
+            len = ev.len;
+        if (ev.type == RTMP_EV_PAYLOAD)
+            memcpy(last_body + ev.offset, ev.data, ev.data_len);
+        if (ev.type == RTMP_EV_MSG_END)
+            types[(*count)++] = ev.msg_type;
+    }
+    assert_int_equal(pos, n);
+    return len;
+}
+
+static void test_connect_reply(void **st)
+{
+    uint8_t out[1024], body[1024], types[8];
+    size_t count;
+    for (int enc = 0; enc <= 3; enc += 3) {
+        size_t n = rtmp_reply_connect(out, sizeof(out), 1, enc);
+        assert_true(n > 0);
+        size_t len = decode_all(out, n, 128, types, &count, body);
+        assert_int_equal(count, 3);
+        assert_int_equal(types[0], RTMP_MSG_WIN_ACK_SIZE);
+        assert_int_equal(types[1], RTMP_MSG_SET_PEER_BW);
+        assert_int_equal(types[2], RTMP_MSG_COMMAND_AMF0);
+        assert_true(len <= 128); /* one chunk at any chunk size */
+        if (enc == 0)
+            assert_int_equal(len, 128);
+        /* Exactly three one-chunk messages: no Set Chunk Size among them. */
+        assert_int_equal(n, 12 + 4 + 12 + 5 + 12 + len);
+        struct amf_value arena[32];
+        struct amf_doc doc = {.v = arena, .cap = 32};
+        assert_int_equal(amf_decode_command(body, len, false, &LIM, &doc), 0);
+        assert_true(amf_str_eq(amf_top(&doc, 0), "_result"));
+        const struct amf_value *info = amf_top(&doc, 3);
+        assert_true(amf_str_eq(amf_get(&doc, info, "code"), "NetConnection.Connect.Success"));
+        if (enc == 3)
+            assert_true(amf_get(&doc, info, "objectEncoding")->num == 3.0);
+    }
+}
+
+static void test_create_stream_reply_and_peek(void **st)
+{
+    uint8_t out[256], body[256], types[4];
+    size_t count;
+    size_t n = rtmp_reply_create_stream(out, sizeof(out), 4, 1);
+    size_t len = decode_all(out, n, 128, types, &count, body);
+    assert_int_equal(len, 29);
+    char name[16];
+    double tid;
+    long off = rtmp_peek_name_tid(body, len, false, name, sizeof(name), &tid);
+    assert_int_equal(off, 11); /* bytes 11..18: where the tid is zeroed */
+    assert_string_equal(name, "_result");
+    assert_true(tid == 4.0);
+    assert_int_equal(rtmp_peek_name_tid(body, 15, false, name, sizeof(name), &tid), -1);
+}
+
+static void test_long_error_descriptions_are_chunked(void **st)
+{
+    char desc[300];
+    memset(desc, 'd', sizeof(desc) - 1);
+    desc[sizeof(desc) - 1] = '\0';
+    for (uint32_t chunk = 128; chunk <= 4096; chunk *= 32) {
+        uint8_t out[2048], body[2048], types[4];
+        size_t count;
+        size_t n = rtmp_reply_status_error(out, sizeof(out), "NetStream.Play.StreamNotFound",
+                                           desc, chunk);
+        assert_true(n > 0);
+        size_t len = decode_all(out, n, chunk, types, &count, body);
+        assert_int_equal(count, 1);
+        struct amf_value arena[32];
+        struct amf_doc doc = {.v = arena, .cap = 32};
+        assert_int_equal(amf_decode_command(body, len, false, &LIM, &doc), 0);
+        const struct amf_value *d = amf_get(&doc, amf_top(&doc, 3), "description");
+        assert_int_equal(d->len, RTMP_DESC_MAX); /* cut, not dropped */
+        assert_true(amf_str_eq(amf_get(&doc, amf_top(&doc, 3), "level"), "error"));
+    }
+    uint8_t out[1024];
+    assert_true(rtmp_reply_connect_rejected(out, sizeof(out), 1, "nope", 128) > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_normalise),
+        cmocka_unit_test(test_parse_commands),
+        cmocka_unit_test(test_connect_reply),
+        cmocka_unit_test(test_create_stream_reply_and_peek),
+        cmocka_unit_test(test_long_error_descriptions_are_chunked),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
