@@ -260,5 +260,94 @@ routes:
                               % (s, self.fleet.log_text("publish-" + s)))
 
 
+def amf_str(v):
+    b = v.encode()
+    return b"\x02" + len(b).to_bytes(2, "big") + b
+
+
+def amf_num(v):
+    import struct
+    return b"\x00" + struct.pack(">d", v)
+
+
+def chunked(csid, mtype, payload, msid=0, chunk=128):
+    """One message as chunks: fmt0, then fmt3 continuations."""
+    out = bytes([csid]) + b"\0\0\0" + len(payload).to_bytes(3, "big") + bytes([mtype]) + \
+        msid.to_bytes(4, "little")
+    for i in range(0, len(payload), chunk):
+        if i:
+            out += bytes([0xC0 | csid])
+        out += payload[i:i + chunk]
+    return out
+
+
+class SyntheticOrigin(threading.Thread):
+    """An origin no real server is: it misbehaves in one chosen way after a
+    plain handshake. Real origins never do this; the front door's checks
+    must still catch it (RTMP-NOTES.md, "Tests")."""
+
+    def __init__(self, mode):
+        super().__init__(daemon=True)
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.start()
+
+    def run(self):
+        try:
+            c, _ = self.sock.accept()
+        except OSError:
+            return
+        c.settimeout(5)
+        try:
+            data = b""
+            while len(data) < 1537:
+                data += c.recv(4096)
+            c.sendall(b"\x03" + os.urandom(1536) + data[1:1537])
+            need = 1537 + 1536
+            while len(data) < need + 50:  # C2 and the replayed commands
+                data += c.recv(4096)
+            ack = chunked(2, 5, (2500000).to_bytes(4, "big"))
+            result = chunked(3, 20, amf_str("_result") + amf_num(1) + b"\x05\x05")
+            if self.mode == "stream_id":
+                cs = chunked(3, 20, amf_str("_result") + amf_num(2) + b"\x05" + amf_num(3))
+                c.sendall(ack + result + cs)
+            else:  # a 200-byte message before any Set Chunk Size
+                c.sendall(ack + chunked(3, 18, b"\x02\x00\x04junk" + bytes(193)) + result)
+            time.sleep(2)
+        except OSError:
+            pass
+        finally:
+            c.close()
+            self.sock.close()
+
+
+class SyntheticOrigins(unittest.TestCase):
+    def test_origin_that_breaks_a_check_is_refused_in_rtmp(self):
+        probe = os.path.join(os.path.dirname(harness.ARGS.rtmplb), "rtmp_probe")
+        for mode, detail in (("stream_id", "gave stream id 3; rtmplb promised 1"),
+                             ("oversize", "sent a 200-byte message before its Set Chunk Size")):
+            fleet = Fleet()
+            try:
+                origin = SyntheticOrigin(mode)
+                front = free_port()
+                fleet.rtmplb("""
+listeners: [{name: rtmp, address: 127.0.0.1:%d}]
+pools: {p: {nodes: [{name: synth, address: 127.0.0.1:%d}]}}
+routes: [{name: r, pool: p}]
+""" % (front, origin.port), wait_ports=[front])
+                r = subprocess.run([probe, "127.0.0.1", str(front), "live", "x"],
+                                   capture_output=True, text=True, timeout=20)
+                self.assertEqual(r.stdout.strip(), "error server said StreamNotFound", mode)
+                origin.join(5)
+                log = fleet.log_text("rtmplb")
+                self.assertIn(detail, log)
+                self.assertIn("reason=origin_protocol", log)
+            finally:
+                fleet.stop()
+
+
 if __name__ == "__main__":
     harness.main()
