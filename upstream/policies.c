@@ -16,3 +16,19 @@ const struct ups_policy_ops *ups_policy_find(int policy)
             return all[i];
     return NULL;
 }
+
+void ups_sort_desc(struct ups_node **nodes, double *key, size_t from, size_t n)
+{
+    for (size_t i = from + 1; i < n; i++) {
+        struct ups_node *x = nodes[i];
+        double kx = key[i];
+        size_t j = i;
+        while (j > from && key[j - 1] < kx) {
+            nodes[j] = nodes[j - 1];
+            key[j] = key[j - 1];
+            j--;
+        }
+        nodes[j] = x;
+        key[j] = kx;
+    }
+}

@@ -68,19 +68,7 @@ static size_t aff_order(void *state, const struct ups_request *req, struct ups_n
         score[i] = ups_affinity_score(in[i]->name, in[i]->weight, req->app, req->stream);
         out[i] = in[i];
     }
-    /* Insertion sort by score, highest first; n is a pool's tier. */
-    for (size_t i = 1; i < n; i++) {
-        struct ups_node *x = out[i];
-        double sx = score[i];
-        size_t j = i;
-        while (j > 0 && score[j - 1] < sx) {
-            out[j] = out[j - 1];
-            score[j] = score[j - 1];
-            j--;
-        }
-        out[j] = x;
-        score[j] = sx;
-    }
+    ups_sort_desc(out, score, 0, n);
     return n;
 }
 

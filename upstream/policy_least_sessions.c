@@ -23,32 +23,20 @@ static void *ls_create(const struct ups_pool *pool, unsigned n_workers)
 
 static void ls_destroy(void *state) { free(state); }
 
-/* a before b? */
-static bool fewer(const struct ups_node *a, const struct ups_node *b)
-{
-    uint64_t sa = atomic_load(&a->live->sessions), sb = atomic_load(&b->live->sessions);
-    return sa * b->weight < sb * a->weight;
-}
-
 static size_t ls_order(void *state, const struct ups_request *req, struct ups_node *const *in,
                        size_t n, struct ups_node **out)
 {
     struct ls_state *st = state;
     size_t start = st->rot[req->worker].next++ % n;
 
-    /* Rotated copy, then a stable insertion sort: equal loads keep the
-     * rotation, so ties are spread round robin. */
-    for (size_t i = 0; i < n; i++)
+    /* Rotated copy, then a stable sort on -sessions/weight: equal loads
+     * keep the rotation, so ties are spread round robin. */
+    double load[1024];
+    for (size_t i = 0; i < n; i++) {
         out[i] = in[(start + i) % n];
-    for (size_t i = 1; i < n; i++) {
-        struct ups_node *x = out[i];
-        size_t j = i;
-        while (j > 0 && fewer(x, out[j - 1])) {
-            out[j] = out[j - 1];
-            j--;
-        }
-        out[j] = x;
+        load[i] = -(double)atomic_load(&out[i]->live->sessions) / out[i]->weight;
     }
+    ups_sort_desc(out, load, 0, n);
     return n;
 }
 

@@ -44,20 +44,15 @@ static size_t wrr_order(void *state, const struct ups_request *req, struct ups_n
     cur[in[best]->index] -= total;
 
     /* The pick first; the others as fallbacks, heaviest first (stable). */
+    double weight[1024];
     out[0] = in[best];
     size_t m = 1;
     for (size_t i = 0; i < n; i++)
-        if (i != best)
+        if (i != best) {
+            weight[m] = in[i]->weight;
             out[m++] = in[i];
-    for (size_t i = 2; i < m; i++) {
-        struct ups_node *x = out[i];
-        size_t j = i;
-        while (j > 1 && out[j - 1]->weight < x->weight) {
-            out[j] = out[j - 1];
-            j--;
         }
-        out[j] = x;
-    }
+    ups_sort_desc(out, weight, 1, m);
     return m;
 }
 

@@ -26,6 +26,9 @@ void ups_node_release(struct ups_node *n);
 bool ups_node_has_room(const struct ups_node *n);
 
 const struct ups_policy_ops *ups_policy_find(int policy);
+/* Stable insertion sort of nodes[from..n) by key, highest first (tiers are
+ * small; stability keeps rotation and config order on ties). */
+void ups_sort_desc(struct ups_node **nodes, double *key, size_t from, size_t n);
 extern const struct ups_policy_ops ups_policy_weighted;
 extern const struct ups_policy_ops ups_policy_least_sessions;
 extern const struct ups_policy_ops ups_policy_stream_affinity;

@@ -244,6 +244,26 @@ static int amf3_string(struct cur *c, const uint8_t **s, uint32_t *len)
     return 0;
 }
 
+/* Name/value pairs until the empty name: an array's associative part and an
+ * object's dynamic members. */
+static int amf3_named_members(struct cur *c, uint32_t depth, int32_t parent, int32_t *tail)
+{
+    for (;;) {
+        const uint8_t *s;
+        uint32_t len;
+        int32_t child;
+        if (amf3_string(c, &s, &len) < 0)
+            return -1;
+        if (len == 0)
+            return 0;
+        if (amf3_value(c, depth + 1, &child) < 0)
+            return -1;
+        c->doc->v[child].key = (const char *)s;
+        c->doc->v[child].key_len = len;
+        link_child(c, parent, tail, child);
+    }
+}
+
 static int amf3_value(struct cur *c, uint32_t depth, int32_t *out)
 {
     const uint8_t *b;
@@ -317,18 +337,8 @@ static int amf3_value(struct cur *c, uint32_t depth, int32_t *out)
         uint32_t dense = h >> 1;
         if (dense > c->lim->max_values)
             return err(c, "AMF array longer than the limit");
-        for (;;) {
-            if (amf3_string(c, &s, &len) < 0)
-                return -1;
-            if (len == 0)
-                break;
-            int32_t child;
-            if (amf3_value(c, depth + 1, &child) < 0)
-                return -1;
-            c->doc->v[child].key = (const char *)s;
-            c->doc->v[child].key_len = len;
-            link_child(c, i, &tail, child);
-        }
+        if (amf3_named_members(c, depth, i, &tail) < 0)
+            return -1;
         for (uint32_t k = 0; k < dense; k++) {
             int32_t child;
             if (amf3_value(c, depth + 1, &child) < 0)
@@ -364,18 +374,8 @@ static int amf3_value(struct cur *c, uint32_t depth, int32_t *out)
             c->doc->v[child].key_len = name_lens[k];
             link_child(c, i, &tail, child);
         }
-        while (dynamic) {
-            if (amf3_string(c, &s, &len) < 0)
-                return -1;
-            if (len == 0)
-                break;
-            int32_t child;
-            if (amf3_value(c, depth + 1, &child) < 0)
-                return -1;
-            c->doc->v[child].key = (const char *)s;
-            c->doc->v[child].key_len = len;
-            link_child(c, i, &tail, child);
-        }
+        if (dynamic && amf3_named_members(c, depth, i, &tail) < 0)
+            return -1;
         break;
     }
     default:
