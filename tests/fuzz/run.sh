@@ -10,10 +10,10 @@ build=build-fuzz
 
 cmake -S . -B $build -DCMAKE_C_COMPILER=clang -DRTMPLB_FUZZ=ON -DRTMPLB_TESTS=OFF \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build $build -j"$(nproc)" --target fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf >/dev/null
+cmake --build $build -j"$(nproc)" --target fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy >/dev/null
 
 status=0
-for target in fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf; do
+for target in fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy; do
   work=$(mktemp -d)
   mkdir -p "$work/corpus"
   [ -d "tests/fuzz/corpus/$target" ] && cp tests/fuzz/corpus/$target/* "$work/corpus/" 2>/dev/null || true
