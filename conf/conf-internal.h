@@ -19,6 +19,8 @@ enum conf_kind {
     CK_SEQ,         /* array of sub: pointer at off, size_t count at count_off */
     CK_NAMED_MAP,   /* mapping name -> sub; name stored at sub->name_off */
     CK_UNSUPPORTED, /* in the contract, not in this build: error with why */
+    CK_DOUBLE,      /* double in [min, max] */
+    CK_STRLIST,     /* char ** at off, size_t count at count_off; validate each */
 };
 
 #define CF_REQUIRED 1u
@@ -46,6 +48,8 @@ struct conf_field {
     size_t count_off;
     size_t max_count;
     const char *why; /* CK_UNSUPPORTED: what is missing */
+    /* CK_STRLIST: checks one item; returns NULL or what is wrong with it */
+    const char *(*check)(const char *item);
 };
 
 struct conf_type {

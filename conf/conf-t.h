@@ -25,6 +25,7 @@ enum conf_policy {
 };
 enum conf_role { CONF_ROLE_ANY, CONF_ROLE_PUBLISH, CONF_ROLE_PLAY };
 enum conf_route_on { CONF_ROUTE_ON_STREAM, CONF_ROUTE_ON_CONNECT };
+enum conf_proxy_protocol { CONF_PP_OFF = 0, CONF_PP_V1 = 1, CONF_PP_V2 = 2, CONF_PP_ANY = 3 };
 
 struct conf_addr {
     struct sockaddr_storage ss;
@@ -40,6 +41,7 @@ struct conf_listener {
     struct conf_mark address_mark;
     int mode; /* enum conf_listener_mode */
     struct conf_mark mode_mark;
+    int proxy_protocol; /* enum conf_proxy_protocol */
 };
 
 struct conf_node {
@@ -50,6 +52,14 @@ struct conf_node {
     int64_t weight;
     bool backup;
     int64_t max_sessions;
+    int send_proxy; /* CONF_PP_OFF, _V1, _V2 */
+    struct {
+        bool present;
+        char *country;
+        double lat, lon;
+        bool has_lat, has_lon;
+        struct conf_mark mark;
+    } location;
 };
 
 struct conf_pool {
@@ -66,6 +76,11 @@ struct conf_match {
     int role; /* enum conf_role */
     char *app;    /* glob, NULL = any */
     char *stream; /* glob, NULL = any */
+    char **country; /* ISO codes, from the geo database */
+    size_t n_country;
+    char **continent;
+    size_t n_continent;
+    struct conf_mark geo_mark;
 };
 
 struct conf_route {
@@ -103,6 +118,10 @@ struct conf {
         int64_t max_amf_depth;
         int64_t max_amf_string;
     } limits;
+    struct {
+        char *database;
+        struct conf_mark database_mark;
+    } geo;
     struct conf_listener *listeners;
     size_t n_listeners;
     struct conf_pool *pools;

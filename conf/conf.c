@@ -29,18 +29,42 @@ static const struct conf_enum_val policies[] = {
     {"least_sessions", CONF_POLICY_LEAST_SESSIONS, NULL},
     {"stream_affinity", CONF_POLICY_STREAM_AFFINITY, NULL},
     {"stream_location", CONF_POLICY_STREAM_LOCATION, "it needs the stream index"},
-    {"geo_nearest", CONF_POLICY_GEO_NEAREST, "it needs the geo database"},
+    {"geo_nearest", CONF_POLICY_GEO_NEAREST, NULL},
     {NULL, 0, NULL}};
 static const struct conf_enum_val roles[] = {
     {"publish", CONF_ROLE_PUBLISH, NULL}, {"play", CONF_ROLE_PLAY, NULL}, {NULL, 0, NULL}};
+static const struct conf_enum_val pp_listen[] = {{"off", CONF_PP_OFF, NULL},
+                                                 {"v1", CONF_PP_V1, NULL},
+                                                 {"v2", CONF_PP_V2, NULL},
+                                                 {"any", CONF_PP_ANY, NULL},
+                                                 {NULL, 0, NULL}};
+static const struct conf_enum_val pp_send[] = {
+    {"off", CONF_PP_OFF, NULL}, {"v1", CONF_PP_V1, NULL}, {"v2", CONF_PP_V2, NULL}, {NULL, 0, NULL}};
+
+static const char *check_country(const char *v)
+{
+    return strlen(v) == 2 && v[0] >= 'A' && v[0] <= 'Z' && v[1] >= 'A' && v[1] <= 'Z'
+               ? NULL
+               : "must be an ISO 3166 country code like JP";
+}
+
+static const char *check_continent(const char *v)
+{
+    static const char *codes[] = {"AF", "AN", "AS", "EU", "NA", "OC", "SA"};
+    for (size_t i = 0; i < 7; i++)
+        if (strcmp(v, codes[i]) == 0)
+            return NULL;
+    return "must be a continent code: AF, AN, AS, EU, NA, OC or SA";
+}
+
 static const struct conf_enum_val route_ons[] = {{"stream", CONF_ROUTE_ON_STREAM, NULL},
                                                  {"connect", CONF_ROUTE_ON_CONNECT, NULL},
                                                  {NULL, 0, NULL}};
 
 /* ---- schema ----------------------------------------------------------- */
 
-#define F_END {NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, NULL}
-#define F_UNSUP(k, why) {k, CK_UNSUPPORTED, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, why}
+#define F_END {NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL}
+#define F_UNSUP(k, why) {k, CK_UNSUPPORTED, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, why, NULL}
 
 static void conf_init(void *obj)
 {
@@ -81,13 +105,13 @@ static void route_init(void *obj)
 }
 
 static const struct conf_field log_fields[] = {
-    {"format", CK_ENUM, OFF(struct conf, log.format), 0, 0, 0, 0, log_formats, NULL, 0, 0, NULL},
-    {"level", CK_ENUM, OFF(struct conf, log.level), 0, 0, 0, 0, log_levels, NULL, 0, 0, NULL},
-    {"access_log", CK_STR, OFF(struct conf, log.access_log), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+    {"format", CK_ENUM, OFF(struct conf, log.format), 0, 0, 0, 0, log_formats, NULL, 0, 0, NULL, NULL},
+    {"level", CK_ENUM, OFF(struct conf, log.level), 0, 0, 0, 0, log_levels, NULL, 0, 0, NULL, NULL},
+    {"access_log", CK_STR, OFF(struct conf, log.access_log), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL},
     F_END};
 
 #define DUR(key, member, lo, hi) \
-    {key, CK_DURATION, OFF(struct conf, member), 0, 0, lo, hi, NULL, NULL, 0, 0, NULL}
+    {key, CK_DURATION, OFF(struct conf, member), 0, 0, lo, hi, NULL, NULL, 0, 0, NULL, NULL}
 static const struct conf_field timeout_fields[] = {
     DUR("handshake", timeouts.handshake_ms, 100, 600000),
     DUR("connect", timeouts.connect_ms, 10, 600000),
@@ -97,18 +121,18 @@ static const struct conf_field timeout_fields[] = {
 
 static const struct conf_field limit_fields[] = {
     {"max_sessions", CK_INT, OFF(struct conf, limits.max_sessions), CF_MARK,
-     OFF(struct conf, limits.max_sessions_mark), 1, 1000000, NULL, NULL, 0, 0, NULL},
+     OFF(struct conf, limits.max_sessions_mark), 1, 1000000, NULL, NULL, 0, 0, NULL, NULL},
     F_UNSUP("max_sessions_per_ip", "per-address limits are not built yet"),
     {"preroute_bytes", CK_SIZE, OFF(struct conf, limits.preroute_bytes), 0, 0, 4096, 16 << 20,
-     NULL, NULL, 0, 0, NULL},
+     NULL, NULL, 0, 0, NULL, NULL},
     {"max_chunk_size", CK_SIZE, OFF(struct conf, limits.max_chunk_size), 0, 0, 128, 16 << 20,
-     NULL, NULL, 0, 0, NULL},
+     NULL, NULL, 0, 0, NULL, NULL},
     {"max_message_size", CK_SIZE, OFF(struct conf, limits.max_message_size), 0, 0, 1024, 16 << 20,
-     NULL, NULL, 0, 0, NULL},
+     NULL, NULL, 0, 0, NULL, NULL},
     {"max_amf_depth", CK_INT, OFF(struct conf, limits.max_amf_depth), 0, 0, 2, 64, NULL, NULL, 0,
-     0, NULL},
+     0, NULL, NULL},
     {"max_amf_string", CK_SIZE, OFF(struct conf, limits.max_amf_string), 0, 0, 256, 1 << 20, NULL,
-     NULL, 0, 0, NULL},
+     NULL, 0, 0, NULL, NULL},
     F_END};
 
 /* log, timeouts and limits are embedded in struct conf itself: their fields
@@ -123,30 +147,45 @@ static const struct conf_type limits_type = {"limits", 0, CONF_NO_OFF, CONF_NO_O
 
 static const struct conf_field listener_fields[] = {
     {"name", CK_STR, OFF(struct conf_listener, name), CF_REQUIRED | CF_MARK,
-     OFF(struct conf_listener, name_mark), 0, 0, NULL, NULL, 0, 0, NULL},
+     OFF(struct conf_listener, name_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
     {"address", CK_ADDR, OFF(struct conf_listener, address), CF_REQUIRED | CF_MARK | CF_PASSIVE,
-     OFF(struct conf_listener, address_mark), 0, 0, NULL, NULL, 0, 0, NULL},
+     OFF(struct conf_listener, address_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
     {"mode", CK_ENUM, OFF(struct conf_listener, mode), CF_MARK, OFF(struct conf_listener, mode_mark),
-     0, 0, modes, NULL, 0, 0, NULL},
-    F_UNSUP("proxy_protocol", "PROXY protocol is not built yet"),
+     0, 0, modes, NULL, 0, 0, NULL, NULL},
+    {"proxy_protocol", CK_ENUM, OFF(struct conf_listener, proxy_protocol), 0, 0, 0, 0, pp_listen,
+     NULL, 0, 0, NULL, NULL},
     F_UNSUP("tls", "RTMPS is not built yet"),
     F_END};
 static const struct conf_type listener_type = {
     "listener", sizeof(struct conf_listener), OFF(struct conf_listener, mark), CONF_NO_OFF,
     CONF_NO_OFF, listener_init, listener_fields};
 
+static const struct conf_field location_fields[] = {
+    {"country", CK_STR, OFF(struct conf_node, location.country), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL,
+     NULL},
+    {"lat", CK_DOUBLE, OFF(struct conf_node, location.lat), 0, 0, -90, 90, NULL, NULL, 0, 0, NULL,
+     NULL},
+    {"lon", CK_DOUBLE, OFF(struct conf_node, location.lon), 0, 0, -180, 180, NULL, NULL, 0, 0,
+     NULL, NULL},
+    F_END};
+/* Fields carry offsets from struct conf_node (the walk gets the node). */
+static const struct conf_type location_type = {"location", 0, OFF(struct conf_node, location.mark),
+                                               CONF_NO_OFF, OFF(struct conf_node, location.present),
+                                               NULL, location_fields};
+
 static const struct conf_field node_fields[] = {
     {"name", CK_STR, OFF(struct conf_node, name), CF_REQUIRED | CF_MARK,
-     OFF(struct conf_node, name_mark), 0, 0, NULL, NULL, 0, 0, NULL},
+     OFF(struct conf_node, name_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
     {"address", CK_ADDR, OFF(struct conf_node, address), CF_REQUIRED, 0, 0, 0, NULL, NULL, 0, 0,
-     NULL},
-    {"weight", CK_INT, OFF(struct conf_node, weight), 0, 0, 1, 1000, NULL, NULL, 0, 0, NULL},
-    {"backup", CK_BOOL, OFF(struct conf_node, backup), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL},
+     NULL, NULL},
+    {"weight", CK_INT, OFF(struct conf_node, weight), 0, 0, 1, 1000, NULL, NULL, 0, 0, NULL, NULL},
+    {"backup", CK_BOOL, OFF(struct conf_node, backup), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL},
     {"max_sessions", CK_INT, OFF(struct conf_node, max_sessions), 0, 0, 0, 1000000, NULL, NULL, 0,
-     0, NULL},
-    F_UNSUP("send_proxy", "PROXY protocol is not built yet"),
+     0, NULL, NULL},
+    {"send_proxy", CK_ENUM, OFF(struct conf_node, send_proxy), 0, 0, 0, 0, pp_send, NULL, 0, 0,
+     NULL, NULL},
     F_UNSUP("stats", "node stats polling is not built yet"),
-    F_UNSUP("location", "geo routing is not built yet"),
+    {"location", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &location_type, 0, 0, NULL, NULL},
     F_END};
 static const struct conf_type node_type = {"node", sizeof(struct conf_node),
                                            OFF(struct conf_node, mark), CONF_NO_OFF, CONF_NO_OFF,
@@ -154,7 +193,7 @@ static const struct conf_type node_type = {"node", sizeof(struct conf_node),
 
 static const struct conf_field pool_fields[] = {
     {"nodes", CK_SEQ, OFF(struct conf_pool, nodes), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
-     &node_type, OFF(struct conf_pool, n_nodes), 1024, NULL},
+     &node_type, OFF(struct conf_pool, n_nodes), 1024, NULL, NULL},
     F_UNSUP("health", "health checks are not built yet"),
     F_UNSUP("slow_start", "slow start needs health checks, which are not built yet"),
     F_END};
@@ -164,12 +203,16 @@ static const struct conf_type pool_type = {"pool", sizeof(struct conf_pool),
 
 static const struct conf_field match_fields[] = {
     {"listener", CK_STR, OFF(struct conf_match, listener), CF_MARK,
-     OFF(struct conf_match, listener_mark), 0, 0, NULL, NULL, 0, 0, NULL},
-    {"role", CK_ENUM, OFF(struct conf_match, role), 0, 0, 0, 0, roles, NULL, 0, 0, NULL},
-    {"app", CK_STR, OFF(struct conf_match, app), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL},
-    {"stream", CK_STR, OFF(struct conf_match, stream), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL},
-    F_UNSUP("country", "geo routing is not built yet"),
-    F_UNSUP("continent", "geo routing is not built yet"),
+     OFF(struct conf_match, listener_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    {"role", CK_ENUM, OFF(struct conf_match, role), 0, 0, 0, 0, roles, NULL, 0, 0, NULL, NULL},
+    {"app", CK_STR, OFF(struct conf_match, app), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    {"stream", CK_STR, OFF(struct conf_match, stream), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    {"country", CK_STRLIST, OFF(struct conf_match, country), CF_MARK,
+     OFF(struct conf_match, geo_mark), 0, 0, NULL, NULL, OFF(struct conf_match, n_country), 300,
+     NULL, check_country},
+    {"continent", CK_STRLIST, OFF(struct conf_match, continent), CF_MARK,
+     OFF(struct conf_match, geo_mark), 0, 0, NULL, NULL, OFF(struct conf_match, n_continent), 7,
+     NULL, check_continent},
     F_END};
 static const struct conf_type match_type = {"match", sizeof(struct conf_match), CONF_NO_OFF,
                                             CONF_NO_OFF, OFF(struct conf_match, present), NULL,
@@ -177,31 +220,38 @@ static const struct conf_type match_type = {"match", sizeof(struct conf_match), 
 
 static const struct conf_field route_fields[] = {
     {"name", CK_STR, OFF(struct conf_route, name), CF_REQUIRED | CF_MARK,
-     OFF(struct conf_route, name_mark), 0, 0, NULL, NULL, 0, 0, NULL},
-    {"match", CK_STRUCT, OFF(struct conf_route, match), 0, 0, 0, 0, NULL, &match_type, 0, 0, NULL},
+     OFF(struct conf_route, name_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    {"match", CK_STRUCT, OFF(struct conf_route, match), 0, 0, 0, 0, NULL, &match_type, 0, 0, NULL, NULL},
     {"pool", CK_STR, OFF(struct conf_route, pool), CF_REQUIRED | CF_MARK,
-     OFF(struct conf_route, pool_mark), 0, 0, NULL, NULL, 0, 0, NULL},
-    {"policy", CK_ENUM, OFF(struct conf_route, policy), 0, 0, 0, 0, policies, NULL, 0, 0, NULL},
+     OFF(struct conf_route, pool_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    {"policy", CK_ENUM, OFF(struct conf_route, policy), 0, 0, 0, 0, policies, NULL, 0, 0, NULL, NULL},
     {"route_on", CK_ENUM, OFF(struct conf_route, route_on), 0, 0, 0, 0, route_ons, NULL, 0, 0,
-     NULL},
+     NULL, NULL},
     F_END};
 static const struct conf_type route_type = {"route", sizeof(struct conf_route),
                                             OFF(struct conf_route, mark), CONF_NO_OFF, CONF_NO_OFF,
                                             route_init, route_fields};
 
+static const struct conf_field geo_fields[] = {
+    {"database", CK_STR, OFF(struct conf, geo.database), CF_REQUIRED | CF_MARK,
+     OFF(struct conf, geo.database_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    F_END};
+static const struct conf_type geo_type = {"geo", 0, CONF_NO_OFF, CONF_NO_OFF, CONF_NO_OFF, NULL,
+                                          geo_fields};
+
 static const struct conf_field root_fields[] = {
-    {"workers", CK_WORKERS, OFF(struct conf, workers), 0, 0, 1, 256, NULL, NULL, 0, 0, NULL},
-    {"log", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &log_type, 0, 0, NULL},
-    {"timeouts", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &timeouts_type, 0, 0, NULL},
-    {"limits", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &limits_type, 0, 0, NULL},
+    {"workers", CK_WORKERS, OFF(struct conf, workers), 0, 0, 1, 256, NULL, NULL, 0, 0, NULL, NULL},
+    {"log", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &log_type, 0, 0, NULL, NULL},
+    {"timeouts", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &timeouts_type, 0, 0, NULL, NULL},
+    {"limits", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &limits_type, 0, 0, NULL, NULL},
     {"listeners", CK_SEQ, OFF(struct conf, listeners), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
-     &listener_type, OFF(struct conf, n_listeners), 64, NULL},
-    F_UNSUP("geo", "geo routing is not built yet"),
+     &listener_type, OFF(struct conf, n_listeners), 64, NULL, NULL},
+    {"geo", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &geo_type, 0, 0, NULL, NULL},
     F_UNSUP("admin", "the admin HTTP API is not built yet"),
     {"pools", CK_NAMED_MAP, OFF(struct conf, pools), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
-     &pool_type, OFF(struct conf, n_pools), 256, NULL},
+     &pool_type, OFF(struct conf, n_pools), 256, NULL, NULL},
     {"routes", CK_SEQ, OFF(struct conf, routes), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
-     &route_type, OFF(struct conf, n_routes), 1024, NULL},
+     &route_type, OFF(struct conf, n_routes), 1024, NULL, NULL},
     F_END};
 static const struct conf_type root_type = {"config", sizeof(struct conf), CONF_NO_OFF,
                                            CONF_NO_OFF, CONF_NO_OFF, conf_init, root_fields};
@@ -309,6 +359,15 @@ static void cross_check(struct conf_ctx *ctx, struct conf *c)
             snprintf(path, sizeof(path), "routes[%zu].pool", i);
             conf__error(ctx, r->pool_mark, path, "unknown pool \"%s\" (pools: %s)", r->pool,
                         used ? names : "none");
+        }
+        if ((r->match.n_country || r->match.n_continent) && !c->geo.database) {
+            snprintf(path, sizeof(path), "routes[%zu].match", i);
+            conf__error(ctx, r->match.geo_mark, path,
+                        "matching on country or continent needs geo.database");
+        }
+        if (r->policy == CONF_POLICY_GEO_NEAREST && !c->geo.database) {
+            snprintf(path, sizeof(path), "routes[%zu].policy", i);
+            conf__error(ctx, r->mark, path, "geo_nearest needs geo.database");
         }
         if (r->match.listener) {
             bool found = false;

@@ -260,6 +260,52 @@ static void walk_value(struct conf_ctx *ctx, const struct conf_field *f, yaml_no
     case CK_UNSUPPORTED:
         conf__error_here(ctx, conf__mark(n), "not available in this build yet: %s", f->why);
         return;
+    case CK_DOUBLE: {
+        char *end;
+        if (!(s = scalar(ctx, n)))
+            return;
+        double d = strtod(s, &end);
+        if (!*s || *end || d != d) {
+            conf__error_here(ctx, conf__mark(n), "must be a number (got \"%s\")", s);
+            return;
+        }
+        if (d < (double)f->min || d > (double)f->max) {
+            conf__error_here(ctx, conf__mark(n), "must be %lld..%lld (got %s)",
+                             (long long)f->min, (long long)f->max, s);
+            return;
+        }
+        *AT(obj, f->off, double) = d;
+        return;
+    }
+    case CK_STRLIST: {
+        if (n->type != YAML_SEQUENCE_NODE) {
+            conf__error_here(ctx, conf__mark(n), "must be a list (got %s)", node_kind(n));
+            return;
+        }
+        size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+        if (count == 0 || (f->max_count && count > f->max_count)) {
+            conf__error_here(ctx, conf__mark(n), "must list 1..%zu entries (got %zu)",
+                             f->max_count, count);
+            return;
+        }
+        char **list = calloc(count, sizeof(char *));
+        if (!list)
+            return;
+        *AT(obj, f->off, char **) = list;
+        *AT(obj, f->count_off, size_t) = count;
+        for (size_t i = 0; i < count; i++) {
+            yaml_node_t *item = yaml_document_get_node(ctx->doc, n->data.sequence.items.start[i]);
+            size_t old = path_push_index(ctx, i);
+            const char *txt = scalar(ctx, item);
+            const char *bad = txt && f->check ? f->check(txt) : NULL;
+            if (txt && bad)
+                conf__error_here(ctx, conf__mark(item), "%s (got \"%s\")", bad, txt);
+            else if (txt)
+                list[i] = strdup(txt);
+            path_pop(ctx, old);
+        }
+        return;
+    }
     }
 }
 
@@ -435,6 +481,14 @@ void conf__free_struct(const struct conf_type *t, void *obj)
         case CK_STRUCT:
             conf__free_struct(f->sub, AT(obj, f->off, char));
             break;
+        case CK_STRLIST: {
+            char **list = *AT(obj, f->off, char **);
+            size_t count = *AT(obj, f->count_off, size_t);
+            for (size_t i = 0; list && i < count; i++)
+                free(list[i]);
+            free(list);
+            break;
+        }
         case CK_SEQ:
         case CK_NAMED_MAP: {
             char *arr = *AT(obj, f->off, char *);

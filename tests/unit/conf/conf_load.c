@@ -225,9 +225,7 @@ static void test_bad_enum(void **st)
 static void test_unbuilt_feature(void **st)
 {
     expect_error(edit(12, "    pool: origins\n    policy: geo_nearest\n", false),
-                 "t.yaml:13:13: routes[0].policy: \"geo_nearest\" is not available in this "
-                 "build yet: it needs the geo database (available: weighted, least_sessions, "
-                 "stream_affinity)");
+                 "t.yaml:11:5: routes[0].policy: geo_nearest needs geo.database");
     expect_error(edit(6, "  origins:\n    health: {type: tcp}\n", false),
                  "t.yaml:7:13: pools.origins.health: not available in this build yet: health "
                  "checks are not built yet");
@@ -288,6 +286,52 @@ static void test_route_on_connect_needs_no_stream(void **st)
                       false),
                  "t.yaml:11:5: routes[0].route_on: route_on: connect routes before role and "
                  "stream are known: its match may name only listener and app");
+}
+
+static void test_geo_and_proxy_keys(void **st)
+{
+    struct conf_errors errs;
+    const char *text =
+        "geo: {database: /x.mmdb}\n"
+        "listeners: [{name: r, address: 127.0.0.1:1935, proxy_protocol: any}]\n"
+        "pools:\n"
+        "  p:\n"
+        "    nodes:\n"
+        "      - {name: a, address: 127.0.0.1:1, send_proxy: v2,\n"
+        "         location: {country: JP, lat: 35.6, lon: 139.7}}\n"
+        "      - {name: b, address: 127.0.0.1:2, location: {country: HK}}\n"
+        "routes:\n"
+        "  - {name: asia, match: {country: [JP, KR], continent: [AS]}, pool: p,\n"
+        "     policy: geo_nearest}\n";
+    struct conf *c = load(text, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        print_error("%s\n", errs.msg[i]);
+    assert_non_null(c);
+    assert_string_equal(c->geo.database, "/x.mmdb");
+    assert_int_equal(c->listeners[0].proxy_protocol, CONF_PP_ANY);
+    assert_int_equal(c->pools[0].nodes[0].send_proxy, CONF_PP_V2);
+    assert_true(c->pools[0].nodes[0].location.present);
+    assert_true(c->pools[0].nodes[0].location.lat == 35.6);
+    assert_string_equal(c->pools[0].nodes[1].location.country, "HK");
+    assert_int_equal(c->routes[0].match.n_country, 2);
+    assert_string_equal(c->routes[0].match.country[1], "KR");
+    assert_string_equal(c->routes[0].match.continent[0], "AS");
+    conf_free(c);
+
+    expect_error(edit(12, "    pool: origins\n    match: {country: [jp]}\n", false),
+                 "t.yaml:13:23: routes[0].match.country[0]: must be an ISO 3166 country code "
+                 "like JP (got \"jp\")");
+    expect_error(edit(12, "    pool: origins\n    match: {continent: [EUROPE]}\n", false),
+                 "t.yaml:13:25: routes[0].match.continent[0]: must be a continent code: AF, AN, "
+                 "AS, EU, NA, OC or SA (got \"EUROPE\")");
+    expect_error(edit(12, "    pool: origins\n    match: {country: [JP]}\n", false),
+                 "t.yaml:13:22: routes[0].match: matching on country or continent needs "
+                 "geo.database");
+    expect_error(edit(9, "        location: {lat: 91, lon: 0}\n", true),
+                 "t.yaml:9:24: pools.origins.nodes[0].location.lat: must be -90..90 (got 91)");
+    expect_error(edit(4, "    mode: tcp\n    proxy_protocol: v3\n", false),
+                 "t.yaml:5:21: listeners[0].proxy_protocol: must be one of: off, v1, v2, any "
+                 "(got \"v3\")");
 }
 
 static void test_rtmp_limits(void **st)
@@ -379,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_rtmp_default_mode),
         cmocka_unit_test(test_route_on_connect_needs_no_stream),
         cmocka_unit_test(test_rtmp_limits),
+        cmocka_unit_test(test_geo_and_proxy_keys),
         cmocka_unit_test(test_yaml_syntax),
         cmocka_unit_test(test_second_document),
         cmocka_unit_test(test_size_cap),
