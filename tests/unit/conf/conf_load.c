@@ -328,7 +328,7 @@ static void test_geo_and_proxy_keys(void **st)
                  "t.yaml:13:22: routes[0].match: matching on country or continent needs "
                  "geo.database");
     expect_error(edit(9, "        location: {lat: 91, lon: 0}\n", true),
-                 "t.yaml:9:24: pools.origins.nodes[0].location.lat: must be -90..90 (got 91)");
+                 "t.yaml:9:25: pools.origins.nodes[0].location.lat: must be -90..90 (got 91)");
     expect_error(edit(4, "    mode: tcp\n    proxy_protocol: v3\n", false),
                  "t.yaml:5:21: listeners[0].proxy_protocol: must be one of: off, v1, v2, any "
                  "(got \"v3\")");
