@@ -56,8 +56,7 @@ struct conf_node {
     struct {
         bool present;
         char *country;
-        double lat, lon;
-        bool has_lat, has_lon;
+        double lat, lon; /* NAN when not given */
         struct conf_mark mark;
     } location;
 };

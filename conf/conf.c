@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fnmatch.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,8 @@ static void node_init(void *obj)
 {
     struct conf_node *n = obj;
     n->weight = 1;
+    n->location.lat = NAN;
+    n->location.lon = NAN;
 }
 
 static void route_init(void *obj)
@@ -317,6 +320,16 @@ static void cross_check(struct conf_ctx *ctx, struct conf *c)
 
     for (size_t p = 0; p < c->n_pools; p++) {
         struct conf_pool *pool = &c->pools[p];
+        for (size_t i = 0; i < pool->n_nodes; i++) {
+            struct conf_node *n = &pool->nodes[i];
+            if (n->location.present && isnan(n->location.lat) != isnan(n->location.lon)) {
+                snprintf(path, sizeof(path), "pools.%s.nodes[%zu].location", pool->name, i);
+                conf__error(ctx, n->location.mark, path, "give both lat and lon, or neither");
+            } else if (n->location.present && isnan(n->location.lat) && !n->location.country) {
+                snprintf(path, sizeof(path), "pools.%s.nodes[%zu].location", pool->name, i);
+                conf__error(ctx, n->location.mark, path, "needs lat and lon, or a country");
+            }
+        }
         for (size_t i = 0; i < pool->n_nodes; i++)
             for (size_t j = 0; j < i; j++) {
                 struct conf_node *a = &pool->nodes[i], *b = &pool->nodes[j];

@@ -258,6 +258,7 @@ static void route_stream(struct lb_session *s, int role)
 {
     struct ups_request req = {.listener = s->listener, .l4 = false, .role = role,
                               .app = s->app, .stream = s->stream, .worker = s->w->id};
+    lb_session_geo(s, &req);
     s->role = role;
     const struct ups_route *route = ups_route_select(s->snap, &req, &s->cands);
     if (!route) {
@@ -355,6 +356,7 @@ static int client_message(struct lb_session *s, uint8_t type, const uint8_t *dat
         r->have_connect_tid = true;
         set_names(s, cmd.app, NULL);
         struct ups_request req = {.listener = s->listener, .app = s->app, .worker = s->w->id};
+        lb_session_geo(s, &req);
         const struct ups_route *route = ups_route_select_connect(s->snap, &req, &s->cands);
         if (route) {
             r->passthrough = true;
@@ -554,7 +556,10 @@ void lb_rtmp_upstream_connected(struct lb_session *s)
 
     set_fd_state(s, FD_UP_HS);
     rtmp_hs_client_init(&r->hc, NULL);
-    if (buf_append(&r->uout, r->hc.c0c1, sizeof(r->hc.c0c1), 1 << 20) < 0) {
+    uint8_t pp[64];
+    size_t ppn = lb_session_proxy_header(s, pp, sizeof(pp)); /* before our handshake */
+    if (buf_append(&r->uout, pp, ppn, 1 << 20) < 0 ||
+        buf_append(&r->uout, r->hc.c0c1, sizeof(r->hc.c0c1), 1 << 20) < 0) {
         close_now(s, "internal_error");
         return;
     }

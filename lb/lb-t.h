@@ -11,6 +11,8 @@
 #include "conf/conf-t.h"
 #include "upstream/upstream-t.h"
 
+struct geo_db;
+
 /* ---- pipes (DESIGN.md "Splice") --------------------------------------- */
 
 struct lb_pipe {
@@ -42,6 +44,7 @@ struct lb_pipepool {
  * UPSTREAM (rtmp: upstream handshake, replay, patch) -> SPLICING -> CLOSING.
  * tcp listeners start at DIALING and go straight to SPLICING. */
 enum lb_session_state {
+    LB_SS_PROXY, /* reading the PROXY protocol header */
     LB_SS_FRONTDOOR,
     LB_SS_DIALING,
     LB_SS_UPSTREAM,
@@ -89,7 +92,12 @@ struct lb_session {
     uint64_t t_accept_ns;
     uint64_t t_last_ms; /* last byte, loop time */
     const char *listener;
+    struct lb_wlistener *lst;
+    struct sockaddr_storage peer;  /* the client (from a PROXY header if any) */
+    struct sockaddr_storage local; /* the address it connected to */
     char client[64];
+    char country[4];   /* from the geo database, "" if unknown */
+    char continent[4];
     char reason[64];
     /* rtmp listeners */
     struct lb_rtmp *rtmp; /* front door state; freed at hand-over */
@@ -106,6 +114,7 @@ struct lb_wlistener {
     struct lb_worker *w;
     const char *name; /* owned by the server */
     int mode;
+    int proxy_protocol; /* enum conf_proxy_protocol */
     int fd;
     uv_poll_t poll;
     bool open;
@@ -142,6 +151,7 @@ struct lb_worker {
 struct lb_listener_spec {
     char *name;
     int mode;
+    int proxy_protocol;
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char *address_text;
@@ -158,6 +168,7 @@ struct lb_server {
     struct lb_listener_spec *listeners;
     size_t n_listeners;
     struct ups_snapshot *snap; /* control thread's reference */
+    struct geo_db *geo;        /* the database of the current config, or NULL */
     int access_fd;             /* -1 = off */
     bool stopping;
     _Atomic unsigned workers_running_atomic;

@@ -1,5 +1,6 @@
 /* rtmplb: command line. See ../shared/INTERFACE.md "Command line". */
 #include "conf/conf.h"
+#include "geo/geo.h"
 #include "lb/lb.h"
 #include "lb/log.h"
 
@@ -86,6 +87,17 @@ int main(int argc, char **argv)
                 return 2;
             }
             fclose(f);
+        }
+        if (c->geo.database) {
+            char err[512];
+            struct geo_db *db = geo_open(c->geo.database, err, sizeof(err));
+            if (!db) {
+                fprintf(stderr, "%s:%u:%u: geo.database: %s\n", path, c->geo.database_mark.line,
+                        c->geo.database_mark.col, err);
+                conf_free(c);
+                return 2;
+            }
+            geo_unref(db);
         }
         fprintf(stderr, "rtmplb: %s: configuration is valid\n", path);
         conf_free(c);

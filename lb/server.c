@@ -1,6 +1,7 @@
 /* The process: descriptor budget, listening sockets, worker threads, and
  * the control loop on the main thread (signals: stop, drain, reload). */
 #include "conf/conf.h"
+#include "geo/geo.h"
 #include "lb/lb.h"
 #include "lb/log.h"
 #include "upstream/upstream.h"
@@ -100,6 +101,50 @@ static void apply_settings(struct lb_server *srv, const struct conf *c)
     atomic_store(&srv->max_sessions, max);
 }
 
+/* ---- geo ---------------------------------------------------------------- */
+
+static void release_geo(void *db) { geo_unref(db); }
+
+/* Opens the config's database (NULL and ok when none is configured).
+ * Returns -1 on failure, logged. */
+static int open_geo(const struct conf *c, struct geo_db **out)
+{
+    char err[512];
+    *out = NULL;
+    if (!c->geo.database)
+        return 0;
+    *out = geo_open(c->geo.database, err, sizeof(err));
+    if (!*out) {
+        lb_log_msg(LB_LOG_ERROR, "geo", "%s: geo.database: %s", c->path, err);
+        return -1;
+    }
+    lb_log_msg(LB_LOG_INFO, "geo", "geo database %s loaded", c->geo.database);
+    return 0;
+}
+
+/* The snapshot keeps the database alive for the sessions using it; nodes
+ * that declare only a country get that country's centroid. */
+static void attach_geo(struct ups_snapshot *snap, struct geo_db *db)
+{
+    if (!db)
+        return;
+    snap->geo = geo_ref(db);
+    snap->geo_release = release_geo;
+    for (size_t p = 0; p < snap->n_pools; p++)
+        for (size_t i = 0; i < snap->pools[p].n_nodes; i++) {
+            struct ups_node *n = &snap->pools[p].nodes[i];
+            if (n->has_location || !n->country[0])
+                continue;
+            if (geo_country_centroid(db, n->country, &n->lat, &n->lon))
+                n->has_location = true;
+            else
+                lb_log_msg(LB_LOG_WARN, "geo",
+                           "node %s: the geo database has no location in country %s; "
+                           "geo_nearest tries it last",
+                           n->name, n->country);
+        }
+}
+
 /* ---- control loop ----------------------------------------------------- */
 
 static void close_control(struct lb_server *srv)
@@ -147,7 +192,8 @@ static bool same_listeners(const struct lb_server *srv, const struct conf *c)
     for (size_t i = 0; i < c->n_listeners; i++) {
         const struct lb_listener_spec *l = &srv->listeners[i];
         const struct conf_listener *cl = &c->listeners[i];
-        if (strcmp(l->name, cl->name) != 0 || l->mode != cl->mode || l->addrlen != cl->address.len ||
+        if (strcmp(l->name, cl->name) != 0 || l->mode != cl->mode ||
+            l->proxy_protocol != cl->proxy_protocol || l->addrlen != cl->address.len ||
             memcmp(&l->addr, &cl->address.ss, l->addrlen) != 0)
             return false;
     }
@@ -171,12 +217,22 @@ static void reload(struct lb_server *srv)
     if (!same_listeners(srv, c))
         lb_log_msg(LB_LOG_WARN, "reload",
                    "listener changes need a restart; keeping the current listeners");
-    struct ups_snapshot *snap = ups_snapshot_build(c, srv->snap, srv->n_workers, err, sizeof(err));
-    if (!snap) {
-        lb_log_msg(LB_LOG_ERROR, "reload_failed", "%s; keeping the running configuration", err);
+    struct geo_db *geo;
+    if (open_geo(c, &geo) < 0) {
+        lb_log_msg(LB_LOG_ERROR, "reload_failed", "keeping the running configuration");
         conf_free(c);
         return;
     }
+    struct ups_snapshot *snap = ups_snapshot_build(c, srv->snap, srv->n_workers, err, sizeof(err));
+    if (!snap) {
+        lb_log_msg(LB_LOG_ERROR, "reload_failed", "%s; keeping the running configuration", err);
+        geo_unref(geo);
+        conf_free(c);
+        return;
+    }
+    attach_geo(snap, geo);
+    geo_unref(srv->geo);
+    srv->geo = geo;
     int afd = open_access_log(c);
     if (afd == -2) {
         lb_log_msg(LB_LOG_ERROR, "reload_failed", "keeping the running configuration");
@@ -252,9 +308,12 @@ static int bind_listeners(struct lb_server *srv)
             wl->fd = fd;
             wl->name = l->name;
             wl->mode = l->mode;
+            wl->proxy_protocol = l->proxy_protocol;
         }
-        lb_log_msg(LB_LOG_INFO, "listening", "listener %s on %s (mode %s, %u sockets)", l->name,
-                   l->address_text, conf_mode_name(l->mode), srv->n_workers);
+        static const char *pp[] = {"", ", PROXY v1", ", PROXY v2", ", PROXY v1/v2"};
+        lb_log_msg(LB_LOG_INFO, "listening", "listener %s on %s (mode %s%s, %u sockets)", l->name,
+                   l->address_text, conf_mode_name(l->mode), pp[l->proxy_protocol & 3],
+                   srv->n_workers);
     }
     return 0;
 }
@@ -275,6 +334,7 @@ static void free_server(struct lb_server *srv)
     }
     free(srv->listeners);
     ups_snapshot_unref(srv->snap);
+    geo_unref(srv->geo);
     if (srv->access_fd > 2)
         close(srv->access_fd);
     conf_free(srv->conf);
@@ -312,6 +372,7 @@ int lb_server_run(const char *conf_path, struct conf *conf)
         srv.listeners[i].name = strdup(cl->name);
         srv.listeners[i].address_text = strdup(cl->address.text);
         srv.listeners[i].mode = cl->mode;
+        srv.listeners[i].proxy_protocol = cl->proxy_protocol;
         memcpy(&srv.listeners[i].addr, &cl->address.ss, cl->address.len);
         srv.listeners[i].addrlen = cl->address.len;
     }
@@ -324,12 +385,17 @@ int lb_server_run(const char *conf_path, struct conf *conf)
     srv.max_amf_depth = (uint32_t)conf->limits.max_amf_depth;
     srv.max_amf_string = (uint32_t)conf->limits.max_amf_string;
 
+    if (open_geo(conf, &srv.geo) < 0) {
+        free_server(&srv);
+        return 2;
+    }
     srv.snap = ups_snapshot_build(conf, NULL, srv.n_workers, err, sizeof(err));
     if (!srv.snap) {
         lb_log_msg(LB_LOG_ERROR, "start", "%s", err);
         free_server(&srv);
         return 1;
     }
+    attach_geo(srv.snap, srv.geo);
     if (bind_listeners(&srv) < 0) {
         free_server(&srv);
         return 1;

@@ -7,7 +7,9 @@
  * (EOF seen and the destination shut down for writing). At most one pipe's
  * worth of bytes is held per direction. */
 #include "lb/lb.h"
+#include "geo/geo.h"
 #include "lb/log.h"
+#include "lb/proxy_proto.h"
 #include "upstream/upstream.h"
 
 #include <errno.h>
@@ -23,13 +25,15 @@
 
 static const char *state_name(enum lb_session_state st)
 {
-    static const char *names[] = {"frontdoor", "dialing", "upstream", "splicing", "closing"};
+    static const char *names[] = {"proxy", "frontdoor", "dialing", "upstream", "splicing",
+                                  "closing"};
     return names[st];
 }
 
 /* allowed[from] is a bit set of the states a session may move to. */
 #define BIT(x) (1u << (x))
 static const unsigned allowed[] = {
+    [LB_SS_PROXY] = BIT(LB_SS_FRONTDOOR) | BIT(LB_SS_DIALING) | BIT(LB_SS_CLOSING),
     [LB_SS_FRONTDOOR] = BIT(LB_SS_DIALING) | BIT(LB_SS_CLOSING),
     [LB_SS_DIALING] = BIT(LB_SS_UPSTREAM) | BIT(LB_SS_SPLICING) | BIT(LB_SS_CLOSING),
     [LB_SS_UPSTREAM] = BIT(LB_SS_SPLICING) | BIT(LB_SS_CLOSING),
@@ -102,6 +106,8 @@ static void access_log(struct lb_session *s)
     lb_log_str(&l, "pool", s->route ? s->route->pool->name : NULL);
     lb_log_str(&l, "node", s->node ? s->node->name : NULL);
     lb_log_str(&l, "upstream", s->node ? s->node->address_text : NULL);
+    if (s->snap && s->snap->geo)
+        lb_log_str(&l, "country", s->country[0] ? s->country : NULL);
     if (s->hs_kind) {
         static const char *roles[] = {"-", "publish", "play"};
         lb_log_str(&l, "role", roles[s->role]);
@@ -451,9 +457,16 @@ static void on_dial_event(uv_poll_t *h, int status, int events)
         if (s->rtmp) {
             set_state(s, LB_SS_UPSTREAM);
             lb_rtmp_upstream_connected(s);
-        } else {
-            lb_session_splice(s, true);
+            return;
         }
+        uint8_t hdr[64];
+        size_t n = lb_session_proxy_header(s, hdr, sizeof(hdr));
+        /* A fresh socket's send buffer takes a PROXY header whole. */
+        if (n && send(s->ufd, hdr, n, MSG_NOSIGNAL) != (ssize_t)n) {
+            close_with_errno(s, "upstream", errno ? errno : EIO);
+            return;
+        }
+        lb_session_splice(s, true);
         return;
     }
     dial_failed(s, soerr ? soerr : ECONNREFUSED);
@@ -505,11 +518,136 @@ static void dial_next(struct lb_session *s)
 
 void lb_session_dial(struct lb_session *s)
 {
-    set_state(s, LB_SS_DIALING);
+    if (s->state != LB_SS_DIALING) /* tcp sessions start there */
+        set_state(s, LB_SS_DIALING);
     dial_next(s);
 }
 
 /* ---- start ------------------------------------------------------------ */
+
+size_t lb_session_proxy_header(struct lb_session *s, uint8_t *out, size_t cap)
+{
+    if (!s->node || s->node->send_proxy == CONF_PP_OFF)
+        return 0;
+    const struct sockaddr *src = (const struct sockaddr *)&s->peer;
+    const struct sockaddr *dst = (const struct sockaddr *)&s->local;
+    return s->node->send_proxy == CONF_PP_V2 ? pp_write_v2(out, cap, src, dst)
+                                             : pp_write_v1(out, cap, src, dst);
+}
+
+void lb_session_geo(struct lb_session *s, struct ups_request *req)
+{
+    struct geo_info gi;
+    if (!s->snap->geo || !geo_lookup(s->snap->geo, (struct sockaddr *)&s->peer, &gi))
+        return;
+    snprintf(s->country, sizeof(s->country), "%s", gi.country);
+    snprintf(s->continent, sizeof(s->continent), "%s", gi.continent);
+    req->country = s->country;
+    req->continent = s->continent;
+    req->has_location = gi.has_location;
+    req->lat = gi.lat;
+    req->lon = gi.lon;
+}
+
+/* tcp listeners: route on listener (and geo) now, then dial. */
+static void route_l4(struct lb_session *s)
+{
+    struct ups_request req = {.listener = s->listener, .l4 = true, .worker = s->w->id};
+    lb_session_geo(s, &req);
+    s->route = ups_route_select(s->snap, &req, &s->cands);
+    if (!s->route) {
+        lb_session_close(s, "no_route");
+        return;
+    }
+    lb_session_dial(s);
+}
+
+/* The header is read; the client's own bytes come next. */
+static void after_proxy(struct lb_session *s)
+{
+    uv_timer_stop(&s->timer);
+    if (s->lst->mode == CONF_MODE_RTMP) {
+        set_state(s, LB_SS_FRONTDOOR);
+        lb_rtmp_start(s);
+    } else {
+        route_l4(s);
+    }
+}
+
+static void on_proxy_readable(uv_poll_t *h, int status, int events);
+
+static void on_proxy_timer(uv_timer_t *t)
+{
+    struct lb_session *s = t->data;
+    uint64_t limit = lb_session_timeout_ms(s, 1);
+    if ((uv_hrtime() - s->t_accept_ns) / 1000000 >= limit) {
+        lb_log_msg(LB_LOG_WARN, "proxy_protocol", "client %s: no complete PROXY header within %llums",
+                   s->client, (unsigned long long)limit);
+        lb_session_close(s, "proxy_timeout");
+        return;
+    }
+    /* Part of a header is waiting unread: look again shortly (the poll is
+     * level-triggered, so it would spin on the bytes we only peeked). */
+    on_proxy_readable(&s->cpoll, 0, UV_READABLE);
+}
+
+static void on_proxy_readable(uv_poll_t *h, int status, int events)
+{
+    struct lb_session *s = h->data;
+    uint8_t buf[PP_MAX_HEADER];
+    struct pp_header ph;
+    const char *why = NULL;
+
+    if (status < 0) {
+        lb_session_close(s, "client_error");
+        return;
+    }
+    ssize_t n = recv(s->cfd, buf, sizeof(buf), MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        if (!s->cev) { /* called from the retry timer: wait for bytes again */
+            s->cev = UV_READABLE;
+            uv_poll_start(&s->cpoll, UV_READABLE, on_proxy_readable);
+            uint64_t used = (uv_hrtime() - s->t_accept_ns) / 1000000, limit = lb_session_timeout_ms(s, 1);
+            uv_timer_start(&s->timer, on_proxy_timer, used < limit ? limit - used : 0, 0);
+        }
+        return;
+    }
+    if (n <= 0) {
+        lb_session_close(s, n == 0 ? "client_closed" : "client_error");
+        return;
+    }
+    enum pp_result r = pp_parse(buf, (size_t)n, (enum pp_accept)s->lst->proxy_protocol, &ph, &why);
+    if (r == PP_NEED_MORE && (size_t)n < sizeof(buf)) {
+        s->cev = 0;
+        uv_poll_stop(&s->cpoll);
+        uv_timer_start(&s->timer, on_proxy_timer, 10, 0);
+        return;
+    }
+    if (r != PP_DONE) {
+        struct lb_logline l;
+        lb_log_begin(&l, LB_LOG_WARN, "proxy_protocol");
+        lb_log_str(&l, "client", s->client);
+        lb_log_str(&l, "listener", s->listener);
+        lb_log_str(&l, "error", why ? why : "PROXY header too long");
+        lb_log_end(&l);
+        lb_session_close(s, "proxy_protocol");
+        return;
+    }
+    /* Consume exactly the header: whatever follows stays in the socket. */
+    ssize_t k = recv(s->cfd, buf, ph.size, 0);
+    if (k != (ssize_t)ph.size) {
+        lb_session_close(s, "client_error");
+        return;
+    }
+    if (!ph.local) {
+        memcpy(&s->peer, &ph.src, ph.len);
+        memcpy(&s->local, &ph.dst, ph.len);
+        lb_sockaddr_text((struct sockaddr *)&s->peer, s->client, sizeof(s->client));
+    }
+    s->cev = 0;
+    uv_poll_stop(&s->cpoll);
+    after_proxy(s);
+}
 
 void lb_session_start(struct lb_worker *w, struct lb_wlistener *l, int fd,
                       const struct sockaddr *sa, socklen_t salen)
@@ -524,8 +662,12 @@ void lb_session_start(struct lb_worker *w, struct lb_wlistener *l, int fd,
     s->state = LB_SS_DIALING;
     s->cfd = fd;
     s->ufd = -1;
+    s->lst = l;
     s->listener = l->name;
     s->t_accept_ns = uv_hrtime();
+    memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
+    socklen_t llen = sizeof(s->local);
+    getsockname(fd, (struct sockaddr *)&s->local, &llen);
     lb_sockaddr_text(sa, s->client, sizeof(s->client));
     set_nodelay(fd);
 
@@ -543,16 +685,17 @@ void lb_session_start(struct lb_worker *w, struct lb_wlistener *l, int fd,
 
     s->snap = ups_snapshot_ref(w->snap);
     s->preroute_us = -1;
+    if (l->proxy_protocol != CONF_PP_OFF) {
+        s->state = LB_SS_PROXY;
+        uv_timer_start(&s->timer, on_proxy_timer, lb_session_timeout_ms(s, 1), 0);
+        s->cev = UV_READABLE;
+        uv_poll_start(&s->cpoll, UV_READABLE, on_proxy_readable);
+        return;
+    }
     if (l->mode == CONF_MODE_RTMP) {
         s->state = LB_SS_FRONTDOOR;
         lb_rtmp_start(s);
         return;
     }
-    struct ups_request req = {.listener = l->name, .l4 = true, .worker = w->id};
-    s->route = ups_route_select(s->snap, &req, &s->cands);
-    if (!s->route) {
-        lb_session_close(s, "no_route");
-        return;
-    }
-    dial_next(s);
+    route_l4(s);
 }

@@ -12,13 +12,14 @@ run=(nginx libnginx-mod-rtmp ffmpeg procps curl python3)
 test=(libcmocka-dev clang libclang-rt-14-dev python3 rtmpdump gstreamer1.0-tools
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 bench=(haproxy iperf3)
+geo=(libmaxmind-db-writer-perl mmdb-bin)
 
 pkgs=("${build[@]}")
 for what in "${@:-build}"; do
   case "$what" in
     build) ;;
     run) pkgs+=("${run[@]}") ;;
-    test) pkgs+=("${run[@]}" "${test[@]}") ;;
+    test) pkgs+=("${run[@]}" "${test[@]}" "${geo[@]}") ;;
     bench) pkgs+=("${run[@]}" "${bench[@]}") ;;
     *) echo "deps.sh: unknown set '$what' (build, run, test, bench)" >&2; exit 2 ;;
   esac

@@ -4,9 +4,31 @@
 #include <fnmatch.h>
 #include <string.h>
 
+static bool in_list(char *const *l, size_t n, const char *v)
+{
+    if (!v || !*v)
+        return false; /* an unmapped client matches no geo route */
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(l[i], v) == 0)
+            return true;
+    return false;
+}
+
+/* Geo keys are known for every session (tcp too), from the client address. */
+static bool geo_matches(const struct ups_route *r, const struct ups_request *req)
+{
+    if (r->n_country && !in_list(r->country, r->n_country, req->country))
+        return false;
+    if (r->n_continent && !in_list(r->continent, r->n_continent, req->continent))
+        return false;
+    return true;
+}
+
 bool ups_route_matches(const struct ups_route *r, const struct ups_request *req)
 {
     if (r->listener && (!req->listener || strcmp(r->listener, req->listener) != 0))
+        return false;
+    if (!geo_matches(r, req))
         return false;
     if (req->l4) /* a tcp listener has no role, app or stream to match */
         return r->role == CONF_ROLE_ANY && !r->app && !r->stream;
@@ -62,6 +84,8 @@ const struct ups_route *ups_route_select_connect(const struct ups_snapshot *s,
         if (r->listener && (!rq.listener || strcmp(r->listener, rq.listener) != 0))
             continue;
         if (r->app && fnmatch(r->app, rq.app ? rq.app : "", 0) != 0)
+            continue;
+        if (!geo_matches(r, &rq))
             continue;
         if (r->route_on != CONF_ROUTE_ON_CONNECT)
             return NULL; /* the first route that may match waits for the stream */

@@ -1,6 +1,7 @@
 /* Building and releasing routing snapshots. */
 #include "upstream/upstream.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,21 @@ static struct ups_node_live *find_live(const struct ups_snapshot *prev, const ch
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
+static char **dup_list(char *const *l, size_t n)
+{
+    char **out = n ? calloc(n, sizeof(char *)) : NULL;
+    for (size_t i = 0; out && i < n; i++)
+        out[i] = strdup(l[i]);
+    return out;
+}
+
+static void free_list(char **l, size_t n)
+{
+    for (size_t i = 0; l && i < n; i++)
+        free(l[i]);
+    free(l);
+}
+
 static void free_snapshot(struct ups_snapshot *s)
 {
     for (size_t r = 0; r < s->n_routes; r++) {
@@ -51,8 +67,12 @@ static void free_snapshot(struct ups_snapshot *s)
         free(rt->listener);
         free(rt->app);
         free(rt->stream);
+        free_list(rt->country, rt->n_country);
+        free_list(rt->continent, rt->n_continent);
     }
     free(s->routes);
+    if (s->geo && s->geo_release)
+        s->geo_release(s->geo);
     for (size_t p = 0; p < s->n_pools; p++) {
         struct ups_pool *pool = &s->pools[p];
         for (size_t i = 0; i < pool->n_nodes; i++) {
@@ -99,6 +119,14 @@ struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_s
             n->weight = (unsigned)cn->weight;
             n->backup = cn->backup;
             n->max_sessions = (unsigned)cn->max_sessions;
+            n->send_proxy = cn->send_proxy;
+            if (cn->location.country)
+                snprintf(n->country, sizeof(n->country), "%s", cn->location.country);
+            if (!isnan(cn->location.lat) && !isnan(cn->location.lon)) {
+                n->has_location = true;
+                n->lat = cn->location.lat;
+                n->lon = cn->location.lon;
+            }
             n->index = i;
             n->pool = pool;
             struct ups_node_live *old = find_live(prev, cp->name, cn);
@@ -123,6 +151,10 @@ struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_s
         rt->app = dup_or_null(cr->match.app);
         rt->stream = dup_or_null(cr->match.stream);
         rt->policy = cr->policy;
+        rt->country = dup_list(cr->match.country, cr->match.n_country);
+        rt->n_country = rt->country ? cr->match.n_country : 0;
+        rt->continent = dup_list(cr->match.continent, cr->match.n_continent);
+        rt->n_continent = rt->continent ? cr->match.n_continent : 0;
         rt->route_on = cr->route_on;
         if (!rt->name || (cr->match.listener && !rt->listener) || (cr->match.app && !rt->app) ||
             (cr->match.stream && !rt->stream))

@@ -31,6 +31,10 @@ struct ups_node {
     unsigned weight;
     bool backup;
     unsigned max_sessions; /* 0 = no limit */
+    int send_proxy;        /* enum conf_proxy_protocol: OFF, V1, V2 */
+    char country[4];       /* declared location, "" if none */
+    bool has_location;     /* lat/lon declared, or the country's centroid */
+    double lat, lon;
     size_t index;          /* in its pool */
     struct ups_pool *pool;
     struct ups_node_live *live;
@@ -50,6 +54,11 @@ struct ups_request {
     const char *app;
     const char *stream;
     unsigned worker; /* index of the calling worker thread */
+    /* Where the client is (geo database), when known. */
+    const char *country;
+    const char *continent;
+    bool has_location;
+    double lat, lon;
 };
 
 /* A policy orders one tier (primaries, then backups) of eligible nodes.
@@ -72,6 +81,10 @@ struct ups_route {
     int role;       /* enum conf_role; CONF_ROLE_ANY = any */
     char *app;      /* glob or NULL */
     char *stream;   /* glob or NULL */
+    char **country; /* NULL = any */
+    size_t n_country;
+    char **continent;
+    size_t n_continent;
     struct ups_pool *pool;
     int policy;
     int route_on;
@@ -88,6 +101,10 @@ struct ups_snapshot {
     size_t n_pools;
     struct ups_route *routes;
     size_t n_routes;
+    /* The geo database these routes were built with (opaque here: upstream
+     * does no I/O); released with the snapshot. */
+    void *geo;
+    void (*geo_release)(void *geo);
 };
 
 /* Bound on the nodes one session dials before giving up. */

@@ -32,6 +32,7 @@ void ups_sort_desc(struct ups_node **nodes, double *key, size_t from, size_t n);
 extern const struct ups_policy_ops ups_policy_weighted;
 extern const struct ups_policy_ops ups_policy_least_sessions;
 extern const struct ups_policy_ops ups_policy_stream_affinity;
+extern const struct ups_policy_ops ups_policy_geo_nearest;
 uint64_t ups_affinity_hash(const char *node, const char *app, const char *stream);
 double ups_affinity_score(const char *node, unsigned weight, const char *app, const char *stream);
 

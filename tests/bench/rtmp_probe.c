@@ -5,7 +5,12 @@
  *   ok <microseconds from TCP connect to the first media byte>
  *   error <what went wrong>
  * Uses rtmplb's own handshake, AMF and chunk code (tests/bench only).
- *   rtmp_probe [--obs] [--count N] HOST PORT APP STREAM */
+ *   rtmp_probe [--obs] [--count N] [--proxy-v1 SRC | --proxy-v2 SRC]
+ *              [--publish] [--hold MS] HOST PORT APP STREAM
+ * --proxy-v1/-v2: send a PROXY header claiming SRC (an IPv4 address) first,
+ * in the same write as C0C1. --publish: publish instead of play; success is
+ * NetStream.Publish.Start, and a few audio messages follow while holding.
+ * --hold: keep the session open this long after success. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -20,6 +25,7 @@
 
 #include "lb/rtmp/amf.h"
 #include "lb/rtmp/chunk.h"
+#include "lb/proxy_proto.h"
 #include "lb/rtmp/handshake.h"
 
 static uint64_t now_us(void)
@@ -60,9 +66,36 @@ static int send_cmd(int fd, uint32_t csid, uint32_t msid, const uint8_t *body, s
     return n ? send_all(fd, out, n) : -1;
 }
 
-static const char *play_once(const char *host, int port, const char *app, const char *stream,
-                             int obs, uint64_t *us)
+struct opts {
+    int obs, proxy, publish, hold_ms;
+    const char *proxy_src;
+};
+
+/* Reads and drops what arrives for ms, sending a small audio message every
+ * 100 ms when publishing (so the origin sees a live stream). */
+static void hold(int fd, int ms, int publish)
 {
+    uint64_t end = now_us() + (uint64_t)ms * 1000;
+    uint8_t sink[65536];
+    uint32_t n = 0;
+    while (now_us() < end) {
+        if (publish) {
+            uint8_t aac[4] = {0xAF, 0x01, 0x21, (uint8_t)n++}, out[32];
+            size_t k = rtmp_chunk_write(out, sizeof(out), 4, 8, 1, aac, 4, 128);
+            out[1] = 0, out[2] = 0, out[3] = 0; /* timestamp 0: fine for a probe */
+            if (send_all(fd, out, k) < 0)
+                return;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) > 0 && recv(fd, sink, sizeof(sink), 0) <= 0)
+            return;
+    }
+}
+
+static const char *play_once(const char *host, int port, const char *app, const char *stream,
+                             const struct opts *o, uint64_t *us)
+{
+    int obs = o->obs;
     static char err[160];
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, host, &sa.sin_addr);
@@ -76,7 +109,18 @@ static const char *play_once(const char *host, int port, const char *app, const 
 
     struct rtmp_hs_client hc;
     rtmp_hs_client_init(&hc, NULL);
-    send_all(fd, hc.c0c1, sizeof(hc.c0c1));
+    uint8_t first[2048];
+    size_t nfirst = 0;
+    if (o->proxy) {
+        struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = htons(40000)};
+        inet_pton(AF_INET, o->proxy_src, &src.sin_addr);
+        nfirst = o->proxy == 1 ? pp_write_v1(first, sizeof(first), (struct sockaddr *)&src,
+                                             (struct sockaddr *)&sa)
+                               : pp_write_v2(first, sizeof(first), (struct sockaddr *)&src,
+                                             (struct sockaddr *)&sa);
+    }
+    memcpy(first + nfirst, hc.c0c1, sizeof(hc.c0c1)); /* one write: header + C0C1 */
+    send_all(fd, first, nfirst + sizeof(hc.c0c1));
     static uint8_t buf[1 << 20];
     uint8_t tmp[8192];
     size_t have = 0, used;
@@ -126,11 +170,14 @@ static const char *play_once(const char *host, int port, const char *app, const 
     p = amf0_put_null(p, end);
     send_cmd(fd, 3, 0, body, (size_t)(p - body), chunk);
     p = body;
-    p = amf0_put_string(p, end, "play");
+    p = amf0_put_string(p, end, o->publish ? "publish" : "play");
     p = amf0_put_number(p, end, 0);
     p = amf0_put_null(p, end);
     p = amf0_put_string(p, end, stream);
-    p = amf0_put_number(p, end, -1000);
+    if (o->publish)
+        p = amf0_put_string(p, end, "live");
+    else
+        p = amf0_put_number(p, end, -1000);
     send_cmd(fd, 8, 1, body, (size_t)(p - body), chunk);
 
     struct rtmp_chunk_dec d;
@@ -146,8 +193,14 @@ static const char *play_once(const char *host, int port, const char *app, const 
             close(fd);
             return err;
         }
-        if (ev.type == RTMP_EV_MSG_START && (ev.msg_type == 8 || ev.msg_type == 9)) {
+        bool started = o->publish ? ev.type == RTMP_EV_MSG_START && ev.msg_type == 20 &&
+                                        memmem(ev.data, ev.data_len, "Publish.Start", 13)
+                                  : ev.type == RTMP_EV_MSG_START &&
+                                        (ev.msg_type == 8 || ev.msg_type == 9);
+        if (started) {
             *us = now_us() - t0;
+            if (o->hold_ms)
+                hold(fd, o->hold_ms, o->publish);
             close(fd);
             return NULL;
         }
@@ -158,8 +211,8 @@ static const char *play_once(const char *host, int port, const char *app, const 
             rtmp_chunk_set_size(&d, chunk & 0x7fffffff);
         if (ev.type == RTMP_EV_MSG_START && ev.msg_type == 20 && ev.data_len > 20) {
             static const char *bad[] = {"_error", "StreamNotFound", "Publish.Denied",
-                                        "Connect.Rejected"};
-            for (size_t k = 0; k < 4; k++)
+                                        "Connect.Rejected", "Publish.BadName"};
+            for (size_t k = 0; k < 5; k++)
                 if (memmem(ev.data, ev.data_len, bad[k], strlen(bad[k]))) {
                     snprintf(err, sizeof(err), "server said %s", bad[k]);
                     close(fd);
@@ -182,21 +235,32 @@ static const char *play_once(const char *host, int port, const char *app, const 
 
 int main(int argc, char **argv)
 {
-    int obs = 0, count = 1, i = 1;
+    struct opts o = {0};
+    int count = 1, i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--obs") == 0)
-            obs = 1;
+            o.obs = 1;
+        else if (strcmp(argv[i], "--publish") == 0)
+            o.publish = 1;
         else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
             count = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--hold") == 0 && i + 1 < argc)
+            o.hold_ms = atoi(argv[++i]);
+        else if ((strcmp(argv[i], "--proxy-v1") == 0 || strcmp(argv[i], "--proxy-v2") == 0) &&
+                 i + 1 < argc) {
+            o.proxy = argv[i][9] == '1' ? 1 : 2;
+            o.proxy_src = argv[++i];
+        }
     }
     if (argc - i != 4) {
-        fprintf(stderr, "usage: rtmp_probe [--obs] [--count N] HOST PORT APP STREAM\n");
+        fprintf(stderr, "usage: rtmp_probe [--obs] [--count N] [--proxy-v1 SRC | --proxy-v2 SRC] "
+                        "[--publish] [--hold MS] HOST PORT APP STREAM\n");
         return 2;
     }
     int failures = 0;
     for (int k = 0; k < count; k++) {
         uint64_t us = 0;
-        const char *e = play_once(argv[i], atoi(argv[i + 1]), argv[i + 2], argv[i + 3], obs, &us);
+        const char *e = play_once(argv[i], atoi(argv[i + 1]), argv[i + 2], argv[i + 3], &o, &us);
         if (e) {
             printf("error %s\n", e);
             failures++;

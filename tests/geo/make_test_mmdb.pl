@@ -4,12 +4,14 @@
 #   198.51.100.0/24 US (NA) Ashburn
 #   192.0.2.0/24    DE (EU) Frankfurt
 #   100.64.0.0/24   HK (AS), country only: no location
-# Usage: make_test_mmdb.pl OUT.mmdb
+# Usage: make_test_mmdb.pl OUT.mmdb [moved]
+#   moved: 203.0.113.0/24 is in the US instead (to test reloading)
 use strict;
 use warnings;
 use MaxMind::DB::Writer::Tree;
 
-my $out = shift or die "usage: $0 OUT.mmdb\n";
+my $out = shift or die "usage: $0 OUT.mmdb [moved]\n";
+my $moved = (shift // '') eq 'moved';
 my %types = (
     country => 'map', continent => 'map', location => 'map', city => 'map', names => 'map',
     iso_code => 'utf8_string', code => 'utf8_string', en => 'utf8_string',
@@ -32,7 +34,8 @@ sub place {
     $r{city} = { names => { en => $city } } if defined $city;
     return \%r;
 }
-$tree->insert_network('203.0.113.0/24', place('JP', 'AS', 35.68, 139.69, 'Tokyo'));
+$tree->insert_network('203.0.113.0/24', $moved ? place('US', 'NA', 37.77, -122.42, 'San Francisco')
+                                               : place('JP', 'AS', 35.68, 139.69, 'Tokyo'));
 $tree->insert_network('198.51.100.0/24', place('US', 'NA', 39.04, -77.49, 'Ashburn'));
 $tree->insert_network('192.0.2.0/24', place('DE', 'EU', 50.11, 8.68, 'Frankfurt'));
 $tree->insert_network('100.64.0.0/24', place('HK', 'AS'));

@@ -149,13 +149,15 @@ class Fleet:
         return p
 
     # -- nginx-rtmp origins ---------------------------------------------
-    def nginx_origin(self, name, rtmp_port, http_port, extra_app="idle_streams off;"):
+    def nginx_origin(self, name, rtmp_port, http_port, extra_app="idle_streams off;",
+                     listen_extra=""):
         prefix = os.path.join(self.dir, "nginx-" + name)
         os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
         conf = os.path.join(prefix, "nginx.conf")
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(module=NGINX_RTMP_MODULE, prefix=prefix, rtmp=rtmp_port,
-                                      http=http_port, extra_app=extra_app))
+                                      http=http_port, extra_app=extra_app,
+                                      listen_extra=listen_extra))
         p = self.spawn("nginx-" + name, ["nginx", "-p", prefix, "-c", conf])
         wait_port(rtmp_port, proc=p)
         wait_port(http_port, proc=p)
@@ -266,7 +268,7 @@ load_module {module};
 events {{ worker_connections 1024; }}
 rtmp {{
     server {{
-        listen 127.0.0.1:{rtmp};
+        listen 127.0.0.1:{rtmp}{listen_extra};
         chunk_size 4096;
         application live {{
             live on;
