@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # Writes a small GeoIP2-City-shaped MaxMind database for tests:
-#   203.0.113.0/24  JP (AS) Tokyo
+#   203.0.113.0/24  JP (AS) Tokyo, AS64500
 #   198.51.100.0/24 US (NA) Ashburn
 #   192.0.2.0/24    DE (EU) Frankfurt
 #   100.64.0.0/24   HK (AS), country only: no location
@@ -15,7 +15,7 @@ my $moved = (shift // '') eq 'moved';
 my %types = (
     country => 'map', continent => 'map', location => 'map', city => 'map', names => 'map',
     iso_code => 'utf8_string', code => 'utf8_string', en => 'utf8_string',
-    latitude => 'double', longitude => 'double',
+    latitude => 'double', longitude => 'double', autonomous_system_number => 'uint32',
 );
 my $tree = MaxMind::DB::Writer::Tree->new(
     ip_version => 6,
@@ -34,8 +34,10 @@ sub place {
     $r{city} = { names => { en => $city } } if defined $city;
     return \%r;
 }
+my $jp = place('JP', 'AS', 35.68, 139.69, 'Tokyo');
+$jp->{autonomous_system_number} = 64500;
 $tree->insert_network('203.0.113.0/24', $moved ? place('US', 'NA', 37.77, -122.42, 'San Francisco')
-                                               : place('JP', 'AS', 35.68, 139.69, 'Tokyo'));
+                                               : $jp);
 $tree->insert_network('198.51.100.0/24', place('US', 'NA', 39.04, -77.49, 'Ashburn'));
 $tree->insert_network('192.0.2.0/24', place('DE', 'EU', 50.11, 8.68, 'Frankfurt'));
 $tree->insert_network('100.64.0.0/24', place('HK', 'AS'));

@@ -160,6 +160,32 @@ routes:
         finally:
             self.assertTrue(p.communicate(timeout=20)[0].startswith("ok "))
 
+    def test_4b_send_proxy_v2_through_a_second_rtmplb(self):
+        # nginx-rtmp reads only v1, so v2 is checked against rtmplb itself:
+        # outer (send_proxy: v2) -> inner (proxy_protocol: v2, tcp) -> origin.
+        inner_port, outer_port = free_port(), free_port()
+        self.fleet.rtmplb("""
+listeners: [{name: in, address: 127.0.0.1:%d, mode: tcp, proxy_protocol: v2}]
+pools: {o: {nodes: [{name: origin-eu, address: 127.0.0.1:%d}]}}
+routes: [{name: r, pool: o}]
+""" % (inner_port, self.o["origin-eu"].rtmp_port), name="inner", wait_ports=[inner_port])
+        self.fleet.rtmplb("""
+listeners: [{name: out, address: 127.0.0.1:%d, proxy_protocol: v1}]
+pools: {i: {nodes: [{name: inner, address: 127.0.0.1:%d, send_proxy: v2}]}}
+routes: [{name: r, pool: i}]
+""" % (outer_port, inner_port), name="outer", wait_ports=[outer_port])
+        p = subprocess.Popen([self.probe, "--proxy-v1", "203.0.113.77", "--publish", "--hold",
+                              "1500", "127.0.0.1", str(outer_port), "live", "chain"],
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(self.where("chain"), ["origin-eu"])
+        finally:
+            self.assertTrue(p.communicate(timeout=20)[0].startswith("ok "))
+        time.sleep(0.3)
+        inner = access_lines(self.fleet.log_text("inner"))
+        self.assertTrue(inner)
+        self.assertEqual(inner[-1]["client"], "203.0.113.77:40000")  # came through v2
+
     def test_5_sighup_reloads_the_database_without_dropping_sessions(self):
         held = self.publish("edge", JP, "r-held", hold_ms=6000)
         self.assertEqual(self.where("r-held"), ["origin-jp"])

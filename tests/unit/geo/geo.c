@@ -38,9 +38,11 @@ static void test_lookups(void **st)
     assert_string_equal(gi.continent, "AS");
     assert_true(gi.has_location);
     assert_true(fabs(gi.lat - 35.68) < 1e-6 && fabs(gi.lon - 139.69) < 1e-6);
+    assert_int_equal(gi.asn, 64500);
     a = v4("198.51.100.1");
     assert_true(geo_lookup(db, (struct sockaddr *)&a, &gi));
     assert_string_equal(gi.country, "US");
+    assert_int_equal(gi.asn, 0); /* not in the database */
     assert_string_equal(gi.continent, "NA");
     a = v4("100.64.0.9"); /* country only */
     assert_true(geo_lookup(db, (struct sockaddr *)&a, &gi));
