@@ -25,6 +25,19 @@ enum conf_policy {
 };
 enum conf_role { CONF_ROLE_ANY, CONF_ROLE_PUBLISH, CONF_ROLE_PLAY };
 enum conf_route_on { CONF_ROUTE_ON_STREAM, CONF_ROUTE_ON_CONNECT };
+enum conf_health_type { CONF_HC_TCP, CONF_HC_RTMP, CONF_HC_HTTP };
+enum conf_stats_kind { CONF_STATS_NGINX_RTMP, CONF_STATS_SRS };
+
+struct conf_health {
+    bool present;
+    struct conf_mark mark;
+    int type; /* enum conf_health_type */
+    char *app;  /* rtmp: the app to connect to */
+    char *url;  /* http: the path on the node's stats host */
+    int64_t interval_ms, timeout_ms, jitter_ms; /* jitter -1: a tenth of interval */
+    int64_t rise, fall;
+};
+
 enum conf_proxy_protocol { CONF_PP_OFF = 0, CONF_PP_V1 = 1, CONF_PP_V2 = 2, CONF_PP_ANY = 3 };
 
 struct conf_addr {
@@ -59,6 +72,15 @@ struct conf_node {
         double lat, lon; /* NAN when not given */
         struct conf_mark mark;
     } location;
+    struct {
+        bool present;
+        struct conf_mark mark;
+        int kind; /* enum conf_stats_kind */
+        char *url; /* http://HOST:PORT/PATH */
+        struct conf_addr addr; /* HOST:PORT, resolved */
+        char *path;
+        char *host; /* for the Host header */
+    } stats;
 };
 
 struct conf_pool {
@@ -66,6 +88,8 @@ struct conf_pool {
     char *name;
     struct conf_node *nodes;
     size_t n_nodes;
+    struct conf_health health;
+    int64_t slow_start_ms;
 };
 
 struct conf_match {

@@ -29,7 +29,7 @@ static const struct conf_enum_val policies[] = {
     {"weighted", CONF_POLICY_WEIGHTED, NULL},
     {"least_sessions", CONF_POLICY_LEAST_SESSIONS, NULL},
     {"stream_affinity", CONF_POLICY_STREAM_AFFINITY, NULL},
-    {"stream_location", CONF_POLICY_STREAM_LOCATION, "it needs the stream index"},
+    {"stream_location", CONF_POLICY_STREAM_LOCATION, NULL},
     {"geo_nearest", CONF_POLICY_GEO_NEAREST, NULL},
     {NULL, 0, NULL}};
 static const struct conf_enum_val roles[] = {
@@ -41,6 +41,13 @@ static const struct conf_enum_val pp_listen[] = {{"off", CONF_PP_OFF, NULL},
                                                  {NULL, 0, NULL}};
 static const struct conf_enum_val pp_send[] = {
     {"off", CONF_PP_OFF, NULL}, {"v1", CONF_PP_V1, NULL}, {"v2", CONF_PP_V2, NULL}, {NULL, 0, NULL}};
+
+static const struct conf_enum_val hc_types[] = {
+    {"tcp", CONF_HC_TCP, NULL}, {"rtmp", CONF_HC_RTMP, NULL}, {"http", CONF_HC_HTTP, NULL},
+    {NULL, 0, NULL}};
+static const struct conf_enum_val stats_kinds[] = {{"nginx-rtmp", CONF_STATS_NGINX_RTMP, NULL},
+                                                   {"srs", CONF_STATS_SRS, NULL},
+                                                   {NULL, 0, NULL}};
 
 static const char *check_country(const char *v)
 {
@@ -176,6 +183,16 @@ static const struct conf_type location_type = {"location", 0, OFF(struct conf_no
                                                CONF_NO_OFF, OFF(struct conf_node, location.present),
                                                NULL, location_fields};
 
+static const struct conf_field stats_fields[] = {
+    {"kind", CK_ENUM, OFF(struct conf_node, stats.kind), CF_REQUIRED, 0, 0, 0, stats_kinds, NULL, 0,
+     0, NULL, NULL},
+    {"url", CK_STR, OFF(struct conf_node, stats.url), CF_REQUIRED, 0, 0, 0, NULL, NULL, 0, 0, NULL,
+     NULL},
+    F_END};
+static const struct conf_type stats_type = {"stats", 0, OFF(struct conf_node, stats.mark),
+                                            CONF_NO_OFF, OFF(struct conf_node, stats.present), NULL,
+                                            stats_fields};
+
 static const struct conf_field node_fields[] = {
     {"name", CK_STR, OFF(struct conf_node, name), CF_REQUIRED | CF_MARK,
      OFF(struct conf_node, name_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
@@ -187,22 +204,51 @@ static const struct conf_field node_fields[] = {
      0, NULL, NULL},
     {"send_proxy", CK_ENUM, OFF(struct conf_node, send_proxy), 0, 0, 0, 0, pp_send, NULL, 0, 0,
      NULL, NULL},
-    F_UNSUP("stats", "node stats polling is not built yet"),
+    {"stats", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &stats_type, 0, 0, NULL, NULL},
     {"location", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &location_type, 0, 0, NULL, NULL},
     F_END};
 static const struct conf_type node_type = {"node", sizeof(struct conf_node),
                                            OFF(struct conf_node, mark), CONF_NO_OFF, CONF_NO_OFF,
                                            node_init, node_fields};
 
+#define HDUR(key, member, lo, hi) \
+    {key, CK_DURATION, OFF(struct conf_pool, member), 0, 0, lo, hi, NULL, NULL, 0, 0, NULL, NULL}
+static const struct conf_field health_fields[] = {
+    {"type", CK_ENUM, OFF(struct conf_pool, health.type), 0, 0, 0, 0, hc_types, NULL, 0, 0, NULL,
+     NULL},
+    {"app", CK_STR, OFF(struct conf_pool, health.app), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    {"url", CK_STR, OFF(struct conf_pool, health.url), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    HDUR("interval", health.interval_ms, 100, 3600000),
+    HDUR("timeout", health.timeout_ms, 10, 60000),
+    HDUR("jitter", health.jitter_ms, 0, 3600000),
+    {"rise", CK_INT, OFF(struct conf_pool, health.rise), 0, 0, 1, 100, NULL, NULL, 0, 0, NULL, NULL},
+    {"fall", CK_INT, OFF(struct conf_pool, health.fall), 0, 0, 1, 100, NULL, NULL, 0, 0, NULL, NULL},
+    F_END};
+static const struct conf_type health_type = {"health", 0, OFF(struct conf_pool, health.mark),
+                                             CONF_NO_OFF, OFF(struct conf_pool, health.present),
+                                             NULL, health_fields};
+
+static void pool_init(void *obj)
+{
+    struct conf_pool *p = obj;
+    p->health.type = CONF_HC_TCP;
+    p->health.interval_ms = 2000;
+    p->health.timeout_ms = 1000;
+    p->health.jitter_ms = -1;
+    p->health.rise = 2;
+    p->health.fall = 3;
+}
+
 static const struct conf_field pool_fields[] = {
     {"nodes", CK_SEQ, OFF(struct conf_pool, nodes), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
      &node_type, OFF(struct conf_pool, n_nodes), 1024, NULL, NULL},
-    F_UNSUP("health", "health checks are not built yet"),
-    F_UNSUP("slow_start", "slow start needs health checks, which are not built yet"),
+    {"health", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &health_type, 0, 0, NULL, NULL},
+    {"slow_start", CK_DURATION, OFF(struct conf_pool, slow_start_ms), 0, 0, 0, 3600000, NULL, NULL,
+     0, 0, NULL, NULL},
     F_END};
 static const struct conf_type pool_type = {"pool", sizeof(struct conf_pool),
                                            OFF(struct conf_pool, mark), OFF(struct conf_pool, name),
-                                           CONF_NO_OFF, NULL, pool_fields};
+                                           CONF_NO_OFF, pool_init, pool_fields};
 
 static const struct conf_field match_fields[] = {
     {"listener", CK_STR, OFF(struct conf_match, listener), CF_MARK,
@@ -320,8 +366,52 @@ static void cross_check(struct conf_ctx *ctx, struct conf *c)
 
     for (size_t p = 0; p < c->n_pools; p++) {
         struct conf_pool *pool = &c->pools[p];
+        if (pool->health.present) {
+            struct conf_health *h = &pool->health;
+            if (h->jitter_ms < 0)
+                h->jitter_ms = h->interval_ms / 10;
+            if (h->timeout_ms >= h->interval_ms) {
+                snprintf(path, sizeof(path), "pools.%s.health.timeout", pool->name);
+                conf__error(ctx, h->mark, path, "must be shorter than interval (%lldms)",
+                            (long long)h->interval_ms);
+            }
+            if (!h->app)
+                h->app = strdup("live");
+            if (!h->url)
+                h->url = strdup("/");
+        }
         for (size_t i = 0; i < pool->n_nodes; i++) {
             struct conf_node *n = &pool->nodes[i];
+            if (n->stats.present && n->stats.url) {
+                /* http://HOST:PORT/PATH */
+                char hostport[300], err[256];
+                const char *u = n->stats.url;
+                const char *rest = strncmp(u, "http://", 7) == 0 ? u + 7 : NULL;
+                const char *slash = rest ? strchr(rest, '/') : NULL;
+                size_t hl = rest ? (slash ? (size_t)(slash - rest) : strlen(rest)) : 0;
+                snprintf(path, sizeof(path), "pools.%s.nodes[%zu].stats.url", pool->name, i);
+                if (!rest || hl == 0 || hl >= sizeof(hostport)) {
+                    conf__error(ctx, n->stats.mark, path,
+                                "must be http://HOST:PORT/PATH (got \"%s\")", u);
+                } else {
+                    memcpy(hostport, rest, hl);
+                    hostport[hl] = '\0';
+                    if (!strchr(hostport, ':') || hostport[hl - 1] == ']')
+                        snprintf(hostport + hl, sizeof(hostport) - hl, ":80");
+                    if (conf_parse_addr(hostport, ctx->resolve, false, &n->stats.addr, err,
+                                        sizeof(err)) < 0)
+                        conf__error(ctx, n->stats.mark, path, "%s", err);
+                    n->stats.path = strdup(slash ? slash : "/");
+                    n->stats.host = strndup(rest, hl);
+                }
+            }
+            if (pool->health.present && pool->health.type == CONF_HC_HTTP && !n->stats.present) {
+                snprintf(path, sizeof(path), "pools.%s.health.type", pool->name);
+                conf__error(ctx, pool->health.mark, path,
+                            "http probes GET a path on the node's stats host, and node \"%s\" "
+                            "has no stats",
+                            n->name ? n->name : "?");
+            }
             if (n->location.present && isnan(n->location.lat) != isnan(n->location.lon)) {
                 snprintf(path, sizeof(path), "pools.%s.nodes[%zu].location", pool->name, i);
                 conf__error(ctx, n->location.mark, path, "give both lat and lon, or neither");
@@ -543,6 +633,13 @@ void conf_free(struct conf *c)
 {
     if (!c)
         return;
+    for (size_t p = 0; p < c->n_pools && c->pools; p++)
+        for (size_t i = 0; i < c->pools[p].n_nodes && c->pools[p].nodes; i++) {
+            struct conf_node *n = &c->pools[p].nodes[i];
+            free(n->stats.addr.text);
+            free(n->stats.path);
+            free(n->stats.host);
+        }
     conf__free_struct(&root_type, c);
     free(c->path);
     free(c);

@@ -20,6 +20,7 @@
 #include "lb/rtmp/chunk.h"
 #include "lb/rtmp/command.h"
 #include "lb/rtmp/handshake.h"
+#include "health/streams.h"
 #include "upstream/upstream.h"
 
 #include <errno.h>
@@ -257,9 +258,17 @@ static void routed(struct lb_session *s, const struct ups_route *route)
 static void route_stream(struct lb_session *s, int role)
 {
     struct ups_request req = {.listener = s->listener, .l4 = false, .role = role,
-                              .app = s->app, .stream = s->stream, .worker = s->w->id};
+                              .app = s->app, .stream = s->stream, .worker = s->w->id,
+                              .now_ms = uv_now(&s->w->loop)};
+    char located[128];
     lb_session_geo(s, &req);
     s->role = role;
+    /* stream_location: a play goes where the stream is live (stream index). */
+    const struct ups_route *first = ups_route_find(s->snap, &req);
+    if (first && first->policy == CONF_POLICY_STREAM_LOCATION && role == CONF_ROLE_PLAY &&
+        hc_index_lookup(s->w->srv->index, first->pool->name, s->app, s->stream, located,
+                        sizeof(located)))
+        req.located = located;
     const struct ups_route *route = ups_route_select(s->snap, &req, &s->cands);
     if (!route) {
         s->preroute_us = (int64_t)((uv_hrtime() - s->t_accept_ns) / 1000);
@@ -355,7 +364,8 @@ static int client_message(struct lb_session *s, uint8_t type, const uint8_t *dat
         r->connect_tid = cmd.tid;
         r->have_connect_tid = true;
         set_names(s, cmd.app, NULL);
-        struct ups_request req = {.listener = s->listener, .app = s->app, .worker = s->w->id};
+        struct ups_request req = {.listener = s->listener, .app = s->app, .worker = s->w->id,
+                                  .now_ms = uv_now(&s->w->loop)};
         lb_session_geo(s, &req);
         const struct ups_route *route = ups_route_select_connect(s->snap, &req, &s->cands);
         if (route) {
@@ -554,6 +564,12 @@ void lb_rtmp_upstream_connected(struct lb_session *s)
 {
     struct lb_rtmp *r = s->rtmp;
 
+    if (s->role == CONF_ROLE_PUBLISH && s->app && s->stream) {
+        hc_index_add_publish(s->w->srv->index, s->node->pool->name, s->node->name, s->app,
+                             s->stream);
+        s->indexed = true;
+    }
+
     set_fd_state(s, FD_UP_HS);
     rtmp_hs_client_init(&r->hc, NULL);
     uint8_t pp[64];
@@ -690,6 +706,9 @@ static void patch(struct lb_session *s)
 
 static void upstream_gone(struct lb_session *s, int err)
 {
+    /* Closing during its handshake counts against the node (passive health). */
+    if (s->rtmp && s->rtmp->st == FD_UP_HS)
+        lb_session_passive_failure(s, s->node, "closed during the RTMP handshake");
     if (err)
         fail(s, "origin_closed", "origin %s: %s", s->node->name, strerror(err));
     else

@@ -12,6 +12,8 @@
 #include "upstream/upstream-t.h"
 
 struct geo_db;
+struct hc_engine;
+struct hc_index;
 
 /* ---- pipes (DESIGN.md "Splice") --------------------------------------- */
 
@@ -104,6 +106,7 @@ struct lb_session {
     char *app;
     char *stream;
     int role;               /* enum conf_role */
+    bool indexed;           /* a routed publish in the stream index */
     const char *hs_kind;    /* "simple" / "digest" */
     int64_t preroute_us;    /* accept -> route decided; -1: not routed */
 };
@@ -169,6 +172,8 @@ struct lb_server {
     size_t n_listeners;
     struct ups_snapshot *snap; /* control thread's reference */
     struct geo_db *geo;        /* the database of the current config, or NULL */
+    struct hc_engine *health;  /* probes, control thread */
+    struct hc_index *index;    /* the stream index, shared */
     int access_fd;             /* -1 = off */
     bool stopping;
     _Atomic unsigned workers_running_atomic;

@@ -2,6 +2,8 @@
  * the control loop on the main thread (signals: stop, drain, reload). */
 #include "conf/conf.h"
 #include "geo/geo.h"
+#include "health/probe.h"
+#include "health/streams.h"
 #include "lb/lb.h"
 #include "lb/log.h"
 #include "upstream/upstream.h"
@@ -162,6 +164,10 @@ static void on_worker_done(uv_async_t *a)
         return;
     for (unsigned i = 0; i < srv->n_workers; i++)
         lb_worker_command(&srv->workers[i], LB_CMD_EXIT);
+    if (srv->health) {
+        hc_engine_close(srv->health, NULL, NULL);
+        srv->health = NULL;
+    }
     close_control(srv);
 }
 
@@ -233,6 +239,8 @@ static void reload(struct lb_server *srv)
     attach_geo(snap, geo);
     geo_unref(srv->geo);
     srv->geo = geo;
+    if (srv->health)
+        hc_engine_apply(srv->health, c, snap);
     int afd = open_access_log(c);
     if (afd == -2) {
         lb_log_msg(LB_LOG_ERROR, "reload_failed", "keeping the running configuration");
@@ -335,6 +343,7 @@ static void free_server(struct lb_server *srv)
     free(srv->listeners);
     ups_snapshot_unref(srv->snap);
     geo_unref(srv->geo);
+    hc_index_free(srv->index);
     if (srv->access_fd > 2)
         close(srv->access_fd);
     conf_free(srv->conf);
@@ -396,6 +405,7 @@ int lb_server_run(const char *conf_path, struct conf *conf)
         return 1;
     }
     attach_geo(srv.snap, srv.geo);
+    srv.index = hc_index_new();
     if (bind_listeners(&srv) < 0) {
         free_server(&srv);
         return 1;
@@ -411,6 +421,9 @@ int lb_server_run(const char *conf_path, struct conf *conf)
     uv_signal_start(&srv.sig_int, on_stop_signal, SIGINT);
     uv_signal_start(&srv.sig_hup, on_hup, SIGHUP);
 
+    srv.health = hc_engine_new(&srv.loop, srv.index);
+    if (srv.health)
+        hc_engine_apply(srv.health, conf, srv.snap);
     atomic_store(&srv.workers_running_atomic, srv.n_workers);
     for (unsigned i = 0; i < srv.n_workers; i++) {
         struct lb_worker *w = &srv.workers[i];

@@ -9,6 +9,8 @@
 #include "lb/lb.h"
 #include "geo/geo.h"
 #include "lb/log.h"
+#include "health/hc.h"
+#include "health/streams.h"
 #include "lb/proxy_proto.h"
 #include "upstream/upstream.h"
 
@@ -146,6 +148,8 @@ void lb_session_close(struct lb_session *s, const char *reason)
     dir_release(s, &s->c2u);
     dir_release(s, &s->u2c);
     lb_rtmp_free(s);
+    if (s->indexed)
+        hc_index_remove_publish(srv->index, s->node->pool->name, s->node->name, s->app, s->stream);
 
     /* Unlink now: the worker's count drops when the memory goes. */
     if (s->prev)
@@ -407,12 +411,34 @@ uint64_t lb_session_timeout_ms(struct lb_session *s, int which)
 
 /* ---- dialing ---------------------------------------------------------- */
 
+/* Passive health: consecutive failed dials to a checked node count toward
+ * its pool's fall; the probes bring it back after `rise` passes. Nodes
+ * without checks are never marked down (nothing would bring them back). */
+void lb_session_passive_failure(struct lb_session *s, struct ups_node *n, const char *why)
+{
+    if (!n->checked)
+        return;
+    unsigned fails = atomic_fetch_add(&n->live->passive_fails, 1) + 1;
+    int up = UPS_UP;
+    if (fails >= n->fall && atomic_compare_exchange_strong(&n->live->health, &up, UPS_DOWN)) {
+        struct lb_logline l;
+        lb_log_begin(&l, LB_LOG_WARN, "node_down");
+        lb_log_str(&l, "pool", n->pool->name);
+        lb_log_str(&l, "node", n->name);
+        lb_log_str(&l, "check", hc_result_name(HC_PASSIVE));
+        lb_log_fmt(&l, "reason", "%u sessions in a row failed to reach it", fails);
+        lb_log_str(&l, "detail", why);
+        lb_log_end(&l);
+    }
+}
+
 static void dial_failed(struct lb_session *s, int err)
 {
     struct lb_logline l;
     struct ups_node *n = s->node;
 
     atomic_fetch_add(&n->live->dial_failures, 1);
+    lb_session_passive_failure(s, n, err == ETIMEDOUT ? "timeout" : strerror(err));
     lb_log_begin(&l, LB_LOG_WARN, "dial_failed");
     lb_log_str(&l, "client", s->client);
     lb_log_str(&l, "pool", n->pool->name);
@@ -452,6 +478,7 @@ static void on_dial_event(uv_poll_t *h, int status, int events)
     if (status == 0 && soerr == 0) {
         uv_poll_stop(h);
         s->uev = 0;
+        atomic_store(&s->node->live->passive_fails, 0);
         atomic_fetch_add(&s->node->live->sessions_total, 1);
         set_nodelay(s->ufd);
         if (s->rtmp) {
@@ -552,7 +579,8 @@ void lb_session_geo(struct lb_session *s, struct ups_request *req)
 /* tcp listeners: route on listener (and geo) now, then dial. */
 static void route_l4(struct lb_session *s)
 {
-    struct ups_request req = {.listener = s->listener, .l4 = true, .worker = s->w->id};
+    struct ups_request req = {.listener = s->listener, .l4 = true, .worker = s->w->id,
+                              .now_ms = uv_now(&s->w->loop)};
     lb_session_geo(s, &req);
     s->route = ups_route_select(s->snap, &req, &s->cands);
     if (!s->route) {

@@ -8,6 +8,7 @@ static const struct ups_policy_ops *const all[] = {
     &ups_policy_least_sessions,
     &ups_policy_stream_affinity,
     &ups_policy_geo_nearest,
+    &ups_policy_stream_location,
 };
 
 const struct ups_policy_ops *ups_policy_find(int policy)

@@ -1,6 +1,9 @@
-/* least_sessions: fewest live sessions relative to weight (sessions/weight,
- * compared by cross-multiplying). Ties rotate per worker, so an idle pool
- * is not filled node by node. */
+/* least_sessions: fewest live sessions relative to weight. A node's count
+ * is the larger of this instance's own live sessions on it (exact and
+ * current, but blind to other instances and to clients that reach the node
+ * directly) and the clients its stats last reported (all sources, but as old
+ * as the last poll; 0 for nodes without stats). Ties rotate per worker, so
+ * an idle pool is not filled node by node. */
 #include "upstream/upstream.h"
 
 #include <stdlib.h>
@@ -34,7 +37,9 @@ static size_t ls_order(void *state, const struct ups_request *req, struct ups_no
     double load[1024];
     for (size_t i = 0; i < n; i++) {
         out[i] = in[(start + i) % n];
-        load[i] = -(double)atomic_load(&out[i]->live->sessions) / out[i]->weight;
+        unsigned own = atomic_load(&out[i]->live->sessions);
+        unsigned seen = atomic_load(&out[i]->live->stats_clients);
+        load[i] = -(double)(own > seen ? own : seen) / out[i]->weight;
     }
     ups_sort_desc(out, load, 0, n);
     return n;

@@ -36,8 +36,9 @@ static size_t wrr_order(void *state, const struct ups_request *req, struct ups_n
 
     for (size_t i = 0; i < n; i++) {
         size_t idx = in[i]->index;
-        cur[idx] += in[i]->weight;
-        total += in[i]->weight;
+        int64_t w = ups_effective_weight(in[i], req->now_ms); /* slow start */
+        cur[idx] += w;
+        total += w;
         if (cur[idx] > cur[in[best]->index])
             best = i;
     }

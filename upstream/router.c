@@ -47,7 +47,7 @@ static size_t tier(const struct ups_pool *pool, bool backup, struct ups_node **o
     size_t n = 0;
     for (size_t i = 0; i < pool->n_nodes; i++) {
         struct ups_node *node = &pool->nodes[i];
-        if (node->backup == backup && ups_node_has_room(node))
+        if (node->backup == backup && ups_node_available(node))
             out[n++] = node;
     }
     return n;
@@ -68,6 +68,14 @@ static void candidates(const struct ups_route *r, const struct ups_request *rq,
         if (!backup)
             out->n_primary = out->n;
     }
+}
+
+const struct ups_route *ups_route_find(const struct ups_snapshot *s, const struct ups_request *req)
+{
+    for (size_t i = 0; i < s->n_routes; i++)
+        if (ups_route_matches(&s->routes[i], req))
+            return &s->routes[i];
+    return NULL;
 }
 
 const struct ups_route *ups_route_select_connect(const struct ups_snapshot *s,

@@ -8,13 +8,13 @@
 
 static _Atomic uint64_t next_generation = 1;
 
-static struct ups_node_live *live_ref(struct ups_node_live *l)
+struct ups_node_live *ups_node_live_ref(struct ups_node_live *l)
 {
     atomic_fetch_add(&l->refs, 1);
     return l;
 }
 
-static void live_unref(struct ups_node_live *l)
+void ups_node_live_unref(struct ups_node_live *l)
 {
     if (l && atomic_fetch_sub(&l->refs, 1) == 1)
         free(l);
@@ -78,7 +78,7 @@ static void free_snapshot(struct ups_snapshot *s)
         for (size_t i = 0; i < pool->n_nodes; i++) {
             free(pool->nodes[i].name);
             free(pool->nodes[i].address_text);
-            live_unref(pool->nodes[i].live);
+            ups_node_live_unref(pool->nodes[i].live);
         }
         free(pool->nodes);
         free(pool->name);
@@ -120,6 +120,9 @@ struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_s
             n->backup = cn->backup;
             n->max_sessions = (unsigned)cn->max_sessions;
             n->send_proxy = cn->send_proxy;
+            n->checked = cp->health.present;
+            n->fall = (unsigned)cp->health.fall;
+            n->slow_start_ms = (uint64_t)cp->slow_start_ms;
             if (cn->location.country)
                 snprintf(n->country, sizeof(n->country), "%s", cn->location.country);
             if (!isnan(cn->location.lat) && !isnan(cn->location.lon)) {
@@ -130,7 +133,7 @@ struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_s
             n->index = i;
             n->pool = pool;
             struct ups_node_live *old = find_live(prev, cp->name, cn);
-            n->live = old ? live_ref(old) : calloc(1, sizeof(*n->live));
+            n->live = old ? ups_node_live_ref(old) : calloc(1, sizeof(*n->live));
             if (!n->name || !n->address_text || !n->live)
                 goto oom;
             if (!old)
@@ -201,6 +204,22 @@ void ups_snapshot_unref(struct ups_snapshot *s)
 bool ups_node_has_room(const struct ups_node *n)
 {
     return n->max_sessions == 0 || atomic_load(&n->live->sessions) < n->max_sessions;
+}
+
+bool ups_node_available(const struct ups_node *n)
+{
+    return atomic_load(&n->live->health) == UPS_UP &&
+           atomic_load(&n->live->admin) == UPS_ENABLED && ups_node_has_room(n);
+}
+
+unsigned ups_effective_weight(const struct ups_node *n, uint64_t now_ms)
+{
+    uint64_t since = atomic_load(&n->live->up_since_ms);
+    if (!n->slow_start_ms || !since || now_ms < since || now_ms - since >= n->slow_start_ms)
+        return n->weight;
+    double f = 0.1 + 0.9 * (double)(now_ms - since) / (double)n->slow_start_ms;
+    unsigned w = (unsigned)((double)n->weight * f);
+    return w ? w : 1;
 }
 
 bool ups_node_acquire(struct ups_node *n)

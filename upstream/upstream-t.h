@@ -12,8 +12,16 @@
 /* Live counters of a node. They outlive one snapshot: a reload that keeps a
  * node (same pool, name and address) keeps its counters. Shared by all
  * workers, so every field is atomic. */
+enum ups_health { UPS_UP = 0, UPS_DOWN = 1 };
+enum ups_admin { UPS_ENABLED = 0, UPS_DRAINING = 1, UPS_DISABLED = 2 };
+
 struct ups_node_live {
     _Atomic unsigned refs;
+    _Atomic int health;             /* enum ups_health; starts up */
+    _Atomic int admin;              /* enum ups_admin, the operator's */
+    _Atomic uint64_t up_since_ms;   /* loop time it last came up (slow start) */
+    _Atomic unsigned passive_fails; /* consecutive failed dials */
+    _Atomic unsigned stats_clients; /* clients the node's stats report (all sources) */
     _Atomic unsigned sessions;       /* live, reserved at dial time */
     _Atomic uint64_t sessions_total; /* sessions that reached the node */
     _Atomic uint64_t dial_failures;
@@ -32,6 +40,9 @@ struct ups_node {
     bool backup;
     unsigned max_sessions; /* 0 = no limit */
     int send_proxy;        /* enum conf_proxy_protocol: OFF, V1, V2 */
+    bool checked;          /* its pool has health checks: passive failures count */
+    unsigned fall;         /* the pool's fall, for passive failures */
+    uint64_t slow_start_ms;
     char country[4];       /* declared location, "" if none */
     bool has_location;     /* lat/lon declared, or the country's centroid */
     double lat, lon;
@@ -54,6 +65,8 @@ struct ups_request {
     const char *app;
     const char *stream;
     unsigned worker; /* index of the calling worker thread */
+    uint64_t now_ms; /* monotonic, for slow start */
+    const char *located; /* stream_location: the node name where the stream is live */
     /* Where the client is (geo database), when known. */
     const char *country;
     const char *continent;

@@ -9,6 +9,8 @@
 struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_snapshot *prev,
                                         unsigned n_workers, char *err, size_t errlen);
 struct ups_snapshot *ups_snapshot_ref(struct ups_snapshot *s);
+struct ups_node_live *ups_node_live_ref(struct ups_node_live *l);
+void ups_node_live_unref(struct ups_node_live *l);
 void ups_snapshot_unref(struct ups_snapshot *s);
 
 /* The router: first route matching req, and the nodes to try, in order.
@@ -18,12 +20,19 @@ const struct ups_route *ups_route_select(const struct ups_snapshot *s,
                                          const struct ups_request *req,
                                          struct ups_candidates *out);
 bool ups_route_matches(const struct ups_route *r, const struct ups_request *req);
+/* The first route matching req, without choosing nodes. */
+const struct ups_route *ups_route_find(const struct ups_snapshot *s, const struct ups_request *req);
 
 /* Reserve a session slot on a node (respects max_sessions); release it when
  * the session ends or the dial fails. */
 bool ups_node_acquire(struct ups_node *n);
 void ups_node_release(struct ups_node *n);
 bool ups_node_has_room(const struct ups_node *n);
+/* Up, enabled, and below max_sessions: may take a new session. */
+bool ups_node_available(const struct ups_node *n);
+/* Weight now: during slow start it grows from a tenth of the weight to all
+ * of it over slow_start_ms after the node came up. */
+unsigned ups_effective_weight(const struct ups_node *n, uint64_t now_ms);
 
 const struct ups_policy_ops *ups_policy_find(int policy);
 /* Stable insertion sort of nodes[from..n) by key, highest first (tiers are
@@ -33,6 +42,7 @@ extern const struct ups_policy_ops ups_policy_weighted;
 extern const struct ups_policy_ops ups_policy_least_sessions;
 extern const struct ups_policy_ops ups_policy_stream_affinity;
 extern const struct ups_policy_ops ups_policy_geo_nearest;
+extern const struct ups_policy_ops ups_policy_stream_location;
 uint64_t ups_affinity_hash(const char *node, const char *app, const char *stream);
 double ups_affinity_score(const char *node, unsigned weight, const char *app, const char *stream);
 

@@ -10,15 +10,19 @@ build=build-fuzz
 
 cmake -S . -B $build -DCMAKE_C_COMPILER=clang -DRTMPLB_FUZZ=ON -DRTMPLB_TESTS=OFF \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build $build -j"$(nproc)" --target fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy >/dev/null
+cmake --build $build -j"$(nproc)" --target fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy fuzz_stats >/dev/null
 
 status=0
-for target in fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy; do
+for target in fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy fuzz_stats; do
   work=$(mktemp -d)
   mkdir -p "$work/corpus"
   [ -d "tests/fuzz/corpus/$target" ] && cp tests/fuzz/corpus/$target/* "$work/corpus/" 2>/dev/null || true
   if [ $target = fuzz_conf ]; then
     cp conf/examples/*.yaml conf/examples/invalid/*.yaml "$work/corpus/"
+  fi
+  if [ $target = fuzz_stats ]; then  # a selector byte, then the document
+    { printf '\0'; cat tests/unit/health/nginx-stat.xml; } > "$work/corpus/nginx"
+    { printf '\1'; cat tests/unit/health/srs-streams.json; } > "$work/corpus/srs"
   fi
   log="$work/log"
   if ./$build/tests/fuzz/$target -print_final_stats=1 -max_total_time="$secs" -max_len=8192 -timeout=10 \

@@ -226,9 +226,9 @@ static void test_unbuilt_feature(void **st)
 {
     expect_error(edit(12, "    pool: origins\n    policy: geo_nearest\n", false),
                  "t.yaml:11:5: routes[0].policy: geo_nearest needs geo.database");
-    expect_error(edit(6, "  origins:\n    health: {type: tcp}\n", false),
-                 "t.yaml:7:13: pools.origins.health: not available in this build yet: health "
-                 "checks are not built yet");
+    expect_error(edit(4, "    mode: tcp\n    tls: {cert: a, key: b}\n", false),
+                 "t.yaml:5:10: listeners[0].tls: not available in this build yet: RTMPS is not "
+                 "built yet");
 }
 
 static void test_missing_required(void **st)
@@ -334,6 +334,52 @@ static void test_geo_and_proxy_keys(void **st)
                  "(got \"v3\")");
 }
 
+static void test_health_keys(void **st)
+{
+    struct conf_errors errs;
+    const char *text =
+        "listeners: [{name: r, address: 127.0.0.1:1935}]\n"
+        "pools:\n"
+        "  p:\n"
+        "    health: {type: rtmp, app: live, interval: 500ms, timeout: 200ms, rise: 1, fall: 2}\n"
+        "    slow_start: 30s\n"
+        "    nodes:\n"
+        "      - {name: a, address: 127.0.0.1:1,\n"
+        "         stats: {kind: nginx-rtmp, url: \"http://127.0.0.1:8080/stat\"}}\n"
+        "  q:\n"
+        "    health: {}\n"
+        "    nodes: [{name: b, address: 127.0.0.1:2, stats: {kind: srs, url: \"http://127.0.0.1\"}}]\n"
+        "routes: [{name: r, pool: p, policy: stream_location}]\n";
+    struct conf *c = load(text, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        print_error("%s\n", errs.msg[i]);
+    assert_non_null(c);
+    struct conf_pool *p = &c->pools[0], *q = &c->pools[1];
+    assert_int_equal(p->health.type, CONF_HC_RTMP);
+    assert_int_equal(p->health.interval_ms, 500);
+    assert_int_equal(p->health.jitter_ms, 50); /* a tenth of interval by default */
+    assert_int_equal(p->slow_start_ms, 30000);
+    assert_string_equal(p->nodes[0].stats.path, "/stat");
+    assert_string_equal(p->nodes[0].stats.host, "127.0.0.1:8080");
+    assert_int_equal(q->health.type, CONF_HC_TCP); /* defaults: tcp, 2s, 1s, rise 2, fall 3 */
+    assert_int_equal(q->health.interval_ms, 2000);
+    assert_int_equal(q->health.timeout_ms, 1000);
+    assert_int_equal(q->health.rise, 2);
+    assert_int_equal(q->health.fall, 3);
+    assert_string_equal(q->nodes[0].stats.path, "/"); /* port 80, path / */
+    conf_free(c);
+
+    expect_error(edit(6, "  origins:\n    health: {interval: 1s, timeout: 2s}\n", false),
+                 "t.yaml:7:13: pools.origins.health.timeout: must be shorter than interval "
+                 "(1000ms)");
+    expect_error(edit(6, "  origins:\n    health: {type: http}\n", false),
+                 "t.yaml:7:13: pools.origins.health.type: http probes GET a path on the node's "
+                 "stats host, and node \"a\" has no stats");
+    expect_error(edit(9, "        stats: {kind: nginx-rtmp, url: \"ftp://x/stat\"}\n", true),
+                 "t.yaml:9:16: pools.origins.nodes[0].stats.url: must be http://HOST:PORT/PATH "
+                 "(got \"ftp://x/stat\")");
+}
+
 static void test_rtmp_limits(void **st)
 {
     struct conf_errors errs;
@@ -424,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_route_on_connect_needs_no_stream),
         cmocka_unit_test(test_rtmp_limits),
         cmocka_unit_test(test_geo_and_proxy_keys),
+        cmocka_unit_test(test_health_keys),
         cmocka_unit_test(test_yaml_syntax),
         cmocka_unit_test(test_second_document),
         cmocka_unit_test(test_size_cap),

@@ -185,6 +185,21 @@ static void test_least_sessions(void **st)
     teardown(&f);
 }
 
+static void test_least_sessions_uses_stats_clients(void **st)
+{
+    struct fixture f = setup("      - {name: a, address: 127.0.0.1:1}\n"
+                             "      - {name: b, address: 127.0.0.1:2}\n",
+                             "least_sessions", 1);
+    struct ups_node *a = &f.snap->pools[0].nodes[0];
+    atomic_store(&a->live->stats_clients, 50); /* others' clients on a */
+    for (int i = 0; i < 10; i++)
+        assert_string_equal(pick(&f, 0, NULL)->name, "b");
+    assert_true(ups_node_acquire(&f.snap->pools[0].nodes[1]));
+    assert_string_equal(pick(&f, 0, NULL)->name, "b"); /* 1 < 50 */
+    ups_node_release(&f.snap->pools[0].nodes[1]);
+    teardown(&f);
+}
+
 static void test_reload_keeps_node_counters(void **st)
 {
     struct fixture f = setup("      - {name: a, address: 127.0.0.1:1}\n"
@@ -213,6 +228,7 @@ int main(void)
         cmocka_unit_test(test_backups_only_when_primaries_full),
         cmocka_unit_test(test_max_sessions),
         cmocka_unit_test(test_least_sessions),
+        cmocka_unit_test(test_least_sessions_uses_stats_clients),
         cmocka_unit_test(test_reload_keeps_node_counters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

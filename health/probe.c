@@ -1,0 +1,617 @@
+/* Active health probes and node stats polling, on the control thread's
+ * loop. One target per node that has checks or stats; each runs one probe
+ * at a time on a jittered timer. Probes are data: connect (tcp), then an
+ * RTMP handshake + connect (rtmp), or an HTTP GET (http); the result names
+ * the layer that failed. Results move the node's shared state (atomics the
+ * workers read) and every transition is logged with its reason. */
+#include "health/probe.h"
+
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "health/hc.h"
+#include "health/streams.h"
+#include "lb/log.h"
+#include "lb/rtmp/amf.h"
+#include "lb/rtmp/chunk.h"
+#include "lb/rtmp/command.h"
+#include "lb/rtmp/handshake.h"
+
+#define BODY_CAP (8u << 20)
+#define RTMP_IN_CAP (256u << 10)
+#define MAX_STATS_STREAMS 4096
+
+enum conn_kind { CONN_CHECK, CONN_STATS };
+
+struct hc_target;
+
+struct hc_conn {
+    struct hc_target *t;
+    enum conn_kind kind;
+    int type; /* enum conf_health_type; stats polls are http */
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_timer_t timer;
+    uv_write_t w1, w2;
+    int open_handles;
+    bool connected, done;
+    uint64_t started_ms;
+    uint8_t rbuf[16384];
+    uint8_t out[2048];
+    /* rtmp */
+    struct rtmp_hs_client hc;
+    bool hs_done;
+    uint8_t *in;
+    size_t in_len;
+    struct rtmp_chunk_dec dec;
+    uint8_t *msg;
+    uint32_t msg_len, msg_got;
+    uint8_t msg_type;
+    uint32_t msg_csid;
+    /* http */
+    llhttp_t parser;
+    llhttp_settings_t settings;
+    bool complete;
+    char *body;
+    size_t body_len, body_cap;
+};
+
+struct hc_target {
+    struct hc_engine *e;
+    struct hc_target *next;
+    char *pool, *node;
+    struct ups_node_live *live;
+    struct sockaddr_storage addr;
+    bool check;
+    struct hc_params p;
+    int type;
+    char *app, *url;
+    bool stats;
+    int stats_kind;
+    struct sockaddr_storage saddr;
+    char *spath, *shost;
+    uint64_t stats_interval_ms;
+    bool stats_failing;
+    struct hc_state st;
+    uv_timer_t check_timer, stats_timer;
+    int open_handles;
+    bool closing;
+    struct hc_conn *check_conn, *stats_conn;
+    uint64_t checks;
+};
+
+struct hc_engine {
+    uv_loop_t *loop;
+    struct hc_index *index;
+    struct hc_target *targets;
+    bool closing;
+    unsigned open; /* targets not yet freed */
+    void (*on_closed)(void *arg);
+    void *arg;
+    uint64_t seed;
+};
+
+static double rnd01(struct hc_engine *e)
+{
+    e->seed = e->seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(e->seed >> 11) / 9007199254740992.0;
+}
+
+/* ---- results ------------------------------------------------------------- */
+
+static void log_transition(struct hc_target *t, bool up, enum hc_result r, const char *detail)
+{
+    struct lb_logline l;
+    lb_log_begin(&l, up ? LB_LOG_INFO : LB_LOG_WARN, up ? "node_up" : "node_down");
+    lb_log_str(&l, "pool", t->pool);
+    lb_log_str(&l, "node", t->node);
+    lb_log_str(&l, "check", hc_result_name(r));
+    lb_log_str(&l, "reason", up ? "passed rise checks" : hc_result_text(r));
+    lb_log_str(&l, "detail", detail);
+    lb_log_u64(&l, "checks", t->checks);
+    lb_log_end(&l);
+}
+
+static void check_result(struct hc_target *t, enum hc_result r, const char *detail)
+{
+    uint64_t now = uv_now(t->e->loop);
+    t->checks++;
+    /* Passive failures may have marked the node down meanwhile (workers):
+     * then it must pass `rise` probes like any down node. */
+    if (t->st.up && atomic_load(&t->live->health) == UPS_DOWN) {
+        t->st.up = false;
+        t->st.ok_run = 0;
+        t->st.since_ms = now;
+    }
+    if (!hc_apply(&t->st, &t->p, r == HC_OK, now))
+        return;
+    if (t->st.up) {
+        atomic_store(&t->live->passive_fails, 0);
+        atomic_store(&t->live->up_since_ms, now ? now : 1);
+        atomic_store(&t->live->health, UPS_UP);
+    } else {
+        atomic_store(&t->live->health, UPS_DOWN);
+    }
+    log_transition(t, t->st.up, r, detail);
+}
+
+static void stats_result(struct hc_target *t, struct hc_conn *c, bool ok, const char *detail)
+{
+    static struct hc_stream streams[MAX_STATS_STREAMS];
+    int n = -1;
+    if (ok)
+        n = t->stats_kind == CONF_STATS_SRS
+                ? hc_parse_srs_streams(c->body ? c->body : "", c->body_len, streams,
+                                       MAX_STATS_STREAMS)
+                : hc_parse_nginx_stat(c->body ? c->body : "", c->body_len, streams,
+                                      MAX_STATS_STREAMS);
+    if (n < 0) {
+        if (!t->stats_failing)
+            lb_log_msg(LB_LOG_WARN, "stats_failed", "pool %s node %s: stats from %s%s: %s",
+                       t->pool, t->node, t->shost, t->spath,
+                       ok ? "the document does not parse" : detail);
+        t->stats_failing = true;
+        return;
+    }
+    if (t->stats_failing)
+        lb_log_msg(LB_LOG_INFO, "stats_ok", "pool %s node %s: stats readable again", t->pool,
+                   t->node);
+    t->stats_failing = false;
+    hc_index_set_node(t->e->index, t->pool, t->node, streams, (size_t)n);
+    unsigned clients = 0;
+    for (int i = 0; i < n; i++)
+        clients += streams[i].clients;
+    atomic_store(&t->live->stats_clients, clients); /* for least_sessions */
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+static void schedule(struct hc_target *t, enum conn_kind kind);
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+    struct hc_conn *c = h->data;
+    if (--c->open_handles > 0)
+        return;
+    free(c->in);
+    free(c->msg);
+    free(c->body);
+    free(c);
+}
+
+static void finish(struct hc_conn *c, enum hc_result r, const char *detail)
+{
+    struct hc_target *t = c->t;
+    if (c->done)
+        return;
+    c->done = true;
+    if (c->kind == CONN_CHECK) {
+        t->check_conn = NULL;
+        if (!t->closing)
+            check_result(t, r, detail);
+    } else {
+        t->stats_conn = NULL;
+        if (!t->closing)
+            stats_result(t, c, r == HC_OK, detail);
+    }
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+    if (!t->closing)
+        schedule(t, c->kind);
+}
+
+static void on_timeout(uv_timer_t *tm)
+{
+    struct hc_conn *c = tm->data;
+    char d[96];
+    snprintf(d, sizeof(d), "no %s within %llums", c->connected ? "answer" : "connection",
+             (unsigned long long)c->t->p.timeout_ms);
+    finish(c, c->connected ? HC_L7_TIMEOUT : HC_L4_TIMEOUT, d);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct hc_conn *c = h->data;
+    (void)suggested;
+    *buf = uv_buf_init((char *)c->rbuf, sizeof(c->rbuf));
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    struct hc_conn *c = w->data;
+    if (status < 0 && status != UV_ECANCELED)
+        finish(c, HC_L4_REFUSED, uv_strerror(status));
+}
+
+static void write_buf(struct hc_conn *c, uv_write_t *w, const void *p, size_t n)
+{
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    w->data = c;
+    int rc = uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    if (rc < 0)
+        finish(c, HC_L4_REFUSED, uv_strerror(rc));
+}
+
+/* RTMP: after the handshake, read until the answer to connect. */
+static void rtmp_input(struct hc_conn *c, const uint8_t *p, size_t n)
+{
+    if (!c->hs_done) {
+        size_t used;
+        enum rtmp_hs_result r = rtmp_hs_client_feed(&c->hc, p, n, &used);
+        if (r == RTMP_HS_ERROR) {
+            finish(c, HC_L6_RTMP_HANDSHAKE, "the server's S0 is not 3");
+            return;
+        }
+        if (r == RTMP_HS_NEED_MORE)
+            return;
+        c->hs_done = true;
+        /* C2, then connect(app) on csid 3 at the default chunk size. */
+        uint8_t body[512], *q = body, *end = body + sizeof(body);
+        char tc[300];
+        snprintf(tc, sizeof(tc), "rtmp://%s/%s", c->t->node, c->t->app);
+        q = amf0_put_string(q, end, "connect");
+        q = amf0_put_number(q, end, 1);
+        q = amf0_put_object_start(q, end);
+        q = amf0_put_key(q, end, "app");
+        q = amf0_put_string(q, end, c->t->app);
+        q = amf0_put_key(q, end, "flashVer");
+        q = amf0_put_string(q, end, "rtmplb-health");
+        q = amf0_put_key(q, end, "tcUrl");
+        q = amf0_put_string(q, end, tc);
+        q = amf0_put_object_end(q, end);
+        memcpy(c->out, rtmp_hs_client_c2(&c->hc), RTMP_HS_SIZE);
+        size_t k = q ? rtmp_chunk_write(c->out + RTMP_HS_SIZE, sizeof(c->out) - RTMP_HS_SIZE, 3,
+                                        RTMP_MSG_COMMAND_AMF0, 0, body, (size_t)(q - body), 128)
+                     : 0;
+        if (!k) {
+            finish(c, HC_L7_RTMP_REJECT, "connect command does not fit");
+            return;
+        }
+        write_buf(c, &c->w2, c->out, RTMP_HS_SIZE + k);
+        p += used;
+        n -= used;
+    }
+    if (c->in_len + n > RTMP_IN_CAP) {
+        finish(c, HC_L7_RTMP_REJECT, "too much data before the answer to connect");
+        return;
+    }
+    if (!c->in && !(c->in = malloc(RTMP_IN_CAP))) {
+        finish(c, HC_L7_RTMP_REJECT, "out of memory");
+        return;
+    }
+    memcpy(c->in + c->in_len, p, n);
+    c->in_len += n;
+    size_t pos = 0;
+    for (;;) {
+        struct rtmp_chunk_ev ev;
+        size_t used;
+        rtmp_chunk_next(&c->dec, c->in + pos, c->in_len - pos, &used, &ev);
+        pos += used;
+        if (ev.type == RTMP_EV_NEED_MORE)
+            break;
+        if (ev.type == RTMP_EV_ERROR) {
+            finish(c, HC_L7_RTMP_REJECT, ev.error);
+            return;
+        }
+        bool want = ev.msg_type == RTMP_MSG_COMMAND_AMF0 || ev.msg_type == RTMP_MSG_SET_CHUNK_SIZE;
+        if (ev.type == RTMP_EV_MSG_START && want && ev.len <= 65536) {
+            free(c->msg);
+            c->msg = malloc(ev.len ? ev.len : 1);
+            c->msg_len = ev.len;
+            c->msg_got = 0;
+            c->msg_type = ev.msg_type;
+            c->msg_csid = ev.csid;
+        } else if (ev.type == RTMP_EV_PAYLOAD && c->msg && ev.csid == c->msg_csid) {
+            memcpy(c->msg + ev.offset, ev.data, ev.data_len);
+            c->msg_got += (uint32_t)ev.data_len;
+        } else if (ev.type == RTMP_EV_MSG_END && c->msg && ev.csid == c->msg_csid) {
+            if (c->msg_type == RTMP_MSG_SET_CHUNK_SIZE && c->msg_len >= 4) {
+                uint32_t sz = ((uint32_t)c->msg[0] << 24 | (uint32_t)c->msg[1] << 16 |
+                               (uint32_t)c->msg[2] << 8 | c->msg[3]) & 0x7fffffff;
+                rtmp_chunk_set_size(&c->dec, sz);
+            } else if (c->msg_type == RTMP_MSG_COMMAND_AMF0) {
+                char name[16];
+                double tid;
+                if (rtmp_peek_name_tid(c->msg, c->msg_len, false, name, sizeof(name), &tid) >= 0 &&
+                    tid == 1.0) {
+                    bool ok = strcmp(name, "_result") == 0 &&
+                              memmem(c->msg, c->msg_len, "NetConnection.Connect.Success", 29);
+                    free(c->msg);
+                    c->msg = NULL;
+                    finish(c, ok ? HC_OK : HC_L7_RTMP_REJECT,
+                           ok ? "connect accepted" : "connect answered with an error");
+                    return;
+                }
+            }
+            free(c->msg);
+            c->msg = NULL;
+        }
+    }
+    memmove(c->in, c->in + pos, c->in_len - pos);
+    c->in_len -= pos;
+}
+
+static int on_http_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct hc_conn *c = p->data;
+    if (c->kind != CONN_STATS)
+        return 0;
+    if (c->body_len + len > BODY_CAP)
+        return -1;
+    if (c->body_len + len + 1 > c->body_cap) {
+        size_t cap = c->body_cap ? c->body_cap * 2 : 65536;
+        while (cap < c->body_len + len + 1)
+            cap *= 2;
+        char *b = realloc(c->body, cap);
+        if (!b)
+            return -1;
+        c->body = b;
+        c->body_cap = cap;
+    }
+    memcpy(c->body + c->body_len, at, len);
+    c->body_len += len;
+    c->body[c->body_len] = '\0';
+    return 0;
+}
+
+static int on_http_complete(llhttp_t *p)
+{
+    struct hc_conn *c = p->data;
+    c->complete = true;
+    return HPE_PAUSED;
+}
+
+static void http_done(struct hc_conn *c)
+{
+    char d[64];
+    int status = c->parser.status_code;
+    snprintf(d, sizeof(d), "HTTP %d", status);
+    finish(c, status >= 200 && status < 300 ? HC_OK : HC_L7_HTTP_STATUS, d);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct hc_conn *c = s->data;
+    if (c->done)
+        return;
+    if (n < 0) {
+        if (c->type == CONF_HC_HTTP) {
+            if (!c->complete && llhttp_finish(&c->parser) == HPE_OK && c->complete)
+                http_done(c);
+            else if (!c->complete)
+                finish(c, HC_L7_HTTP_PROTOCOL, "connection closed before a whole response");
+            else
+                http_done(c);
+        } else {
+            finish(c, c->hs_done ? HC_L7_RTMP_REJECT : HC_L6_RTMP_HANDSHAKE,
+                   c->hs_done ? "closed before answering connect" : "closed during the handshake");
+        }
+        return;
+    }
+    if (n == 0)
+        return;
+    if (c->type == CONF_HC_RTMP) {
+        rtmp_input(c, (const uint8_t *)buf->base, (size_t)n);
+        return;
+    }
+    llhttp_errno_t e = llhttp_execute(&c->parser, buf->base, (size_t)n);
+    if (c->complete) {
+        http_done(c);
+        return;
+    }
+    if (e != HPE_OK)
+        finish(c, HC_L7_HTTP_PROTOCOL, llhttp_errno_name(e));
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct hc_conn *c = req->data;
+    if (c->done)
+        return;
+    if (status < 0) {
+        finish(c, status == UV_ETIMEDOUT ? HC_L4_TIMEOUT : HC_L4_REFUSED, uv_strerror(status));
+        return;
+    }
+    c->connected = true;
+    if (c->type == CONF_HC_TCP) {
+        finish(c, HC_OK, "connected");
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (c->type == CONF_HC_RTMP) {
+        rtmp_hs_client_init(&c->hc, NULL);
+        write_buf(c, &c->w1, c->hc.c0c1, sizeof(c->hc.c0c1));
+        return;
+    }
+    struct hc_target *t = c->t;
+    const char *path = c->kind == CONN_STATS ? t->spath : t->url;
+    int k = snprintf((char *)c->out, sizeof(c->out),
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: rtmplb-health\r\n"
+                     "Connection: close\r\n\r\n",
+                     path, t->shost ? t->shost : "localhost");
+    if (k <= 0 || (size_t)k >= sizeof(c->out)) {
+        finish(c, HC_L7_HTTP_PROTOCOL, "request too long");
+        return;
+    }
+    write_buf(c, &c->w1, c->out, (size_t)k);
+}
+
+static void start_conn(struct hc_target *t, enum conn_kind kind)
+{
+    struct hc_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        schedule(t, kind);
+        return;
+    }
+    c->t = t;
+    c->kind = kind;
+    c->type = kind == CONN_STATS ? CONF_HC_HTTP : t->type;
+    c->started_ms = uv_now(t->e->loop);
+    uv_tcp_init(t->e->loop, &c->tcp);
+    uv_timer_init(t->e->loop, &c->timer);
+    c->tcp.data = c->timer.data = c->creq.data = c;
+    c->open_handles = 2;
+    struct rtmp_chunk_limits lim = {1 << 24, 1 << 24, 65599};
+    rtmp_chunk_init(&c->dec, &lim, 0);
+    llhttp_settings_init(&c->settings);
+    c->settings.on_body = on_http_body;
+    c->settings.on_message_complete = on_http_complete;
+    llhttp_init(&c->parser, HTTP_RESPONSE, &c->settings);
+    c->parser.data = c;
+    if (kind == CONN_CHECK)
+        t->check_conn = c;
+    else
+        t->stats_conn = c;
+    uv_timer_start(&c->timer, on_timeout, t->p.timeout_ms ? t->p.timeout_ms : 1000, 0);
+    const struct sockaddr *sa =
+        (const struct sockaddr *)(kind == CONN_STATS || t->type == CONF_HC_HTTP ? &t->saddr
+                                                                                : &t->addr);
+    int rc = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connect);
+    if (rc < 0)
+        finish(c, HC_L4_REFUSED, uv_strerror(rc));
+}
+
+static void on_check_timer(uv_timer_t *tm) { start_conn(tm->data, CONN_CHECK); }
+static void on_stats_timer(uv_timer_t *tm) { start_conn(tm->data, CONN_STATS); }
+
+static void schedule(struct hc_target *t, enum conn_kind kind)
+{
+    if (t->closing)
+        return;
+    if (kind == CONN_CHECK)
+        uv_timer_start(&t->check_timer, on_check_timer, hc_next_delay(&t->p, rnd01(t->e)), 0);
+    else
+        uv_timer_start(&t->stats_timer, on_stats_timer, t->stats_interval_ms, 0);
+}
+
+/* ---- targets and the engine ----------------------------------------------------- */
+
+static void free_target(struct hc_target *t)
+{
+    struct hc_engine *e = t->e;
+    ups_node_live_unref(t->live);
+    free(t->pool);
+    free(t->node);
+    free(t->app);
+    free(t->url);
+    free(t->spath);
+    free(t->shost);
+    free(t);
+    if (--e->open == 0 && e->closing) {
+        void (*cb)(void *) = e->on_closed;
+        void *arg = e->arg;
+        free(e);
+        if (cb)
+            cb(arg);
+    }
+}
+
+static void target_handle_closed(uv_handle_t *h)
+{
+    struct hc_target *t = h->data;
+    if (--t->open_handles == 0)
+        free_target(t);
+}
+
+static void close_target(struct hc_target *t)
+{
+    t->closing = true;
+    if (t->check_conn)
+        finish(t->check_conn, HC_OK, "stopping");
+    if (t->stats_conn)
+        finish(t->stats_conn, HC_OK, "stopping");
+    uv_close((uv_handle_t *)&t->check_timer, target_handle_closed);
+    uv_close((uv_handle_t *)&t->stats_timer, target_handle_closed);
+}
+
+struct hc_engine *hc_engine_new(uv_loop_t *loop, struct hc_index *index)
+{
+    struct hc_engine *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    e->loop = loop;
+    e->index = index;
+    e->seed = uv_hrtime() | 1;
+    return e;
+}
+
+void hc_engine_apply(struct hc_engine *e, const struct conf *c, struct ups_snapshot *snap)
+{
+    struct hc_target *old = e->targets;
+    e->targets = NULL;
+    for (struct hc_target *t = old, *n; t; t = n) {
+        n = t->next;
+        close_target(t);
+    }
+    for (size_t p = 0; p < c->n_pools && p < snap->n_pools; p++) {
+        const struct conf_pool *cp = &c->pools[p];
+        struct ups_pool *pool = &snap->pools[p];
+        for (size_t i = 0; i < cp->n_nodes; i++) {
+            const struct conf_node *cn = &cp->nodes[i];
+            struct ups_node *un = &pool->nodes[i];
+            if (!cp->health.present && !cn->stats.present)
+                continue;
+            struct hc_target *t = calloc(1, sizeof(*t));
+            if (!t)
+                continue;
+            t->e = e;
+            t->pool = strdup(cp->name);
+            t->node = strdup(cn->name);
+            t->live = ups_node_live_ref(un->live);
+            memcpy(&t->addr, &cn->address.ss, cn->address.len);
+            t->check = cp->health.present;
+            t->type = cp->health.type;
+            t->app = strdup(cp->health.app ? cp->health.app : "live");
+            t->url = strdup(cp->health.url ? cp->health.url : "/");
+            t->p.interval_ms = (uint64_t)cp->health.interval_ms;
+            t->p.jitter_ms = cp->health.jitter_ms > 0 ? (uint64_t)cp->health.jitter_ms : 0;
+            t->p.timeout_ms = (uint64_t)cp->health.timeout_ms;
+            t->p.rise = (unsigned)cp->health.rise;
+            t->p.fall = (unsigned)cp->health.fall;
+            t->stats = cn->stats.present;
+            t->stats_kind = cn->stats.kind;
+            if (cn->stats.present) {
+                memcpy(&t->saddr, &cn->stats.addr.ss, cn->stats.addr.len);
+                t->spath = strdup(cn->stats.path);
+                t->shost = strdup(cn->stats.host);
+            }
+            t->stats_interval_ms = cp->health.present ? t->p.interval_ms : 2000;
+            /* Continue from the shared state: a reload keeps a down node down. */
+            t->st.up = atomic_load(&un->live->health) == UPS_UP;
+            t->st.since_ms = uv_now(e->loop);
+            uv_timer_init(e->loop, &t->check_timer);
+            uv_timer_init(e->loop, &t->stats_timer);
+            t->check_timer.data = t->stats_timer.data = t;
+            t->open_handles = 2;
+            e->open++;
+            t->next = e->targets;
+            e->targets = t;
+            if (t->check) /* first probe soon, spread over the jitter */
+                uv_timer_start(&t->check_timer, on_check_timer,
+                               1 + (uint64_t)(rnd01(e) * (double)(t->p.jitter_ms + 50)), 0);
+            if (t->stats)
+                uv_timer_start(&t->stats_timer, on_stats_timer, 1 + (uint64_t)(rnd01(e) * 100), 0);
+        }
+    }
+}
+
+void hc_engine_close(struct hc_engine *e, void (*on_closed)(void *), void *arg)
+{
+    e->closing = true;
+    e->on_closed = on_closed;
+    e->arg = arg;
+    struct hc_target *t = e->targets;
+    e->targets = NULL;
+    if (e->open == 0) {
+        free(e);
+        if (on_closed)
+            on_closed(arg);
+        return;
+    }
+    for (struct hc_target *n; t; t = n) {
+        n = t->next;
+        close_target(t);
+    }
+}

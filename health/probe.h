@@ -1,0 +1,21 @@
+/* Active probes and stats polling on the control loop (probe.c). */
+#ifndef HEALTH_PROBE_H
+#define HEALTH_PROBE_H
+
+#include <uv.h>
+
+#include "conf/conf-t.h"
+#include "health/streams.h"
+#include "upstream/upstream.h"
+
+struct hc_engine;
+
+struct hc_engine *hc_engine_new(uv_loop_t *loop, struct hc_index *index);
+/* (Re)builds the probes for every node with health checks or stats. Node
+ * health lives in the nodes' shared state, so a reload keeps it. */
+void hc_engine_apply(struct hc_engine *e, const struct conf *c, struct ups_snapshot *snap);
+/* Stops every probe; the engine is freed once its handles are closed, then
+ * on_closed(arg) runs. */
+void hc_engine_close(struct hc_engine *e, void (*on_closed)(void *), void *arg);
+
+#endif

@@ -1,0 +1,295 @@
+/* The stream index, and the stats parsers that feed it. */
+#include "health/streams.h"
+
+#include <json-c/json.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUCKETS 1024
+
+struct entry {
+    struct entry *next;
+    char *pool, *node, *key; /* key: "app/stream" */
+    bool routed;             /* a publish we routed (else: from stats) */
+    unsigned refs;           /* routed publishes of this key to this node */
+};
+
+struct hc_index {
+    pthread_rwlock_t lock;
+    struct entry *b[BUCKETS];
+    size_t n;
+};
+
+static unsigned hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % BUCKETS;
+}
+
+struct hc_index *hc_index_new(void)
+{
+    struct hc_index *x = calloc(1, sizeof(*x));
+    if (x)
+        pthread_rwlock_init(&x->lock, NULL);
+    return x;
+}
+
+static void free_entry(struct entry *e)
+{
+    free(e->pool);
+    free(e->node);
+    free(e->key);
+    free(e);
+}
+
+void hc_index_free(struct hc_index *x)
+{
+    if (!x)
+        return;
+    for (size_t i = 0; i < BUCKETS; i++)
+        for (struct entry *e = x->b[i], *n; e; e = n) {
+            n = e->next;
+            free_entry(e);
+        }
+    pthread_rwlock_destroy(&x->lock);
+    free(x);
+}
+
+static char *key_of(const char *app, const char *stream)
+{
+    char *k;
+    if (asprintf(&k, "%s/%s", app ? app : "", stream ? stream : "") < 0)
+        return NULL;
+    return k;
+}
+
+/* Adds (pool, node, key) unless present; caller holds the write lock. */
+static void add_locked(struct hc_index *x, const char *pool, const char *node, const char *key,
+                       bool routed)
+{
+    unsigned h = hash(key);
+    for (struct entry *e = x->b[h]; e; e = e->next)
+        if (e->routed == routed && strcmp(e->key, key) == 0 && strcmp(e->pool, pool) == 0 &&
+            strcmp(e->node, node) == 0) {
+            e->refs++;
+            return;
+        }
+    struct entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return;
+    e->pool = strdup(pool);
+    e->node = strdup(node);
+    e->key = strdup(key);
+    e->routed = routed;
+    e->refs = 1;
+    if (!e->pool || !e->node || !e->key) {
+        free_entry(e);
+        return;
+    }
+    e->next = x->b[h];
+    x->b[h] = e;
+    x->n++;
+}
+
+void hc_index_set_node(struct hc_index *x, const char *pool, const char *node,
+                       const struct hc_stream *streams, size_t n)
+{
+    pthread_rwlock_wrlock(&x->lock);
+    for (size_t i = 0; i < BUCKETS; i++)
+        for (struct entry **pp = &x->b[i]; *pp;) {
+            struct entry *e = *pp;
+            if (!e->routed && strcmp(e->pool, pool) == 0 && strcmp(e->node, node) == 0) {
+                *pp = e->next;
+                free_entry(e);
+                x->n--;
+            } else {
+                pp = &e->next;
+            }
+        }
+    for (size_t i = 0; i < n; i++) {
+        if (!streams[i].publishing)
+            continue; /* a stream without a publisher is not live there */
+        char *k = key_of(streams[i].app, streams[i].name);
+        if (k)
+            add_locked(x, pool, node, k, false);
+        free(k);
+    }
+    pthread_rwlock_unlock(&x->lock);
+}
+
+void hc_index_add_publish(struct hc_index *x, const char *pool, const char *node, const char *app,
+                          const char *stream)
+{
+    char *k = key_of(app, stream);
+    if (!k)
+        return;
+    pthread_rwlock_wrlock(&x->lock);
+    add_locked(x, pool, node, k, true);
+    pthread_rwlock_unlock(&x->lock);
+    free(k);
+}
+
+void hc_index_remove_publish(struct hc_index *x, const char *pool, const char *node,
+                             const char *app, const char *stream)
+{
+    char *k = key_of(app, stream);
+    if (!k)
+        return;
+    pthread_rwlock_wrlock(&x->lock);
+    for (struct entry **pp = &x->b[hash(k)]; *pp; pp = &(*pp)->next) {
+        struct entry *e = *pp;
+        if (e->routed && strcmp(e->key, k) == 0 && strcmp(e->pool, pool) == 0 &&
+            strcmp(e->node, node) == 0) {
+            if (--e->refs == 0) {
+                *pp = e->next;
+                free_entry(e);
+                x->n--;
+            }
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&x->lock);
+    free(k);
+}
+
+bool hc_index_lookup(struct hc_index *x, const char *pool, const char *app, const char *stream,
+                     char *node, size_t cap)
+{
+    char *k = key_of(app, stream);
+    bool found = false;
+    if (!k)
+        return false;
+    pthread_rwlock_rdlock(&x->lock);
+    for (int pass = 0; pass < 2 && !found; pass++) /* routed publishes first */
+        for (struct entry *e = x->b[hash(k)]; e; e = e->next)
+            if (e->routed == (pass == 0) && strcmp(e->key, k) == 0 && strcmp(e->pool, pool) == 0) {
+                snprintf(node, cap, "%s", e->node);
+                found = true;
+                break;
+            }
+    pthread_rwlock_unlock(&x->lock);
+    free(k);
+    return found;
+}
+
+size_t hc_index_count(struct hc_index *x)
+{
+    pthread_rwlock_rdlock(&x->lock);
+    size_t n = x->n;
+    pthread_rwlock_unlock(&x->lock);
+    return n;
+}
+
+/* ---- nginx-rtmp /stat (XML) -------------------------------------------- */
+
+static xmlNode *child(xmlNode *n, const char *name)
+{
+    for (xmlNode *c = n ? n->children : NULL; c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && strcmp((const char *)c->name, name) == 0)
+            return c;
+    return NULL;
+}
+
+static void text_of(xmlNode *n, char *out, size_t cap)
+{
+    xmlChar *t = n ? xmlNodeGetContent(n) : NULL;
+    snprintf(out, cap, "%s", t ? (const char *)t : "");
+    xmlFree(t);
+}
+
+/* <rtmp><server><application><name>APP</name><live><stream><name>S</name>
+ * <bw_in>..</bw_in><nclients>..</nclients><publishing/>... */
+int hc_parse_nginx_stat(const char *doc, size_t len, struct hc_stream *out, size_t cap)
+{
+    if (len > (64u << 20))
+        return -1;
+    xmlDoc *d = xmlReadMemory(doc, (int)len, "stat.xml", NULL,
+                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (!d)
+        return -1;
+    xmlNode *root = xmlDocGetRootElement(d);
+    int n = 0;
+    if (!root || strcmp((const char *)root->name, "rtmp") != 0) {
+        xmlFreeDoc(d);
+        return -1;
+    }
+    for (xmlNode *srv = root->children; srv; srv = srv->next) {
+        if (srv->type != XML_ELEMENT_NODE || strcmp((const char *)srv->name, "server") != 0)
+            continue;
+        for (xmlNode *app = srv->children; app; app = app->next) {
+            if (app->type != XML_ELEMENT_NODE ||
+                strcmp((const char *)app->name, "application") != 0)
+                continue;
+            char appname[128];
+            text_of(child(app, "name"), appname, sizeof(appname));
+            xmlNode *live = child(app, "live");
+            for (xmlNode *st = live ? live->children : NULL; st; st = st->next) {
+                if (st->type != XML_ELEMENT_NODE || strcmp((const char *)st->name, "stream") != 0)
+                    continue;
+                if ((size_t)n >= cap)
+                    break;
+                struct hc_stream *s = &out[n++];
+                memset(s, 0, sizeof(*s));
+                snprintf(s->app, sizeof(s->app), "%s", appname);
+                text_of(child(st, "name"), s->name, sizeof(s->name));
+                s->publishing = child(st, "publishing") != NULL;
+                char num[32];
+                text_of(child(st, "nclients"), num, sizeof(num));
+                s->clients = (unsigned)strtoul(num, NULL, 10);
+                text_of(child(st, "bw_in"), num, sizeof(num));
+                s->bw_in = strtoull(num, NULL, 10);
+            }
+        }
+    }
+    xmlFreeDoc(d);
+    return n;
+}
+
+/* ---- SRS /api/v1/streams (JSON) ----------------------------------------- */
+
+/* {"code":0,"streams":[{"name":"s","app":"live","clients":2,
+ *   "kbps":{"recv_30s":..},"publish":{"active":true,...}},...]} */
+int hc_parse_srs_streams(const char *doc, size_t len, struct hc_stream *out, size_t cap)
+{
+    struct json_tokener *tok = json_tokener_new();
+    if (!tok)
+        return -1;
+    json_object *root = json_tokener_parse_ex(tok, doc, (int)len);
+    json_tokener_free(tok);
+    json_object *streams, *code;
+    if (!root || !json_object_object_get_ex(root, "streams", &streams) ||
+        !json_object_is_type(streams, json_type_array) ||
+        (json_object_object_get_ex(root, "code", &code) && json_object_get_int(code) != 0)) {
+        json_object_put(root);
+        return -1;
+    }
+    int n = 0;
+    size_t count = json_object_array_length(streams);
+    for (size_t i = 0; i < count && (size_t)n < cap; i++) {
+        json_object *st = json_object_array_get_idx(streams, i), *v, *pub, *active, *kbps, *recv;
+        if (!json_object_is_type(st, json_type_object))
+            continue;
+        struct hc_stream *s = &out[n++];
+        memset(s, 0, sizeof(*s));
+        if (json_object_object_get_ex(st, "app", &v))
+            snprintf(s->app, sizeof(s->app), "%s", json_object_get_string(v));
+        if (json_object_object_get_ex(st, "name", &v))
+            snprintf(s->name, sizeof(s->name), "%s", json_object_get_string(v));
+        if (json_object_object_get_ex(st, "clients", &v))
+            s->clients = (unsigned)json_object_get_int(v);
+        s->publishing = json_object_object_get_ex(st, "publish", &pub) &&
+                        json_object_object_get_ex(pub, "active", &active) &&
+                        json_object_get_boolean(active);
+        if (json_object_object_get_ex(st, "kbps", &kbps) &&
+            json_object_object_get_ex(kbps, "recv_30s", &recv))
+            s->bw_in = (uint64_t)json_object_get_int64(recv) * 1000;
+    }
+    json_object_put(root);
+    return n;
+}

@@ -1,0 +1,46 @@
+/* The stream index: which node each live stream is on. Fed by node stats
+ * polling (control thread) and by the publishes this instance routed
+ * (workers); read by the stream_location policy on plays (workers). A
+ * read-write lock guards it: it is touched once per publish or play, never
+ * on the data path. */
+#ifndef HEALTH_STREAMS_H
+#define HEALTH_STREAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hc_index;
+
+/* One stream as a node's stats report it. */
+struct hc_stream {
+    char app[128];
+    char name[256];
+    bool publishing;
+    unsigned clients;
+    uint64_t bw_in; /* bits per second, 0 if unknown */
+};
+
+struct hc_index *hc_index_new(void);
+void hc_index_free(struct hc_index *x);
+
+/* Replaces what the stats of node (pool/node) said. */
+void hc_index_set_node(struct hc_index *x, const char *pool, const char *node,
+                       const struct hc_stream *streams, size_t n);
+/* A publish this instance routed: remembered until removed. */
+void hc_index_add_publish(struct hc_index *x, const char *pool, const char *node, const char *app,
+                          const char *stream);
+void hc_index_remove_publish(struct hc_index *x, const char *pool, const char *node,
+                             const char *app, const char *stream);
+/* The node of `pool` where app/stream is live (a routed publish first, then
+ * stats with a publisher). Copies its name into node. */
+bool hc_index_lookup(struct hc_index *x, const char *pool, const char *app, const char *stream,
+                     char *node, size_t cap);
+size_t hc_index_count(struct hc_index *x);
+
+/* Stats documents -> streams. Return the number of streams written to out
+ * (at most cap), or -1 if the document cannot be parsed. */
+int hc_parse_nginx_stat(const char *doc, size_t len, struct hc_stream *out, size_t cap);
+int hc_parse_srs_streams(const char *doc, size_t len, struct hc_stream *out, size_t cap);
+
+#endif
