@@ -80,6 +80,10 @@ struct hc_target {
     bool closing;
     struct hc_conn *check_conn, *stats_conn;
     uint64_t checks;
+    /* The node's last stats: its streams (app/name, publisher, clients,
+     * bitrate), kept for the admin API; totals go to the shared state. */
+    struct hc_stream *streams;
+    size_t n_streams;
 };
 
 struct hc_engine {
@@ -160,10 +164,24 @@ static void stats_result(struct hc_target *t, struct hc_conn *c, bool ok, const 
                    t->node);
     t->stats_failing = false;
     hc_index_set_node(t->e->index, t->pool, t->node, streams, (size_t)n);
-    unsigned clients = 0;
-    for (int i = 0; i < n; i++)
+    unsigned clients = 0, live_streams = 0;
+    uint64_t bw = 0;
+    for (int i = 0; i < n; i++) {
         clients += streams[i].clients;
+        bw += streams[i].bw_in;
+        live_streams += streams[i].publishing;
+    }
     atomic_store(&t->live->stats_clients, clients); /* for least_sessions */
+    atomic_store(&t->live->stats_bw_in, bw);
+    atomic_store(&t->live->stats_streams, live_streams);
+    struct hc_stream *keep = n ? malloc(sizeof(*keep) * (size_t)n) : NULL;
+    if (keep || n == 0) {
+        if (n)
+            memcpy(keep, streams, sizeof(*keep) * (size_t)n);
+        free(t->streams);
+        t->streams = keep;
+        t->n_streams = (size_t)n;
+    }
 }
 
 /* ---- connections ------------------------------------------------------------ */
@@ -492,6 +510,7 @@ static void free_target(struct hc_target *t)
 {
     struct hc_engine *e = t->e;
     ups_node_live_unref(t->live);
+    free(t->streams);
     free(t->pool);
     free(t->node);
     free(t->app);

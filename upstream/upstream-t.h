@@ -22,6 +22,8 @@ struct ups_node_live {
     _Atomic uint64_t up_since_ms;   /* loop time it last came up (slow start) */
     _Atomic unsigned passive_fails; /* consecutive failed dials */
     _Atomic unsigned stats_clients; /* clients the node's stats report (all sources) */
+    _Atomic uint64_t stats_bw_in;   /* bits/s into the node, from its stats */
+    _Atomic unsigned stats_streams; /* live streams it reports */
     _Atomic unsigned sessions;       /* live, reserved at dial time */
     _Atomic uint64_t sessions_total; /* sessions that reached the node */
     _Atomic uint64_t dial_failures;
