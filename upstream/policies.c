@@ -2,6 +2,7 @@
 #include "upstream/upstream.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 
 static const struct ups_policy_ops *const all[] = {
     &ups_policy_weighted,
@@ -34,3 +35,12 @@ void ups_sort_desc(struct ups_node **nodes, double *key, size_t from, size_t n)
         key[j] = kx;
     }
 }
+
+void *ups_policy_stateless_create(const struct ups_pool *pool, unsigned n_workers)
+{
+    (void)pool;
+    (void)n_workers;
+    return malloc(1); /* non-NULL means success */
+}
+
+void ups_policy_stateless_destroy(void *state) { free(state); }

@@ -50,15 +50,6 @@ double ups_affinity_score(const char *node, unsigned weight, const char *app, co
     return -(double)weight / log(u);
 }
 
-static void *aff_create(const struct ups_pool *pool, unsigned n_workers)
-{
-    (void)pool;
-    (void)n_workers;
-    return malloc(1); /* stateless; non-NULL means success */
-}
-
-static void aff_destroy(void *state) { free(state); }
-
 static size_t aff_order(void *state, const struct ups_request *req, struct ups_node *const *in,
                         size_t n, struct ups_node **out)
 {
@@ -75,7 +66,7 @@ static size_t aff_order(void *state, const struct ups_request *req, struct ups_n
 const struct ups_policy_ops ups_policy_stream_affinity = {
     .name = "stream_affinity",
     .policy = CONF_POLICY_STREAM_AFFINITY,
-    .create = aff_create,
-    .destroy = aff_destroy,
+    .create = ups_policy_stateless_create,
+    .destroy = ups_policy_stateless_destroy,
     .order = aff_order,
 };

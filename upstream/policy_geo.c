@@ -7,15 +7,6 @@
 
 #include <stdlib.h>
 
-static void *geo_create(const struct ups_pool *pool, unsigned n_workers)
-{
-    (void)pool;
-    (void)n_workers;
-    return malloc(1); /* stateless; non-NULL means success */
-}
-
-static void geo_destroy(void *state) { free(state); }
-
 static size_t geo_order(void *state, const struct ups_request *req, struct ups_node *const *in,
                         size_t n, struct ups_node **out)
 {
@@ -35,7 +26,7 @@ static size_t geo_order(void *state, const struct ups_request *req, struct ups_n
 const struct ups_policy_ops ups_policy_geo_nearest = {
     .name = "geo_nearest",
     .policy = CONF_POLICY_GEO_NEAREST,
-    .create = geo_create,
-    .destroy = geo_destroy,
+    .create = ups_policy_stateless_create,
+    .destroy = ups_policy_stateless_destroy,
     .order = geo_order,
 };

@@ -35,6 +35,9 @@ bool ups_node_available(const struct ups_node *n);
 unsigned ups_effective_weight(const struct ups_node *n, uint64_t now_ms);
 
 const struct ups_policy_ops *ups_policy_find(int policy);
+/* create/destroy for policies that keep no state. */
+void *ups_policy_stateless_create(const struct ups_pool *pool, unsigned n_workers);
+void ups_policy_stateless_destroy(void *state);
 /* Stable insertion sort of nodes[from..n) by key, highest first (tiers are
  * small; stability keeps rotation and config order on ties). */
 void ups_sort_desc(struct ups_node **nodes, double *key, size_t from, size_t n);
