@@ -310,7 +310,9 @@ def nginx_streams(http_port):
 class TcpBackend:
     """A plain TCP server on a loopback port, in a thread.
     mode "name": sends its name and a newline, then waits for the client to close.
-    mode "echo": echoes everything; after the client's FIN, sends "EOF" and closes."""
+    mode "echo": echoes everything; after the client's FIN, sends "EOF" and closes.
+    mode "slow_echo": the same after not reading for a second (so what the
+    proxy holds for it fills up: pipes are held, buffers are needed)."""
 
     def __init__(self, name, port=None, mode="name"):
         self.name = name
@@ -351,6 +353,8 @@ class TcpBackend:
                 while c.recv(65536):
                     pass
             else:
+                if self.mode == "slow_echo":
+                    time.sleep(1.0)
                 while True:
                     d = c.recv(1 << 16)
                     if not d:

@@ -198,9 +198,10 @@ class TcpBalance(unittest.TestCase):
             self.assertEqual(s["reason"], "client_closed")
 
     def test_copy_fallback_when_pipes_run_out(self):
-        """Under a 200-descriptor limit the pipe budget is a few pipes per
-        worker: concurrent transfers must fall back to copying, intact."""
-        e = self.backend("e", mode="echo")
+        """Under a 200-descriptor limit the pipe budget is 4 pipes per worker.
+        The backend does not read for a second, so all 16 sessions hold
+        bytes in flight at once: most must fall back to copying, intact."""
+        e = self.backend("e", mode="slow_echo")
         lb = self.fleet.rtmplb(config(self.front, [node("e", e.port)]), wait_ports=[self.front],
                                nofile=200)
         payload = os.urandom(4 << 20)
