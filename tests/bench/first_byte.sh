@@ -16,8 +16,9 @@ cmake --build build -j"$(nproc)" --target rtmplb rtmp_probe >/dev/null
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  # nginx's master first, by its pid file, while the file is still there.
+  [ -f "$work/origin/nginx.pid" ] && kill "$(cat "$work/origin/nginx.pid" 2>/dev/null)" 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$work/origin/nginx.pid" ] && kill "$(cat "$work/origin/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
