@@ -16,6 +16,7 @@
 #include "health/hc.h"
 #include "health/streams.h"
 #include "upstream/upstream.h"
+#include "tests/unit/support.h"
 
 static const char *dir;
 
@@ -77,57 +78,42 @@ static void test_jitter_bounds(void **st)
     assert_string_equal(hc_result_text(HC_L7_RTMP_REJECT), "RTMP connect rejected");
 }
 
-struct fx {
-    struct conf *c;
-    struct ups_snapshot *s;
-};
-
-static struct fx setup(const char *nodes, const char *extra)
+static struct test_fx setup(const char *nodes, const char *extra)
 {
-    char text[2048], err[128];
-    struct conf_errors errs;
-    struct conf_load_opts opts = {.resolve_names = false};
-    struct fx f;
+    char text[2048];
     snprintf(text, sizeof(text),
              "listeners: [{name: r, address: 127.0.0.1:1935, mode: tcp}]\n"
              "pools: {p: {%s nodes: [%s]}}\n"
              "routes: [{name: r, pool: p}]\n",
              extra, nodes);
-    f.c = conf_load_buffer("t.yaml", text, strlen(text), &opts, &errs);
-    for (size_t i = 0; i < errs.n; i++)
-        print_error("%s\n", errs.msg[i]);
-    assert_non_null(f.c);
-    f.s = ups_snapshot_build(f.c, NULL, 1, err, sizeof(err));
-    assert_non_null(f.s);
-    return f;
+    return test_fx_load(text, 1);
 }
 
-static const char *pick(struct fx *f, uint64_t now)
+static const char *pick(struct test_fx *f, uint64_t now)
 {
     struct ups_request req = {.listener = "r", .l4 = true, .now_ms = now};
     struct ups_candidates c;
-    ups_route_select(f->s, &req, &c);
+    ups_route_select(f->snap, &req, &c);
     return c.n ? c.node[0]->name : "none";
 }
 
 static void test_slow_start_ramp(void **st)
 {
-    struct fx f = setup("{name: a, address: 127.0.0.1:1, weight: 100}", "slow_start: 10s,");
-    struct ups_node *a = &f.s->pools[0].nodes[0];
+    struct test_fx f = setup("{name: a, address: 127.0.0.1:1, weight: 100}", "slow_start: 10s,");
+    struct ups_node *a = &f.snap->pools[0].nodes[0];
     atomic_store(&a->live->up_since_ms, 1000);
     assert_int_equal(ups_effective_weight(a, 1000), 10);   /* a tenth at once */
     assert_int_equal(ups_effective_weight(a, 6000), 55);   /* half way */
     assert_int_equal(ups_effective_weight(a, 10999), 99);
     assert_int_equal(ups_effective_weight(a, 11000), 100); /* done */
     assert_int_equal(ups_effective_weight(a, 500), 100);   /* clock before: no ramp */
-    ups_snapshot_unref(f.s);
-    conf_free(f.c);
+    test_fx_free(&f);
 
     /* In the weighted policy: a recovering node gets its share gradually. */
     f = setup("{name: a, address: 127.0.0.1:1, weight: 10}, {name: b, address: 127.0.0.1:2, "
               "weight: 10}",
               "slow_start: 10s,");
-    atomic_store(&f.s->pools[0].nodes[0].live->up_since_ms, 1000);
+    atomic_store(&f.snap->pools[0].nodes[0].live->up_since_ms, 1000);
     int a_early = 0, a_late = 0;
     for (int i = 0; i < 110; i++)
         a_early += strcmp(pick(&f, 1000), "a") == 0; /* a at weight 1 vs b at 10 */
@@ -136,16 +122,15 @@ static void test_slow_start_ramp(void **st)
     print_message("slow start: a got %d of 110 at the start, %d of 100 after\n", a_early, a_late);
     assert_in_range(a_early, 9, 11);
     assert_in_range(a_late, 49, 51);
-    ups_snapshot_unref(f.s);
-    conf_free(f.c);
+    test_fx_free(&f);
 }
 
 static void test_backup_engages_and_releases(void **st)
 {
-    struct fx f = setup("{name: a, address: 127.0.0.1:1}, {name: b, address: 127.0.0.1:2}, "
+    struct test_fx f = setup("{name: a, address: 127.0.0.1:1}, {name: b, address: 127.0.0.1:2}, "
                         "{name: k, address: 127.0.0.1:3, backup: true}",
                         "health: {type: tcp},");
-    struct ups_node *n = f.s->pools[0].nodes;
+    struct ups_node *n = f.snap->pools[0].nodes;
     assert_true(n[0].checked && n[0].fall == 3);
     assert_string_not_equal(pick(&f, 0), "k");
     atomic_store(&n[0].live->health, UPS_DOWN);
@@ -162,8 +147,7 @@ static void test_backup_engages_and_releases(void **st)
     atomic_store(&n[0].live->admin, UPS_DISABLED);
     atomic_store(&n[2].live->health, UPS_DOWN);
     assert_string_equal(pick(&f, 0), "none"); /* nothing available at all */
-    ups_snapshot_unref(f.s);
-    conf_free(f.c);
+    test_fx_free(&f);
 }
 
 static void test_nginx_stat(void **st)

@@ -11,37 +11,22 @@
 
 #include "conf/conf.h"
 #include "upstream/upstream.h"
+#include "tests/unit/support.h"
 
-struct fx {
-    struct conf *conf;
-    struct ups_snapshot *snap;
-};
+#define fx test_fx
 
 static struct fx setup(const char *nodes)
 {
-    char text[8192], err[128];
-    struct conf_errors errs;
-    struct conf_load_opts opts = {.resolve_names = false};
-    struct fx f;
+    char text[8192];
     snprintf(text, sizeof(text),
              "listeners: [{name: rtmp, address: 127.0.0.1:1935}]\n"
              "pools: {p: {nodes: [%s]}}\n"
              "routes: [{name: r, pool: p, policy: stream_affinity}]\n",
              nodes);
-    f.conf = conf_load_buffer("t.yaml", text, strlen(text), &opts, &errs);
-    for (size_t i = 0; i < errs.n; i++)
-        print_error("%s\n", errs.msg[i]);
-    assert_non_null(f.conf);
-    f.snap = ups_snapshot_build(f.conf, NULL, 2, err, sizeof(err));
-    assert_non_null(f.snap);
-    return f;
+    return test_fx_load(text, 2);
 }
 
-static void teardown(struct fx *f)
-{
-    ups_snapshot_unref(f->snap);
-    conf_free(f->conf);
-}
+static void teardown(struct fx *f) { test_fx_free(f); }
 
 static const char *pick(struct fx *f, const char *app, const char *stream, int role,
                         unsigned worker)

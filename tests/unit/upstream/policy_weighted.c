@@ -11,40 +11,23 @@
 
 #include "conf/conf.h"
 #include "upstream/upstream.h"
+#include "tests/unit/support.h"
 
-struct fixture {
-    struct conf *conf;
-    struct ups_snapshot *snap;
-};
+#define fixture test_fx
 
 /* A snapshot of one tcp listener and one pool described by nodes_yaml. */
 static struct fixture setup(const char *nodes_yaml, const char *policy, unsigned workers)
 {
     char text[4096];
-    struct conf_errors errs;
-    struct conf_load_opts opts = {.resolve_names = false};
-    char err[256];
-    struct fixture f;
-
     snprintf(text, sizeof(text),
              "listeners: [{name: front, address: 127.0.0.1:1935, mode: tcp}]\n"
              "pools:\n  p:\n    nodes:\n%s"
              "routes: [{name: r, pool: p, policy: %s}]\n",
              nodes_yaml, policy);
-    f.conf = conf_load_buffer("t.yaml", text, strlen(text), &opts, &errs);
-    for (size_t i = 0; i < errs.n; i++)
-        print_error("%s\n", errs.msg[i]);
-    assert_non_null(f.conf);
-    f.snap = ups_snapshot_build(f.conf, NULL, workers, err, sizeof(err));
-    assert_non_null(f.snap);
-    return f;
+    return test_fx_load(text, workers);
 }
 
-static void teardown(struct fixture *f)
-{
-    ups_snapshot_unref(f->snap);
-    conf_free(f->conf);
-}
+static void teardown(struct fixture *f) { test_fx_free(f); }
 
 static const struct ups_node *pick(struct fixture *f, unsigned worker, struct ups_candidates *c)
 {
