@@ -245,10 +245,16 @@ static void set_names(struct lb_session *s, const char *app, const char *stream)
     }
 }
 
+/* The routing decision is made now, whatever its outcome. */
+static void decided(struct lb_session *s, const struct ups_route *route)
+{
+    s->preroute_us = (int64_t)lb_session_age_us(s);
+    s->route = route;
+}
+
 static void routed(struct lb_session *s, const struct ups_route *route)
 {
-    s->preroute_us = (int64_t)((uv_hrtime() - s->t_accept_ns) / 1000);
-    s->route = route;
+    decided(s, route);
     set_fd_state(s, FD_ROUTED);
     uv_timer_stop(&s->timer);
     rearm(s);
@@ -263,22 +269,20 @@ static void route_stream(struct lb_session *s, int role)
     char located[128];
     lb_session_geo(s, &req);
     s->role = role;
-    /* stream_location: a play goes where the stream is live (stream index). */
-    const struct ups_route *first = ups_route_find(s->snap, &req);
-    if (first && first->policy == CONF_POLICY_STREAM_LOCATION && role == CONF_ROLE_PLAY &&
-        hc_index_lookup(s->w->srv->index, first->pool->name, s->app, s->stream, located,
-                        sizeof(located)))
-        req.located = located;
-    const struct ups_route *route = ups_route_select(s->snap, &req, &s->cands);
+    const struct ups_route *route = ups_route_find(s->snap, &req);
+    decided(s, route);
     if (!route) {
-        s->preroute_us = (int64_t)((uv_hrtime() - s->t_accept_ns) / 1000);
         fail(s, "no_route", "rtmplb: no route for %s %s/%s", role == CONF_ROLE_PUBLISH ? "publish" : "play",
              s->app, s->stream);
         return;
     }
+    /* stream_location: a play goes where the stream is live (stream index). */
+    if (route->policy == CONF_POLICY_STREAM_LOCATION && role == CONF_ROLE_PLAY &&
+        hc_index_lookup(s->w->srv->index, route->pool->name, s->app, s->stream, located,
+                        sizeof(located)))
+        req.located = located;
+    ups_route_candidates(s->snap, route, &req, &s->cands);
     if (s->cands.n == 0) {
-        s->route = route;
-        s->preroute_us = (int64_t)((uv_hrtime() - s->t_accept_ns) / 1000);
         fail(s, "no_node", "rtmplb: no node of pool %s can take %s/%s now", route->pool->name,
              s->app, s->stream);
         return;
@@ -371,7 +375,7 @@ static int client_message(struct lb_session *s, uint8_t type, const uint8_t *dat
         if (route) {
             r->passthrough = true;
             if (s->cands.n == 0) {
-                s->route = route;
+                decided(s, route);
                 fail(s, "no_node", "rtmplb: no node of pool %s can take app %s now",
                      route->pool->name, s->app);
                 return -1;
@@ -579,7 +583,7 @@ void lb_rtmp_upstream_connected(struct lb_session *s)
         close_now(s, "internal_error");
         return;
     }
-    uv_timer_start(&s->timer, on_timer, lb_session_timeout_ms(s, 1), 0);
+    uv_timer_start(&s->timer, on_timer, lb_session_handshake_ms(s), 0);
     s->uev = -1; /* the dial's poll callback gives way to ours */
     rearm(s);
 }
@@ -974,7 +978,7 @@ void lb_rtmp_start(struct lb_session *s)
     r->amf.max_depth = srv->max_amf_depth;
     r->amf.max_string = srv->max_amf_string;
     r->amf.max_values = 128;
-    uv_timer_start(&s->timer, on_timer, lb_session_timeout_ms(s, 1), 0);
+    uv_timer_start(&s->timer, on_timer, lb_session_handshake_ms(s), 0);
     s->cev = -1;
     rearm(s);
 }

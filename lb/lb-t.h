@@ -97,6 +97,7 @@ struct lb_session {
     struct lb_wlistener *lst;
     struct sockaddr_storage peer;  /* the client (from a PROXY header if any) */
     struct sockaddr_storage local; /* the address it connected to */
+    bool local_known;              /* local filled (PROXY header or getsockname) */
     char client[64];
     char country[4];   /* from the geo database, "" if unknown */
     char continent[4];

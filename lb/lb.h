@@ -23,7 +23,9 @@ bool lb_session_pump_c2u(struct lb_session *s);
 /* Both directions spliced from now on (c2u keeps its state if active). */
 void lb_session_splice(struct lb_session *s, bool fresh);
 void lb_session_set_poll(uv_poll_t *h, int *cur, int want, uv_poll_cb cb);
-uint64_t lb_session_timeout_ms(struct lb_session *s, int which);
+uint64_t lb_session_handshake_ms(struct lb_session *s);
+/* Microseconds since accept. */
+uint64_t lb_session_age_us(const struct lb_session *s);
 void lb_session_passive_failure(struct lb_session *s, struct ups_node *n, const char *why);
 /* Fills req's geo fields from the client's address (and s->country). */
 void lb_session_geo(struct lb_session *s, struct ups_request *req);

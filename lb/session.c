@@ -99,7 +99,7 @@ static void dir_release(struct lb_session *s, struct lb_dir *d)
 static void access_log(struct lb_session *s)
 {
     struct lb_logline l;
-    uint64_t dur_ms = (uv_hrtime() - s->t_accept_ns) / 1000000;
+    uint64_t dur_ms = lb_session_age_us(s) / 1000;
 
     lb_log_begin_access(&l, "session");
     lb_log_str(&l, "client", s->client);
@@ -404,9 +404,21 @@ bool lb_session_pump_c2u(struct lb_session *s)
     return run_dir(s, &s->c2u, s->cfd, s->ufd, "client", "upstream", "client_closed");
 }
 
-uint64_t lb_session_timeout_ms(struct lb_session *s, int which)
+uint64_t lb_session_handshake_ms(struct lb_session *s)
 {
-    return (uint64_t)atomic_load(which == 0 ? &s->w->srv->connect_ms : &s->w->srv->handshake_ms);
+    return (uint64_t)atomic_load(&s->w->srv->handshake_ms);
+}
+
+uint64_t lb_session_age_us(const struct lb_session *s)
+{
+    return (uv_hrtime() - s->t_accept_ns) / 1000;
+}
+
+/* What is left of timeouts.handshake, counted from accept. */
+static uint64_t handshake_left_ms(struct lb_session *s)
+{
+    uint64_t used = lb_session_age_us(s) / 1000, limit = lb_session_handshake_ms(s);
+    return used < limit ? limit - used : 0;
 }
 
 /* ---- dialing ---------------------------------------------------------- */
@@ -556,6 +568,11 @@ size_t lb_session_proxy_header(struct lb_session *s, uint8_t *out, size_t cap)
 {
     if (!s->node || s->node->send_proxy == CONF_PP_OFF)
         return 0;
+    if (!s->local_known) { /* only send_proxy needs it: not asked on every accept */
+        socklen_t len = sizeof(s->local);
+        getsockname(s->cfd, (struct sockaddr *)&s->local, &len);
+        s->local_known = true;
+    }
     const struct sockaddr *src = (const struct sockaddr *)&s->peer;
     const struct sockaddr *dst = (const struct sockaddr *)&s->local;
     return s->node->send_proxy == CONF_PP_V2 ? pp_write_v2(out, cap, src, dst)
@@ -607,10 +624,9 @@ static void on_proxy_readable(uv_poll_t *h, int status, int events);
 static void on_proxy_timer(uv_timer_t *t)
 {
     struct lb_session *s = t->data;
-    uint64_t limit = lb_session_timeout_ms(s, 1);
-    if ((uv_hrtime() - s->t_accept_ns) / 1000000 >= limit) {
+    if (handshake_left_ms(s) == 0) {
         lb_log_msg(LB_LOG_WARN, "proxy_protocol", "client %s: no complete PROXY header within %llums",
-                   s->client, (unsigned long long)limit);
+                   s->client, (unsigned long long)lb_session_handshake_ms(s));
         lb_session_close(s, "proxy_timeout");
         return;
     }
@@ -635,8 +651,7 @@ static void on_proxy_readable(uv_poll_t *h, int status, int events)
         if (!s->cev) { /* called from the retry timer: wait for bytes again */
             s->cev = UV_READABLE;
             uv_poll_start(&s->cpoll, UV_READABLE, on_proxy_readable);
-            uint64_t used = (uv_hrtime() - s->t_accept_ns) / 1000000, limit = lb_session_timeout_ms(s, 1);
-            uv_timer_start(&s->timer, on_proxy_timer, used < limit ? limit - used : 0, 0);
+            uv_timer_start(&s->timer, on_proxy_timer, handshake_left_ms(s), 0);
         }
         return;
     }
@@ -670,6 +685,7 @@ static void on_proxy_readable(uv_poll_t *h, int status, int events)
     if (!ph.local) {
         memcpy(&s->peer, &ph.src, ph.len);
         memcpy(&s->local, &ph.dst, ph.len);
+        s->local_known = true;
         lb_sockaddr_text((struct sockaddr *)&s->peer, s->client, sizeof(s->client));
     }
     s->cev = 0;
@@ -694,8 +710,6 @@ void lb_session_start(struct lb_worker *w, struct lb_wlistener *l, int fd,
     s->listener = l->name;
     s->t_accept_ns = uv_hrtime();
     memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
-    socklen_t llen = sizeof(s->local);
-    getsockname(fd, (struct sockaddr *)&s->local, &llen);
     lb_sockaddr_text(sa, s->client, sizeof(s->client));
     set_nodelay(fd);
 
@@ -715,7 +729,7 @@ void lb_session_start(struct lb_worker *w, struct lb_wlistener *l, int fd,
     s->preroute_us = -1;
     if (l->proxy_protocol != CONF_PP_OFF) {
         s->state = LB_SS_PROXY;
-        uv_timer_start(&s->timer, on_proxy_timer, lb_session_timeout_ms(s, 1), 0);
+        uv_timer_start(&s->timer, on_proxy_timer, lb_session_handshake_ms(s), 0);
         s->cev = UV_READABLE;
         uv_poll_start(&s->cpoll, UV_READABLE, on_proxy_readable);
         return;

@@ -53,16 +53,21 @@ static size_t tier(const struct ups_pool *pool, bool backup, struct ups_node **o
     return n;
 }
 
-static void candidates(const struct ups_route *r, const struct ups_request *rq,
-                       struct ups_candidates *out)
+void ups_route_candidates(const struct ups_snapshot *s, const struct ups_route *r,
+                          const struct ups_request *req, struct ups_candidates *out)
 {
+    struct ups_request rq = *req;
     /* Pools hold at most 1024 nodes (conf); order into stack buffers. */
     struct ups_node *in[1024], *ordered[1024];
+
+    rq.worker %= s->n_workers; /* policy state has one row per worker */
+    out->n = 0;
+    out->n_primary = 0;
     for (int backup = 0; backup <= 1; backup++) {
         size_t n = tier(r->pool, backup, in);
         if (n == 0)
             continue;
-        size_t m = r->ops->order(r->state, rq, in, n, ordered);
+        size_t m = r->ops->order(r->state, &rq, in, n, ordered);
         for (size_t k = 0; k < m && out->n < UPS_MAX_CANDIDATES; k++)
             out->node[out->n++] = ordered[k];
         if (!backup)
@@ -82,22 +87,19 @@ const struct ups_route *ups_route_select_connect(const struct ups_snapshot *s,
                                                  const struct ups_request *req,
                                                  struct ups_candidates *out)
 {
-    struct ups_request rq = *req;
-
-    rq.worker %= s->n_workers;
     out->n = 0;
     out->n_primary = 0;
     for (size_t i = 0; i < s->n_routes; i++) {
         const struct ups_route *r = &s->routes[i];
-        if (r->listener && (!rq.listener || strcmp(r->listener, rq.listener) != 0))
+        if (r->listener && (!req->listener || strcmp(r->listener, req->listener) != 0))
             continue;
-        if (r->app && fnmatch(r->app, rq.app ? rq.app : "", 0) != 0)
+        if (r->app && fnmatch(r->app, req->app ? req->app : "", 0) != 0)
             continue;
-        if (!geo_matches(r, &rq))
+        if (!geo_matches(r, req))
             continue;
         if (r->route_on != CONF_ROUTE_ON_CONNECT)
             return NULL; /* the first route that may match waits for the stream */
-        candidates(r, &rq, out);
+        ups_route_candidates(s, r, req, out);
         return r;
     }
     return NULL;
@@ -107,17 +109,10 @@ const struct ups_route *ups_route_select(const struct ups_snapshot *s,
                                          const struct ups_request *req,
                                          struct ups_candidates *out)
 {
-    struct ups_request rq = *req;
-
-    rq.worker %= s->n_workers; /* policy state has one row per worker */
+    const struct ups_route *r = ups_route_find(s, req);
     out->n = 0;
     out->n_primary = 0;
-    for (size_t i = 0; i < s->n_routes; i++) {
-        const struct ups_route *r = &s->routes[i];
-        if (!ups_route_matches(r, &rq))
-            continue;
-        candidates(r, &rq, out);
-        return r;
-    }
-    return NULL;
+    if (r)
+        ups_route_candidates(s, r, req, out);
+    return r;
 }

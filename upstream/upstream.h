@@ -20,8 +20,11 @@ const struct ups_route *ups_route_select(const struct ups_snapshot *s,
                                          const struct ups_request *req,
                                          struct ups_candidates *out);
 bool ups_route_matches(const struct ups_route *r, const struct ups_request *req);
-/* The first route matching req, without choosing nodes. */
+/* The first route matching req, without choosing nodes; then the nodes to
+ * try for it, in order (what ups_route_select does in one step). */
 const struct ups_route *ups_route_find(const struct ups_snapshot *s, const struct ups_request *req);
+void ups_route_candidates(const struct ups_snapshot *s, const struct ups_route *r,
+                          const struct ups_request *req, struct ups_candidates *out);
 
 /* Reserve a session slot on a node (respects max_sessions); release it when
  * the session ends or the dial fails. */
