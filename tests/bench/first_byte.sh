@@ -6,6 +6,7 @@
 #   tests/bench/first_byte.sh [PLAYS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/lib.sh
 plays=${1:-200}
 rounds=4
 
@@ -23,8 +24,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for ((i = 0; i < 100; i++)); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 op=$(port); hp=$(port); lp=$(port)
 mkdir -p "$work/origin/logs"

@@ -7,6 +7,7 @@
 #   tests/bench/throughput.sh [SECONDS_PER_RUN] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/lib.sh
 secs=${1:-5}
 rounds=${2:-3}
 
@@ -20,8 +21,6 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 [ -n "${BENCH_DEBUG:-}" ] && trap "cat $work/*.log; cleanup" EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for ((i = 0; i < 100; i++)); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 srv=$(port); lbp=$(port); hsp=$(port); hcp=$(port)
 iperf3 -s -p "$srv" >"$work/iperf3.log" 2>&1 & pids+=($!)
