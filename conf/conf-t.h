@@ -130,6 +130,7 @@ struct conf {
         int64_t connect_ms;
         int64_t idle_ms;
         int64_t drain_ms;
+        int64_t half_close_ms;
     } timeouts;
     struct {
         int64_t max_sessions;

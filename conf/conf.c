@@ -84,6 +84,7 @@ static void conf_init(void *obj)
     c->timeouts.connect_ms = 3000;
     c->timeouts.idle_ms = 60000;
     c->timeouts.drain_ms = 30000;
+    c->timeouts.half_close_ms = 5000;
     c->limits.max_sessions = 20000;
     c->limits.max_sessions_per_ip = 0;
     c->limits.preroute_bytes = 64 * 1024;
@@ -127,6 +128,7 @@ static const struct conf_field timeout_fields[] = {
     DUR("connect", timeouts.connect_ms, 10, 600000),
     DUR("idle", timeouts.idle_ms, 0, 86400000),
     DUR("drain", timeouts.drain_ms, 0, 3600000),
+    DUR("half_close", timeouts.half_close_ms, 0, 3600000),
     F_END};
 
 static const struct conf_field limit_fields[] = {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "health/hc.h"
+#include "health/passive.h"
 #include "health/streams.h"
 #include "lb/log.h"
 #include "lb/rtmp/amf.h"
@@ -107,15 +108,8 @@ static double rnd01(struct hc_engine *e)
 
 static void log_transition(struct hc_target *t, bool up, enum hc_result r, const char *detail)
 {
-    struct lb_logline l;
-    lb_log_begin(&l, up ? LB_LOG_INFO : LB_LOG_WARN, up ? "node_up" : "node_down");
-    lb_log_str(&l, "pool", t->pool);
-    lb_log_str(&l, "node", t->node);
-    lb_log_str(&l, "check", hc_result_name(r));
-    lb_log_str(&l, "reason", up ? "passed rise checks" : hc_result_text(r));
-    lb_log_str(&l, "detail", detail);
-    lb_log_u64(&l, "checks", t->checks);
-    lb_log_end(&l);
+    hc_log_transition(t->pool, t->node, up, r, up ? "passed rise checks" : NULL, detail,
+                      t->checks);
 }
 
 static void check_result(struct hc_target *t, enum hc_result r, const char *detail)

@@ -185,6 +185,15 @@ void lb_log_u64(struct lb_logline *l, const char *key, uint64_t v)
     put_number(l, key, tmp);
 }
 
+void lb_log_num(struct lb_logline *l, const char *key, double v)
+{
+    char tmp[32];
+    if (!l->enabled)
+        return;
+    snprintf(tmp, sizeof(tmp), "%.3f", v);
+    put_number(l, key, tmp);
+}
+
 void lb_log_i64(struct lb_logline *l, const char *key, int64_t v)
 {
     char tmp[24];

@@ -40,6 +40,8 @@ void lb_log_str(struct lb_logline *l, const char *key, const char *value);
 void lb_log_fmt(struct lb_logline *l, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void lb_log_u64(struct lb_logline *l, const char *key, uint64_t v);
+/* A number with three decimals (a JSON number, not a string). */
+void lb_log_num(struct lb_logline *l, const char *key, double v);
 void lb_log_i64(struct lb_logline *l, const char *key, int64_t v);
 void lb_log_end(struct lb_logline *l);
 

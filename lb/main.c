@@ -1,7 +1,7 @@
 /* rtmplb: command line. See ../shared/INTERFACE.md "Command line". */
 #include "conf/conf.h"
 #include "geo/geo.h"
-#include "lb/lb.h"
+#include "lb/proc/proc.h"
 #include "lb/log.h"
 
 #include <llhttp.h>
@@ -105,5 +105,5 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
-    return lb_server_run(path, c);
+    return lb_proc_run(path, c);
 }

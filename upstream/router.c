@@ -41,16 +41,40 @@ bool ups_route_matches(const struct ups_route *r, const struct ups_request *req)
     return true;
 }
 
-/* Eligible nodes of one tier, in pool order. */
-static size_t tier(const struct ups_pool *pool, bool backup, struct ups_node **out)
+/* Eligible nodes of one tier, in pool order, but `skip`. */
+static size_t tier(const struct ups_pool *pool, bool backup, const struct ups_node *skip,
+                   struct ups_node **out)
 {
     size_t n = 0;
     for (size_t i = 0; i < pool->n_nodes; i++) {
         struct ups_node *node = &pool->nodes[i];
-        if (node->backup == backup && ups_node_available(node))
+        if (node != skip && node->backup == backup && ups_node_available(node))
             out[n++] = node;
     }
     return n;
+}
+
+/* stream_location: the node where a played stream is live, if it may
+ * serve: up, not disabled (draining still serves what is only there), and
+ * with room. Backups count: the stream is only there. */
+static struct ups_node *located(const struct ups_route *r, const struct ups_request *req)
+{
+    char name[1024];
+    if (r->policy != CONF_POLICY_STREAM_LOCATION || req->l4 || req->role != CONF_ROLE_PLAY ||
+        !req->streams || !req->streams->locate ||
+        !req->streams->locate(req->streams->ctx, r->pool->name, req->app, req->stream, name,
+                              sizeof(name)))
+        return NULL;
+    for (size_t i = 0; i < r->pool->n_nodes; i++) {
+        struct ups_node *n = &r->pool->nodes[i];
+        if (strcmp(n->name, name) != 0)
+            continue;
+        if (atomic_load(&n->live->health) != UPS_UP ||
+            atomic_load(&n->live->admin) == UPS_DISABLED || !ups_node_has_room(n))
+            return NULL;
+        return n;
+    }
+    return NULL;
 }
 
 void ups_route_candidates(const struct ups_snapshot *s, const struct ups_route *r,
@@ -59,17 +83,20 @@ void ups_route_candidates(const struct ups_snapshot *s, const struct ups_route *
     struct ups_request rq = *req;
     /* Pools hold at most 1024 nodes (conf); order into stack buffers. */
     struct ups_node *in[1024], *ordered[1024];
+    struct ups_node *first = located(r, req);
 
     rq.worker %= s->n_workers; /* policy state has one row per worker */
     out->n = 0;
     out->n_primary = 0;
+    if (first)
+        out->node[out->n++] = first;
     for (int backup = 0; backup <= 1; backup++) {
-        size_t n = tier(r->pool, backup, in);
-        if (n == 0)
-            continue;
-        size_t m = r->ops->order(r->state, &rq, in, n, ordered);
-        for (size_t k = 0; k < m && out->n < UPS_MAX_CANDIDATES; k++)
-            out->node[out->n++] = ordered[k];
+        size_t n = tier(r->pool, backup, first, in);
+        if (n > 0) {
+            size_t m = r->ops->order(r->state, &rq, in, n, ordered);
+            for (size_t k = 0; k < m && out->n < UPS_MAX_CANDIDATES; k++)
+                out->node[out->n++] = ordered[k];
+        }
         if (!backup)
             out->n_primary = out->n;
     }
@@ -77,18 +104,17 @@ void ups_route_candidates(const struct ups_snapshot *s, const struct ups_route *
 
 const struct ups_route *ups_route_find(const struct ups_snapshot *s, const struct ups_request *req)
 {
+    if (req->at_connect)
+        return ups_route_find_connect(s, req);
     for (size_t i = 0; i < s->n_routes; i++)
         if (ups_route_matches(&s->routes[i], req))
             return &s->routes[i];
     return NULL;
 }
 
-const struct ups_route *ups_route_select_connect(const struct ups_snapshot *s,
-                                                 const struct ups_request *req,
-                                                 struct ups_candidates *out)
+const struct ups_route *ups_route_find_connect(const struct ups_snapshot *s,
+                                               const struct ups_request *req)
 {
-    out->n = 0;
-    out->n_primary = 0;
     for (size_t i = 0; i < s->n_routes; i++) {
         const struct ups_route *r = &s->routes[i];
         if (r->listener && (!req->listener || strcmp(r->listener, req->listener) != 0))
@@ -97,10 +123,9 @@ const struct ups_route *ups_route_select_connect(const struct ups_snapshot *s,
             continue;
         if (!geo_matches(r, req))
             continue;
-        if (r->route_on != CONF_ROUTE_ON_CONNECT)
-            return NULL; /* the first route that may match waits for the stream */
-        ups_route_candidates(s, r, req, out);
-        return r;
+        /* The first route that may match decides: route_on: stream waits
+         * for the stream name. */
+        return r->route_on == CONF_ROUTE_ON_CONNECT ? r : NULL;
     }
     return NULL;
 }

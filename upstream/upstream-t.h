@@ -59,6 +59,14 @@ struct ups_pool {
     size_t n_nodes;
 };
 
+/* A read-only view of the stream index (health/ implements it): the node
+ * of `pool` where app/stream is live, copied into node. */
+struct ups_stream_view {
+    bool (*locate)(void *ctx, const char *pool, const char *app, const char *stream, char *node,
+                   size_t cap);
+    void *ctx;
+};
+
 /* What the front door learned about a session. Strings are borrowed. */
 struct ups_request {
     const char *listener;
@@ -68,7 +76,8 @@ struct ups_request {
     const char *stream;
     unsigned worker; /* index of the calling worker thread */
     uint64_t now_ms; /* monotonic, for slow start */
-    const char *located; /* stream_location: the node name where the stream is live */
+    bool at_connect; /* rtmp connect of a route_on: connect route: role and stream unknown */
+    const struct ups_stream_view *streams; /* stream_location lookups; NULL: none */
     /* Where the client is (geo database), when known. */
     const char *country;
     const char *continent;

@@ -15,7 +15,12 @@ void ups_snapshot_unref(struct ups_snapshot *s);
 
 /* The router: first route matching req, and the nodes to try, in order.
  * Returns NULL when no route matches (out->n = 0). out->n may be 0 with a
- * route when no node can take the session (all full). */
+ * route when no node can take the session (all full). A play routed by
+ * stream_location goes first to the node where req->streams says the
+ * stream is live, even a backup or a draining one (the stream is only
+ * there), as long as it is up, not disabled and has room. With
+ * req->at_connect, only a route_on: connect route can match (see
+ * ups_route_find_connect). */
 const struct ups_route *ups_route_select(const struct ups_snapshot *s,
                                          const struct ups_request *req,
                                          struct ups_candidates *out);
@@ -55,8 +60,7 @@ double ups_affinity_score(const char *node, unsigned weight, const char *app, co
 /* At connect time (role and stream unknown): the route, if the first route
  * that can match listener and app says route_on: connect; else NULL (route
  * later, on publish/play). */
-const struct ups_route *ups_route_select_connect(const struct ups_snapshot *s,
-                                                 const struct ups_request *req,
-                                                 struct ups_candidates *out);
+const struct ups_route *ups_route_find_connect(const struct ups_snapshot *s,
+                                               const struct ups_request *req);
 
 #endif

@@ -2,7 +2,7 @@
  * while bytes are in flight and returns it empty, so idle sessions hold no
  * pipe. When no pipe can be had (budget reached, EMFILE) the caller falls
  * back to a read/write copy for that transfer. */
-#include "lb/lb.h"
+#include "lb/session/session.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -16,9 +16,9 @@ void lb_pipepool_init(struct lb_pipepool *pp, size_t max_live, size_t max_idle)
     pp->n_out = 0;
     pp->n_live = 0;
     pp->max_live = max_live;
+    pp->pipe_size = LB_PIPE_SIZE;
     pp->created = 0;
     pp->fallbacks = 0;
-    pp->pipe_size = LB_PIPE_SIZE;
 }
 
 bool lb_pipe_get(struct lb_pipepool *pp, struct lb_pipe *out)
@@ -41,6 +41,8 @@ bool lb_pipe_get(struct lb_pipepool *pp, struct lb_pipe *out)
             pp->pipe_size = 65536;
         pp->n_live++;
         pp->created++;
+        if (pp->created_all)
+            atomic_fetch_add(pp->created_all, 1);
     }
     pp->n_out++;
     return true;

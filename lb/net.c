@@ -1,5 +1,5 @@
 /* Socket helpers. */
-#include "lb/lb.h"
+#include "lb/net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

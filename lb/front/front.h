@@ -1,0 +1,113 @@
+/* Phases (DESIGN.md "Inside lb/"): what a session does before its bytes
+ * are spliced. A phase reads and writes only through the transports and
+ * the two output buffers of its `struct lb_front`, and answers each call
+ * with an action; the session core owns the sockets, polls, the timer and
+ * the close. A phase never closes anything and never touches a poll. */
+#ifndef LB_FRONT_FRONT_H
+#define LB_FRONT_FRONT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lb/buf.h"
+#include "lb/reason.h"
+#include "lb/xprt/xprt.h"
+#include "upstream/upstream-t.h"
+
+enum lb_act {
+    LB_ACT_CONTINUE, /* wait for the next event */
+    LB_ACT_ROUTE,    /* route front->req, then dial the candidates in order */
+    LB_ACT_DIAL,     /* this node failed (a passive failure): dial the next one */
+    LB_ACT_SPLICE,   /* the core moves these directions from now on */
+    LB_ACT_FAIL,     /* to_client holds an error for the client: flush, linger, close */
+    LB_ACT_CLOSE,    /* close now */
+};
+
+#define LB_SPLICE_C2U 1u
+#define LB_SPLICE_U2C 2u
+
+struct lb_action {
+    enum lb_act kind;
+    enum lb_reason reason; /* FAIL, CLOSE, DIAL */
+    unsigned dirs;         /* SPLICE: LB_SPLICE_* bits */
+};
+
+/* What the phase wants polled (the core adds writes for pending output). */
+#define LB_WANT_CLIENT 1u
+#define LB_WANT_UPSTREAM 2u
+
+/* Read-only settings a phase works with. */
+struct lb_front_limits {
+    uint32_t preroute_bytes;
+    uint32_t max_chunk_size;
+    uint32_t max_message_size;
+    uint32_t max_amf_depth;
+    uint32_t max_amf_string;
+    uint64_t handshake_ms; /* from accept to routing */
+    uint64_t connect_ms;   /* one node: connect, and answer the RTMP handshake */
+};
+
+/* The phase's view of its session, owned by the session core. */
+struct lb_front {
+    const struct lb_phase_ops *ops;
+    void *state;
+    struct lb_conn *client;
+    struct lb_conn *upstream; /* NULL until a dial connected */
+    struct lb_buf to_client;  /* flushed by the core before anything spliced */
+    struct lb_buf to_upstream;
+    uint64_t deadline_ms;     /* loop time for on_timer; 0 = none */
+    uint64_t now_ms;          /* loop time of this call */
+    const struct lb_front_limits *lim;
+    const struct ups_snapshot *snap;
+    /* Set by the phase. */
+    struct ups_request req;   /* ROUTE: what to route on */
+    char *app, *stream;       /* owned; for the request and the access log */
+    int role;                 /* enum conf_role */
+    const char *hs_kind;      /* "simple" / "digest" / "none"; NULL: not RTMP */
+    char message[160];        /* FAIL: the text the client was sent */
+    uint64_t client_bytes;    /* read from the client by the phase */
+    uint64_t upstream_bytes;  /* read from the node by the phase, for the client */
+    /* Set by the core. */
+    const struct ups_route *route;
+    const struct ups_node *node; /* the node being dialled or connected */
+    unsigned dials;
+    const char *client_text;  /* for log lines */
+};
+
+struct lb_phase_ops {
+    const char *name;
+    /* Allocates f->state. -1: out of memory. */
+    int (*create)(struct lb_front *f);
+    struct lb_action (*start)(struct lb_front *f);
+    struct lb_action (*on_client_data)(struct lb_front *f);
+    struct lb_action (*on_upstream_connected)(struct lb_front *f);
+    struct lb_action (*on_upstream_data)(struct lb_front *f);
+    struct lb_action (*on_timer)(struct lb_front *f);
+    /* Routing or every dial failed (reason NO_ROUTE, NO_NODE, DIAL_FAILED). */
+    struct lb_action (*on_dials_failed)(struct lb_front *f, enum lb_reason why);
+    unsigned (*wants)(const struct lb_front *f); /* LB_WANT_* */
+    void (*free)(struct lb_front *f);
+};
+
+extern const struct lb_phase_ops lb_phase_tcp;
+extern const struct lb_phase_ops lb_phase_rtmp;
+
+static inline struct lb_action lb_act(enum lb_act kind)
+{
+    return (struct lb_action){.kind = kind};
+}
+static inline struct lb_action lb_act_close(enum lb_reason r)
+{
+    return (struct lb_action){.kind = LB_ACT_CLOSE, .reason = r};
+}
+static inline struct lb_action lb_act_splice(unsigned dirs)
+{
+    return (struct lb_action){.kind = LB_ACT_SPLICE, .dirs = dirs};
+}
+
+/* Reads from the client / the node, counting the bytes. */
+ssize_t lb_front_read_client(struct lb_front *f, void *buf, size_t len);
+ssize_t lb_front_read_upstream(struct lb_front *f, void *buf, size_t len);
+
+#endif

@@ -1,0 +1,71 @@
+/* The rtmp phase's state, shared by its client side (rtmp.c) and its
+ * origin side (rtmp_up.c). Private to lb/front/. */
+#ifndef LB_FRONT_RTMP_INT_H
+#define LB_FRONT_RTMP_INT_H
+
+#include "lb/front/front.h"
+#include "lb/rtmp/amf.h"
+#include "lb/rtmp/chunk.h"
+#include "lb/rtmp/handshake.h"
+#include "lb/rtmp/message.h"
+
+#define RP_MAX_TIDS 8
+#define RP_UIN_CAP (256 * 1024)  /* origin bytes held while patching */
+#define RP_COUT_HIGH (256 * 1024) /* stop reading the origin above this */
+
+/*   HANDSHAKE  read C0C1, answer S0S1S2 at once, read C2
+ *   LOCAL      decode the client's chunks, answer connect/createStream,
+ *              keep every byte after C2 in b; publish/play: ROUTE
+ *   ROUTED     the core dials
+ *   UP_HS      plain client handshake with the node; then C2 + b verbatim
+ *   PATCH      node -> client forwarded verbatim while parsed, the replies
+ *              the client already had get their transaction id zeroed
+ *   HANDOVER   every such reply seen: the core splices both ways
+ *   FAILED     an error reply is queued for the client */
+enum rp_state { RP_HANDSHAKE, RP_LOCAL, RP_ROUTED, RP_UP_HS, RP_PATCH, RP_HANDOVER, RP_FAILED };
+
+struct rp_tid {
+    double tid;
+    bool create_stream;
+};
+
+struct rtmp_phase {
+    enum rp_state st;
+    bool passthrough; /* route_on: connect */
+    bool connected;   /* connect answered by us */
+    bool have_connect_tid;
+    double connect_tid;
+    struct rp_tid t[RP_MAX_TIDS];
+    size_t n_t;
+    uint64_t dirty;        /* chunk streams the client saw our headers on */
+    uint32_t client_chunk; /* the client's read chunk size */
+    uint64_t origin_deadline;
+    struct amf_limits amf;
+    /* client side */
+    struct rtmp_hs_server *hs; /* HANDSHAKE only */
+    struct lb_buf b;           /* client bytes after C2: the replay */
+    size_t b_parsed;
+    struct rtmp_chunk_dec *cdec; /* LOCAL only */
+    struct rtmp_asm cas;
+    /* origin side */
+    struct rtmp_hs_client *hc; /* UP_HS only */
+    struct lb_buf uin;         /* from the origin, while patching */
+    size_t uin_base;           /* stream position of uin's first byte */
+    size_t uin_parsed;         /* bytes of uin the decoder has consumed */
+    struct rtmp_chunk_dec *udec;
+    struct rtmp_asm uas;
+    bool u_scs_seen;
+};
+
+/* rtmp.c */
+struct lb_action lb_rp_fail(struct lb_front *f, enum lb_reason reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+struct lb_action lb_rp_retry(struct lb_front *f, enum lb_reason why);
+bool lb_rp_tid_take(struct rtmp_phase *r, double tid, bool *create_stream, bool remove);
+void lb_rp_free_origin_side(struct rtmp_phase *r);
+
+/* rtmp_up.c */
+struct lb_action lb_rp_upstream_connected(struct lb_front *f);
+struct lb_action lb_rp_upstream_data(struct lb_front *f);
+
+#endif

@@ -1,0 +1,280 @@
+/* The rtmp phase, origin side: a plain client handshake with the node, the
+ * replay of the client's bytes, and the patch of the node's replies to the
+ * commands the client already had answers for (their transaction id is
+ * zeroed in place, so lengths, chunk boundaries and header state stay as
+ * the node wrote them). Every command message is held back until whole, so
+ * a reply split across chunks, reads or both is patched all the same. */
+#include "lb/front/rtmp-int.h"
+#include "lb/rtmp/bytes.h"
+#include "lb/rtmp/command.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UP_READ 16384
+
+static struct rtmp_phase *st(const struct lb_front *f) { return f->state; }
+
+struct lb_action lb_rp_upstream_connected(struct lb_front *f)
+{
+    struct rtmp_phase *r = st(f);
+
+    /* A retry after a failed node starts the origin side afresh: nothing
+     * of the failed node reached the client. */
+    lb_rp_free_origin_side(r);
+    r->hc = malloc(sizeof(*r->hc));
+    r->udec = malloc(sizeof(*r->udec));
+    if (!r->hc || !r->udec)
+        return lb_act_close(LB_REASON_INTERNAL_ERROR);
+    rtmp_hs_client_init(r->hc, NULL);
+    /* The node's side may carry any message (media follows); its commands
+     * and Set Chunk Size are collected whole. */
+    struct rtmp_chunk_limits ulim = {0xffffff, 0xffffff, 65599};
+    rtmp_chunk_init(r->udec, &ulim, 0);
+    rtmp_asm_init(&r->uas,
+                  RTMP_TYPE_BIT(RTMP_MSG_SET_CHUNK_SIZE) | RTMP_TYPE_BIT(RTMP_MSG_COMMAND_AMF0) |
+                      RTMP_TYPE_BIT(RTMP_MSG_COMMAND_AMF3),
+                  RP_UIN_CAP, true);
+    if (lb_buf_append(&f->to_upstream, r->hc->c0c1, sizeof(r->hc->c0c1), 1u << 20) < 0)
+        return lb_act_close(LB_REASON_INTERNAL_ERROR);
+    r->st = RP_UP_HS;
+    uint64_t hs_end = f->now_ms + f->lim->connect_ms;
+    f->deadline_ms = hs_end < r->origin_deadline ? hs_end : r->origin_deadline;
+    return lb_act(LB_ACT_CONTINUE);
+}
+
+/* Forwards uin[0, n) to the client. */
+static int forward(struct lb_front *f, size_t n)
+{
+    struct rtmp_phase *r = st(f);
+    if (n == 0)
+        return 0;
+    if (lb_buf_append(&f->to_client, r->uin.data, n, SIZE_MAX / 2) < 0)
+        return -1;
+    memmove(r->uin.data, r->uin.data + n, r->uin.len - n);
+    r->uin.len -= n;
+    r->uin_base += n;
+    r->uin_parsed -= n;
+    return 0;
+}
+
+/* On a failed check the client gets what preceded the offending message,
+ * then the error. */
+static struct lb_action origin_fail(struct lb_front *f, size_t msg_start, enum lb_reason reason,
+                                    const char *what)
+{
+    struct rtmp_phase *r = st(f);
+    size_t keep = msg_start > r->uin_base ? msg_start - r->uin_base : 0;
+    if (keep > r->uin.len)
+        keep = r->uin.len;
+    if (forward(f, keep) < 0)
+        return lb_act_close(LB_REASON_INTERNAL_ERROR);
+    return lb_rp_fail(f, reason, "origin %s %s", f->node->name, what);
+}
+
+/* A whole command from the node. Returns CONTINUE, or the failure. */
+static struct lb_action reply(struct lb_front *f, const struct rtmp_msg *m)
+{
+    struct rtmp_phase *r = st(f);
+    char name[16], what[96];
+    double tid;
+    bool cs;
+    long off = rtmp_peek_name_tid(m->data, m->len, m->type == RTMP_MSG_COMMAND_AMF3, name,
+                                  sizeof(name), &tid);
+
+    if (off < 0 || (strcmp(name, "_result") != 0 && strcmp(name, "_error") != 0))
+        return lb_act(LB_ACT_CONTINUE);
+    if (!lb_rp_tid_take(r, tid, &cs, false))
+        return lb_act(LB_ACT_CONTINUE);
+    if (strcmp(name, "_error") == 0)
+        return origin_fail(f, m->start, LB_REASON_ORIGIN_REJECTED,
+                           cs ? "rejected createStream" : "rejected connect");
+    if (cs) {
+        const uint8_t *p = m->data + off + 8;
+        size_t left = m->len - (size_t)off - 8;
+        double id = -1;
+        if (left >= 10 && p[0] == 0x05 && p[1] == 0x00)
+            id = rtmp_get_be_double(p + 2);
+        if (id != 1.0) {
+            snprintf(what, sizeof(what), "gave stream id %g; rtmplb promised 1", id);
+            return origin_fail(f, m->start, LB_REASON_ORIGIN_PROTOCOL, what);
+        }
+    }
+    if ((size_t)off + 8 > m->n_pos)
+        return origin_fail(f, m->start, LB_REASON_ORIGIN_PROTOCOL, "sent an unreadable reply");
+    for (size_t k = 0; k < 8; k++)
+        r->uin.data[m->pos[off + k] - r->uin_base] = 0;
+    lb_rp_tid_take(r, tid, &cs, true);
+    return lb_act(LB_ACT_CONTINUE);
+}
+
+/* Checks one decoder event of the node's stream. */
+static struct lb_action check(struct lb_front *f, const struct rtmp_chunk_ev *ev, size_t at)
+{
+    struct rtmp_phase *r = st(f);
+    char what[96];
+
+    if (ev->type != RTMP_EV_MSG_START)
+        return lb_act(LB_ACT_CONTINUE);
+    if (!r->u_scs_seen && ev->len > RTMP_DEFAULT_CHUNK_SIZE) {
+        snprintf(what, sizeof(what), "sent a %u-byte message before its Set Chunk Size", ev->len);
+        return origin_fail(f, at, LB_REASON_ORIGIN_PROTOCOL, what);
+    }
+    if (ev->csid < 64 && (r->dirty >> ev->csid & 1)) {
+        if (ev->fmt != 0) {
+            snprintf(what, sizeof(what), "compressed a header on chunk stream %u", ev->csid);
+            return origin_fail(f, at, LB_REASON_ORIGIN_PROTOCOL, what);
+        }
+        r->dirty &= ~(1ull << ev->csid);
+    }
+    return lb_act(LB_ACT_CONTINUE);
+}
+
+static struct lb_action message(struct lb_front *f, const struct rtmp_msg *m)
+{
+    struct rtmp_phase *r = st(f);
+    char what[64];
+    if (m->type != RTMP_MSG_SET_CHUNK_SIZE)
+        return reply(f, m);
+    uint32_t v;
+    if (!rtmp_scs_value(m->data, m->len, &v))
+        return lb_act(LB_ACT_CONTINUE);
+    if ((m->data[0] & 0x80) || rtmp_chunk_set_size(r->udec, v) < 0) {
+        snprintf(what, sizeof(what), "set chunk size %u", rtmp_get_be32(m->data));
+        return origin_fail(f, m->start, LB_REASON_ORIGIN_PROTOCOL, what);
+    }
+    r->u_scs_seen = true;
+    r->client_chunk = v; /* forwarded verbatim: the client reads at it too */
+    return lb_act(LB_ACT_CONTINUE);
+}
+
+/* Parses what the node sent since the last call, patching as it goes, and
+ * queues for the client everything before the first incomplete command. */
+static struct lb_action patch(struct lb_front *f)
+{
+    struct rtmp_phase *r = st(f);
+
+    while (r->n_t > 0) {
+        struct rtmp_chunk_ev ev;
+        struct rtmp_msg m;
+        const char *why = NULL;
+        size_t used, at = r->uin_parsed;
+        rtmp_chunk_next(r->udec, r->uin.data + at, r->uin.len - at, &used, &ev);
+        /* Always advance: a chunk header may be consumed before NEED_MORE. */
+        r->uin_parsed += used;
+        if (ev.type == RTMP_EV_NEED_MORE)
+            break;
+        if (ev.type == RTMP_EV_ERROR) {
+            char what[128];
+            snprintf(what, sizeof(what), "broke the RTMP chunk stream: %s", ev.error);
+            return origin_fail(f, r->uin_base + at, LB_REASON_ORIGIN_PROTOCOL, what);
+        }
+        struct lb_action a = check(f, &ev, r->uin_base + at);
+        if (a.kind != LB_ACT_CONTINUE)
+            return a;
+        size_t ev_at = r->uin_base + (ev.type == RTMP_EV_PAYLOAD
+                                          ? (size_t)(ev.data - r->uin.data)
+                                          : at);
+        enum rtmp_asm_result ar = rtmp_asm_feed(&r->uas, &ev, ev_at, &m, &why);
+        if (ar == RTMP_ASM_ERROR)
+            return origin_fail(f, r->uin_base + at, LB_REASON_ORIGIN_PROTOCOL, why);
+        if (ar == RTMP_ASM_MESSAGE) {
+            a = message(f, &m);
+            if (a.kind != LB_ACT_CONTINUE)
+                return a;
+        }
+    }
+    bool done = r->n_t == 0;
+    size_t open = rtmp_asm_first_open(&r->uas);
+    size_t fwd = r->uin_parsed;
+    if (done)
+        fwd = r->uin.len; /* every reply seen: the rest goes as it is */
+    else if (open != SIZE_MAX && open - r->uin_base < fwd)
+        fwd = open - r->uin_base;
+    if (forward(f, fwd) < 0)
+        return lb_act_close(LB_REASON_INTERNAL_ERROR);
+    if (!done)
+        return lb_act(LB_ACT_CONTINUE);
+    r->st = RP_HANDOVER;
+    f->deadline_ms = 0;
+    lb_rp_free_origin_side(r);
+    return lb_act_splice(LB_SPLICE_C2U | LB_SPLICE_U2C);
+}
+
+/* S0S1S2 read: C2 and the replay go out, the rest is the node's stream. */
+static struct lb_action handshake_done(struct lb_front *f, const uint8_t *rest, size_t n)
+{
+    struct rtmp_phase *r = st(f);
+
+    f->upstream_bytes -= 1 + 2 * RTMP_HS_SIZE; /* the node's handshake is not the client's */
+    if (lb_buf_append(&f->to_upstream, rtmp_hs_client_c2(r->hc), RTMP_HS_SIZE, 1u << 20) < 0 ||
+        lb_buf_append(&f->to_upstream, r->b.data, r->b.len, 1u << 24) < 0)
+        return lb_act_close(LB_REASON_INTERNAL_ERROR);
+    lb_buf_free(&r->b);
+    free(r->hc);
+    r->hc = NULL;
+    r->st = RP_PATCH;
+    f->deadline_ms = r->origin_deadline;
+    if (lb_buf_append(&r->uin, rest, n, RP_UIN_CAP) < 0)
+        return lb_act_close(LB_REASON_INTERNAL_ERROR);
+    struct lb_action a = patch(f);
+    if (a.kind == LB_ACT_CONTINUE) /* the client's bytes flow raw once the replay is out */
+        return lb_act_splice(LB_SPLICE_C2U);
+    return a;
+}
+
+static struct lb_action upstream_gone(struct lb_front *f, ssize_t err)
+{
+    struct rtmp_phase *r = st(f);
+    /* Before anything of this node reached the client: try the next one. */
+    if (r->st == RP_UP_HS)
+        return lb_rp_retry(f, LB_REASON_ORIGIN_CLOSED);
+    if (err)
+        return lb_rp_fail(f, LB_REASON_ORIGIN_CLOSED, "origin %s: %s", f->node->name,
+                          strerror((int)-err));
+    return lb_rp_fail(f, LB_REASON_ORIGIN_CLOSED, "origin %s closed the connection",
+                      f->node->name);
+}
+
+struct lb_action lb_rp_upstream_data(struct lb_front *f)
+{
+    struct rtmp_phase *r = st(f);
+    uint8_t tmp[UP_READ];
+
+    while (r->st == RP_UP_HS || r->st == RP_PATCH) {
+        if (r->st == RP_PATCH && lb_buf_pending(&f->to_client) >= RP_COUT_HIGH)
+            break; /* the client is slow: backpressure */
+        uint8_t *dst = tmp;
+        size_t room = sizeof(tmp);
+        if (r->st == RP_PATCH) {
+            if (lb_buf_reserve(&r->uin, UP_READ, RP_UIN_CAP) < 0)
+                return lb_rp_fail(f, LB_REASON_ORIGIN_PROTOCOL,
+                                  "origin %s: message too large while patching", f->node->name);
+            dst = r->uin.data + r->uin.len;
+            room = r->uin.cap - r->uin.len;
+        }
+        ssize_t n = lb_front_read_upstream(f, dst, room);
+        if (n == -EAGAIN)
+            break;
+        if (n <= 0)
+            return upstream_gone(f, n);
+        struct lb_action a;
+        if (r->st == RP_UP_HS) {
+            size_t used;
+            enum rtmp_hs_result hr = rtmp_hs_client_feed(r->hc, tmp, (size_t)n, &used);
+            if (hr == RTMP_HS_ERROR)
+                return lb_rp_retry(f, LB_REASON_ORIGIN_PROTOCOL);
+            if (hr == RTMP_HS_NEED_MORE)
+                continue;
+            a = handshake_done(f, tmp + used, (size_t)n - used);
+        } else {
+            r->uin.len += (size_t)n;
+            a = patch(f);
+        }
+        if (a.kind != LB_ACT_CONTINUE)
+            return a;
+    }
+    return lb_act(LB_ACT_CONTINUE);
+}

@@ -1,0 +1,364 @@
+/* The process: descriptor budget, listening sockets, worker threads, and
+ * the control loop on the main thread (signals: stop, drain, reload, log
+ * reopening). */
+#include "lb/proc/proc.h"
+
+#include "conf/conf.h"
+#include "geo/geo.h"
+#include "health/probe.h"
+#include "health/streams.h"
+#include "lb/log.h"
+#include "lb/net.h"
+#include "lb/worker/worker.h"
+#include "upstream/upstream.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* Descriptors kept back for listeners, loops, logs and accept's spare fd. */
+#define FD_RESERVE_BASE 32
+#define FD_RESERVE_PER_WORKER 8
+
+/* Raise the soft open-file limit to the hard one, then split the budget:
+ * two descriptors per session, two per pipe, a reserve for the rest. */
+static void plan_descriptors(struct lb_server *srv)
+{
+    struct rlimit rl;
+    rlim_t before;
+    unsigned max = (unsigned)srv->conf->limits.max_sessions;
+
+    getrlimit(RLIMIT_NOFILE, &rl);
+    before = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    uint64_t nofile = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : rl.rlim_cur;
+    uint64_t reserve = FD_RESERVE_BASE + (uint64_t)FD_RESERVE_PER_WORKER * srv->n_workers +
+                       2 * srv->n_listeners * srv->n_workers;
+    uint64_t usable = nofile > reserve ? nofile - reserve : 0;
+    uint64_t pipe_fds = usable / 8;
+    if (pipe_fds < 4u * srv->n_workers)
+        pipe_fds = 4u * srv->n_workers;
+    uint64_t cap = usable > pipe_fds ? (usable - pipe_fds) / 2 : 0;
+    if (cap < 1)
+        cap = 1;
+    srv->fd_capacity = (unsigned)(cap > 0xffffffffu ? 0xffffffffu : cap);
+    srv->pipes_per_worker = (size_t)(pipe_fds / 2 / srv->n_workers);
+    if (srv->pipes_per_worker < 2)
+        srv->pipes_per_worker = 2;
+
+    lb_log_msg(LB_LOG_INFO, "capacity",
+               "open-file limit %llu (soft was %llu): room for %u sessions and %zu pipes "
+               "per worker",
+               (unsigned long long)nofile, (unsigned long long)before, srv->fd_capacity,
+               srv->pipes_per_worker);
+    /* Only an explicit setting the limit can't honour is worth a line. */
+    if (max > srv->fd_capacity && srv->conf->limits.max_sessions_mark.line)
+        lb_log_msg(LB_LOG_WARN, "capacity",
+                   "limits.max_sessions %u is more than the open-file limit allows; "
+                   "refusing sessions beyond %u (raise `ulimit -Hn` to lift this)",
+                   max, srv->fd_capacity);
+}
+
+/* ---- control loop ----------------------------------------------------- */
+
+static void close_control(struct lb_server *srv)
+{
+    uv_close((uv_handle_t *)&srv->sig_term, NULL);
+    uv_close((uv_handle_t *)&srv->sig_int, NULL);
+    uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+    uv_close((uv_handle_t *)&srv->sig_usr1, NULL);
+    uv_close((uv_handle_t *)&srv->sig_usr2, NULL);
+    uv_close((uv_handle_t *)&srv->worker_done, NULL);
+}
+
+/* A worker's thread says it finished draining. */
+static void worker_finished(void *arg)
+{
+    struct lb_server *srv = arg;
+    atomic_fetch_sub(&srv->workers_running, 1);
+    uv_async_send(&srv->worker_done);
+}
+
+static void on_worker_done(uv_async_t *a)
+{
+    struct lb_server *srv = a->data;
+    if (atomic_load(&srv->workers_running) > 0)
+        return;
+    for (unsigned i = 0; i < srv->n_workers; i++)
+        lb_worker_command(&srv->workers[i], LB_CMD_EXIT);
+    if (srv->health) {
+        hc_engine_close(srv->health, NULL, NULL);
+        srv->health = NULL;
+    }
+    close_control(srv);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    struct lb_server *srv = h->data;
+    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+
+    if (srv->stopping) {
+        lb_log_msg(LB_LOG_WARN, "stop", "second %s: closing all sessions now", name);
+        for (unsigned i = 0; i < srv->n_workers; i++)
+            lb_worker_command(&srv->workers[i], LB_CMD_FORCE);
+        return;
+    }
+    srv->stopping = true;
+    lb_log_msg(LB_LOG_INFO, "stop", "%s: no longer accepting; draining %u sessions for up to %lldms",
+               name, atomic_load(&srv->env.sessions), (long long)atomic_load(&srv->env.drain_ms));
+    for (unsigned i = 0; i < srv->n_workers; i++)
+        lb_worker_command(&srv->workers[i], LB_CMD_STOP);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct lb_server *srv = h->data;
+    if (srv->stopping)
+        return;
+    if (signum == SIGHUP)
+        lb_proc_reload(srv);
+    else if (signum == SIGUSR1)
+        lb_proc_reopen_logs(srv);
+    else
+        lb_log_msg(LB_LOG_WARN, "signal",
+                   "SIGUSR2 (binary upgrade) is not supported by this build; ignored");
+}
+
+/* ---- start ------------------------------------------------------------ */
+
+static int probe_port(const struct lb_listener_spec *l)
+{
+    /* SO_REUSEPORT would let a second rtmplb on the same port silently
+     * take half the connections: probe with a plain bind first. */
+    int probe = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (probe < 0)
+        return 0;
+    (void)setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(probe, (const struct sockaddr *)&l->addr, l->addrlen) < 0) {
+        int err = errno;
+        close(probe);
+        lb_log_msg(LB_LOG_ERROR, "listen", "listener %s: cannot listen on %s: %s%s", l->name,
+                   l->address_text, strerror(err),
+                   err == EADDRINUSE ? " (is another rtmplb running?)" : "");
+        return -1;
+    }
+    close(probe);
+    return 0;
+}
+
+static int bind_listeners(struct lb_server *srv)
+{
+    for (unsigned w = 0; w < srv->n_workers; w++) {
+        srv->workers[w].listeners = calloc(srv->n_listeners, sizeof(struct lb_wlistener));
+        if (!srv->workers[w].listeners)
+            return -1;
+        srv->workers[w].n_listeners = srv->n_listeners;
+        for (size_t i = 0; i < srv->n_listeners; i++)
+            srv->workers[w].listeners[i].fd = -1;
+    }
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        struct lb_listener_spec *l = &srv->listeners[i];
+        if (probe_port(l) < 0)
+            return -1;
+        for (unsigned w = 0; w < srv->n_workers; w++) {
+            int err = 0;
+            int fd = lb_listen_socket((struct sockaddr *)&l->addr, l->addrlen, &err);
+            if (fd < 0) {
+                lb_log_msg(LB_LOG_ERROR, "listen", "listener %s: cannot listen on %s: %s",
+                           l->name, l->address_text, strerror(err));
+                return -1;
+            }
+            struct lb_wlistener *wl = &srv->workers[w].listeners[i];
+            wl->fd = fd;
+            wl->info = (struct lb_listen_info){l->name, l->mode, l->proxy_protocol};
+        }
+        static const char *const pp[] = {"", ", PROXY v1", ", PROXY v2", ", PROXY v1/v2"};
+        lb_log_msg(LB_LOG_INFO, "listening", "listener %s on %s (mode %s%s, %u sockets)", l->name,
+                   l->address_text, conf_mode_name(l->mode), pp[l->proxy_protocol & 3],
+                   srv->n_workers);
+    }
+    return 0;
+}
+
+static void free_server(struct lb_server *srv)
+{
+    for (unsigned w = 0; srv->workers && w < srv->n_workers; w++) {
+        struct lb_worker *wk = &srv->workers[w];
+        for (size_t i = 0; wk->listeners && !wk->started && i < wk->n_listeners; i++)
+            if (wk->listeners[i].fd >= 0)
+                close(wk->listeners[i].fd);
+        free(wk->listeners);
+    }
+    free(srv->workers);
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        free(srv->listeners[i].name);
+        free(srv->listeners[i].address_text);
+    }
+    free(srv->listeners);
+    ups_snapshot_unref(srv->snap);
+    geo_unref(srv->geo);
+    hc_index_free(srv->env.index);
+    if (srv->access_fd > 2)
+        close(srv->access_fd);
+    if (srv->retired_fd > 2)
+        close(srv->retired_fd);
+    conf_free(srv->conf);
+}
+
+static int copy_listeners(struct lb_server *srv, const struct conf *conf)
+{
+    srv->n_listeners = conf->n_listeners;
+    srv->listeners = calloc(conf->n_listeners, sizeof(*srv->listeners));
+    if (!srv->listeners)
+        return -1;
+    for (size_t i = 0; i < conf->n_listeners; i++) {
+        const struct conf_listener *cl = &conf->listeners[i];
+        struct lb_listener_spec *l = &srv->listeners[i];
+        l->name = strdup(cl->name);
+        l->address_text = strdup(cl->address.text);
+        l->mode = cl->mode;
+        l->proxy_protocol = cl->proxy_protocol;
+        memcpy(&l->addr, &cl->address.ss, cl->address.len);
+        l->addrlen = cl->address.len;
+        if (!l->name || !l->address_text)
+            return -1;
+    }
+    return 0;
+}
+
+static void fixed_limits(struct lb_server *srv, const struct conf *conf)
+{
+    /* Parser limits are fixed for the process: workers read them unlocked. */
+    srv->env.lim = (struct lb_front_limits){
+        .preroute_bytes = (uint32_t)conf->limits.preroute_bytes,
+        .max_chunk_size = (uint32_t)conf->limits.max_chunk_size,
+        .max_message_size = (uint32_t)conf->limits.max_message_size,
+        .max_amf_depth = (uint32_t)conf->limits.max_amf_depth,
+        .max_amf_string = (uint32_t)conf->limits.max_amf_string,
+    };
+}
+
+static int start_control(struct lb_server *srv)
+{
+    int rc;
+    if ((rc = uv_loop_init(&srv->loop)) < 0)
+        return rc;
+    uv_signal_t *sigs[] = {&srv->sig_term, &srv->sig_int, &srv->sig_hup, &srv->sig_usr1,
+                           &srv->sig_usr2};
+    int nums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < 5; i++) {
+        if ((rc = uv_signal_init(&srv->loop, sigs[i])) < 0)
+            return rc;
+        sigs[i]->data = srv;
+        rc = uv_signal_start(sigs[i], i < 2 ? on_stop_signal : on_signal, nums[i]);
+        if (rc < 0)
+            return rc;
+    }
+    if ((rc = uv_async_init(&srv->loop, &srv->worker_done, on_worker_done)) < 0)
+        return rc;
+    srv->worker_done.data = srv;
+    srv->health = hc_engine_new(&srv->loop, srv->env.index);
+    if (!srv->health)
+        return UV_ENOMEM;
+    hc_engine_apply(srv->health, srv->conf, srv->snap);
+    return 0;
+}
+
+static int start_workers(struct lb_server *srv)
+{
+    atomic_store(&srv->workers_running, srv->n_workers);
+    for (unsigned i = 0; i < srv->n_workers; i++) {
+        struct lb_worker *w = &srv->workers[i];
+        w->id = i;
+        w->host.env = &srv->env;
+        w->host.snap = ups_snapshot_ref(srv->snap);
+        w->pipes_max = srv->pipes_per_worker;
+        w->on_finished = worker_finished;
+        w->finished_arg = srv;
+        int rc = lb_worker_start(w);
+        if (rc < 0) {
+            lb_log_msg(LB_LOG_ERROR, "start", "worker %u: %s", i, uv_strerror(rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int lb_proc_run(const char *conf_path, struct conf *conf)
+{
+    static struct lb_server srv; /* one per process; workers point into it */
+    char err[256];
+
+    memset(&srv, 0, sizeof(srv));
+    srv.conf_path = (char *)conf_path;
+    srv.conf = conf;
+    srv.retired_fd = -1;
+    lb_log_configure((enum lb_log_level)conf->log.level,
+                     conf->log.format == CONF_LOG_JSON ? LB_LOG_JSON : LB_LOG_TEXT);
+    srv.access_fd = lb_proc_open_access_log(conf);
+    if (srv.access_fd == -2) {
+        conf_free(conf);
+        return 1;
+    }
+    lb_log_set_access_fd(srv.access_fd);
+    srv.n_workers = conf->workers ? (unsigned)conf->workers : uv_available_parallelism();
+    if (srv.n_workers == 0)
+        srv.n_workers = 1;
+    srv.workers = calloc(srv.n_workers, sizeof(*srv.workers));
+    srv.env.index = hc_index_new();
+    if (!srv.workers || !srv.env.index || copy_listeners(&srv, conf) < 0) {
+        lb_log_msg(LB_LOG_ERROR, "start", "out of memory");
+        free_server(&srv);
+        return 1;
+    }
+    plan_descriptors(&srv);
+    lb_proc_apply_settings(&srv, conf);
+    fixed_limits(&srv, conf);
+    if (lb_proc_open_geo(conf, &srv.geo) < 0) {
+        free_server(&srv);
+        return 2;
+    }
+    srv.snap = ups_snapshot_build(conf, NULL, srv.n_workers, err, sizeof(err));
+    if (!srv.snap) {
+        lb_log_msg(LB_LOG_ERROR, "start", "%s", err);
+        free_server(&srv);
+        return 1;
+    }
+    lb_proc_attach_geo(srv.snap, srv.geo);
+    if (bind_listeners(&srv) < 0) {
+        free_server(&srv);
+        return 1;
+    }
+    int rc = start_control(&srv);
+    if (rc < 0) {
+        lb_log_msg(LB_LOG_ERROR, "start", "control loop: %s", uv_strerror(rc));
+        exit(1);
+    }
+    if (start_workers(&srv) < 0)
+        exit(1); /* threads may be running: nothing sane to unwind */
+    lb_log_msg(LB_LOG_INFO, "started",
+               "rtmplb %s pid %d: %u workers, %zu listeners, %zu pools, %zu routes, "
+               "max_sessions %u",
+               RTMPLB_VERSION, (int)getpid(), srv.n_workers, conf->n_listeners, conf->n_pools,
+               conf->n_routes, atomic_load(&srv.env.max_sessions));
+
+    uv_run(&srv.loop, UV_RUN_DEFAULT);
+    for (unsigned i = 0; i < srv.n_workers; i++)
+        uv_thread_join(&srv.workers[i].thread);
+    uv_loop_close(&srv.loop);
+    lb_log_msg(LB_LOG_INFO, "stopped",
+               "%llu sessions served, %llu refused",
+               (unsigned long long)atomic_load(&srv.env.sessions_total),
+               (unsigned long long)atomic_load(&srv.env.sessions_refused));
+    free_server(&srv);
+    return 0;
+}

@@ -1,0 +1,21 @@
+#ifndef LB_PROC_PROC_H
+#define LB_PROC_PROC_H
+
+#include "lb/proc/proc-t.h"
+
+/* Runs rtmplb with a checked config (takes it). Returns the exit code. */
+int lb_proc_run(const char *conf_path, struct conf *conf);
+
+/* reload.c */
+/* Opens the access log named in c: an fd, -1 for "off", -2 on error (logged). */
+int lb_proc_open_access_log(const struct conf *c);
+int lb_proc_open_geo(const struct conf *c, struct geo_db **out);
+void lb_proc_attach_geo(struct ups_snapshot *snap, struct geo_db *db);
+/* Settings workers read, from c (atomics: safe while they run). */
+void lb_proc_apply_settings(struct lb_server *srv, const struct conf *c);
+/* Re-reads the config: all or nothing. */
+void lb_proc_reload(struct lb_server *srv);
+/* SIGUSR1 / logrotate: reopen the access log file at its path. */
+void lb_proc_reopen_logs(struct lb_server *srv);
+
+#endif

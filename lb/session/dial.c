@@ -1,0 +1,215 @@
+/* Routing (through upstream/'s router) and dialing the candidates in
+ * order. A node that refuses, times out or fails its handshake counts as a
+ * passive failure (health/) and the next candidate is tried; when none is
+ * left the phase tells the client. */
+#include "lb/session/internal.h"
+
+#include "geo/geo.h"
+#include "health/passive.h"
+#include "health/streams.h"
+#include "lb/log.h"
+#include "lb/net.h"
+#include "lb/proxy_proto.h"
+#include "upstream/upstream.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <unistd.h>
+
+void lb__fill_geo(struct lb_session *s, struct ups_request *req)
+{
+    struct geo_info gi;
+    if (!s->snap->geo || !geo_lookup(s->snap->geo, (struct sockaddr *)&s->peer, &gi))
+        return;
+    snprintf(s->country, sizeof(s->country), "%s", gi.country);
+    snprintf(s->continent, sizeof(s->continent), "%s", gi.continent);
+    req->country = s->country;
+    req->continent = s->continent;
+    req->has_location = gi.has_location;
+    req->lat = gi.lat;
+    req->lon = gi.lon;
+}
+
+/* The phase asked to route f.req: the router picks, then the dials start. */
+void lb__route(struct lb_session *s)
+{
+    struct ups_request *req = &s->f.req;
+    req->now_ms = lb__now(s);
+    s->preroute_us = (int64_t)((uv_hrtime() - s->t_accept_ns) / 1000);
+    const struct ups_route *r = ups_route_select(s->snap, req, &s->cands);
+    s->f.route = r;
+    s->next_cand = 0;
+    if (!r) {
+        lb__apply(s, s->f.ops->on_dials_failed(&s->f, LB_REASON_NO_ROUTE));
+        return;
+    }
+    lb__set_state(s, LB_SS_DIALING);
+    lb__dial_next(s);
+}
+
+static const char *err_text(enum lb_reason why, int err)
+{
+    if (err == ETIMEDOUT)
+        return "timeout";
+    if (err)
+        return strerror(err);
+    return lb_reason_text(why);
+}
+
+void lb__node_failed(struct lb_session *s, enum lb_reason why, int err)
+{
+    struct ups_node *n = s->node;
+    struct lb_logline l;
+    const char *text = err_text(why, err);
+
+    if (!n) {
+        lb__close_req(s, LB_REASON_INTERNAL_ERROR, 0);
+        return;
+    }
+    hc_passive_failure(n, text);
+    lb_log_begin(&l, LB_LOG_WARN, "dial_failed");
+    lb_log_str(&l, "client", s->client_text);
+    lb_log_str(&l, "app", s->f.app);
+    lb_log_str(&l, "stream", s->f.stream);
+    lb_log_str(&l, "pool", n->pool->name);
+    lb_log_str(&l, "node", n->name);
+    lb_log_str(&l, "upstream", n->address_text);
+    lb_log_str(&l, "error", text);
+    lb_log_u64(&l, "attempt", s->f.dials);
+    lb_log_str(&l, "next", s->next_cand < s->cands.n ? s->cands.node[s->next_cand]->name : "none");
+    lb_log_end(&l);
+
+    if (s->indexed) {
+        hc_index_remove_publish(s->h->env->index, n->pool->name, n->name, s->f.app, s->f.stream);
+        s->indexed = false;
+    }
+    ups_node_release(n);
+    s->dial_deadline = 0;
+    s->node = NULL;
+    s->f.node = NULL;
+    s->f.upstream = NULL;
+    s->f.upstream_bytes = 0;
+    lb_buf_free(&s->f.to_upstream);
+    if (s->state != LB_SS_DIALING)
+        lb__set_state(s, LB_SS_DIALING);
+    if (s->upoll_open) {
+        lb__upoll_close(s, true); /* the next dial starts once the handle is closed */
+        return;
+    }
+    if (s->upstream.fd >= 0)
+        close(s->upstream.fd);
+    s->upstream.fd = -1;
+    lb__dial_next(s);
+}
+
+static void connected(struct lb_session *s)
+{
+    struct ups_node *n = s->node;
+    int one = 1;
+    uint8_t pp[PP_MAX_HEADER];
+
+    uv_poll_stop(&s->upoll);
+    s->uev = 0;
+    s->dial_deadline = 0;
+    hc_passive_success(n);
+    atomic_fetch_add(&n->live->sessions_total, 1);
+    (void)setsockopt(s->upstream.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    lb__set_state(s, LB_SS_CONNECTED);
+    s->f.upstream = &s->upstream;
+    size_t k = lb__proxy_header_out(s, pp, sizeof(pp));
+    if (k && lb_buf_append(&s->f.to_upstream, pp, k, sizeof(pp)) < 0) {
+        lb__close_req(s, LB_REASON_INTERNAL_ERROR, ENOMEM);
+        return;
+    }
+    if (s->f.role == CONF_ROLE_PUBLISH && s->f.app && s->f.stream && !s->indexed) {
+        hc_index_add_publish(s->h->env->index, n->pool->name, n->name, s->f.app, s->f.stream);
+        s->indexed = true;
+    }
+    struct lb_logline l;
+    lb_log_begin(&l, LB_LOG_INFO, "routed");
+    lb_log_str(&l, "client", s->client_text);
+    lb_log_str(&l, "listener", s->lst->name);
+    if (s->f.hs_kind) {
+        static const char *const roles[] = {"-", "publish", "play"};
+        lb_log_str(&l, "role", roles[s->f.role]);
+        lb_log_str(&l, "app", s->f.app);
+        lb_log_str(&l, "stream", s->f.stream);
+    }
+    lb_log_str(&l, "route", s->f.route->name);
+    lb_log_str(&l, "pool", n->pool->name);
+    lb_log_str(&l, "node", n->name);
+    lb_log_u64(&l, "attempt", s->f.dials);
+    lb_log_end(&l);
+    s->f.now_ms = lb__now(s);
+    lb__apply(s, s->f.ops->on_upstream_connected(&s->f));
+}
+
+void lb__on_dial_event(uv_poll_t *h, int status, int events)
+{
+    struct lb_session *s = h->data;
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+
+    if (getsockopt(s->upstream.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        soerr = errno;
+    if (status == 0 && soerr == 0)
+        connected(s);
+    else
+        lb__node_failed(s, LB_REASON_DIAL_FAILED, soerr ? soerr : ECONNREFUSED);
+    lb__settle(s);
+}
+
+/* Not the node's fault: this process is out of descriptors or memory. */
+static bool local_shortage(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+void lb__dial_next(struct lb_session *s)
+{
+    while (s->next_cand < s->cands.n) {
+        struct ups_node *n = s->cands.node[s->next_cand++];
+        if (!ups_node_acquire(n))
+            continue; /* filled up since routing */
+        s->node = n;
+        s->f.node = n;
+        s->f.dials++;
+        int fd = socket(n->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            int err = errno;
+            ups_node_release(n);
+            s->node = NULL;
+            s->f.node = NULL;
+            lb_log_msg(LB_LOG_WARN, "dial", "client %s: no socket for node %s: %s",
+                       s->client_text, n->name, strerror(err));
+            lb__close_req(s, local_shortage(err) ? LB_REASON_INTERNAL_ERROR
+                                                 : LB_REASON_DIAL_FAILED, err);
+            return;
+        }
+        s->upstream.fd = fd;
+        if (connect(fd, (const struct sockaddr *)&n->addr, n->addrlen) < 0 &&
+            errno != EINPROGRESS) {
+            lb__node_failed(s, LB_REASON_DIAL_FAILED, errno);
+            return;
+        }
+        int rc = uv_poll_init_socket(s->h->loop, &s->upoll, fd);
+        if (rc < 0) {
+            lb_log_msg(LB_LOG_ERROR, "dial", "client %s: cannot poll a socket: %s",
+                       s->client_text, uv_strerror(rc));
+            lb__close_req(s, LB_REASON_INTERNAL_ERROR, 0);
+            return;
+        }
+        s->upoll.data = s;
+        s->upoll_open = true;
+        s->open_handles++;
+        uv_poll_start(&s->upoll, UV_WRITABLE, lb__on_dial_event);
+        s->uev = UV_WRITABLE;
+        s->dial_deadline = lb__now(s) + (uint64_t)atomic_load(&s->h->env->connect_ms);
+        return;
+    }
+    s->dial_deadline = 0;
+    lb__apply(s, s->f.ops->on_dials_failed(&s->f, s->f.dials ? LB_REASON_DIAL_FAILED
+                                                              : LB_REASON_NO_NODE));
+}

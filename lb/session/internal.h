@@ -1,0 +1,37 @@
+/* Shared by the files of the session core only. */
+#ifndef LB_SESSION_INTERNAL_H
+#define LB_SESSION_INTERNAL_H
+
+#include "lb/session/session.h"
+
+/* session.c */
+void lb__set_state(struct lb_session *s, enum lb_sstate to);
+/* Asks for the close; the event handler that runs this step closes. */
+void lb__close_req(struct lb_session *s, enum lb_reason r, int err);
+uint64_t lb__now(const struct lb_session *s);
+void lb__apply(struct lb_session *s, struct lb_action a);
+void lb__front_start(struct lb_session *s);
+void lb__settle(struct lb_session *s);
+void lb__upoll_close(struct lb_session *s, bool redial);
+
+/* pump.c: moves one direction; false when the session must close (the
+ * close is requested). */
+bool lb__pump(struct lb_session *s, struct lb_dir *d, bool c2u);
+void lb__dir_release(struct lb_session *s, struct lb_dir *d);
+
+/* dial.c */
+/* The client's country, continent and location, into req and s. */
+void lb__fill_geo(struct lb_session *s, struct ups_request *req);
+void lb__route(struct lb_session *s);
+void lb__dial_next(struct lb_session *s);
+/* The node failed this session (dial or handshake): passive failure, log,
+ * next candidate. */
+void lb__node_failed(struct lb_session *s, enum lb_reason why, int err);
+void lb__on_dial_event(uv_poll_t *h, int status, int events);
+
+/* proxy.c: -1 out of memory */
+int lb__proxy_begin(struct lb_session *s);
+void lb__proxy_readable(struct lb_session *s);
+size_t lb__proxy_header_out(struct lb_session *s, uint8_t *out, size_t cap);
+
+#endif

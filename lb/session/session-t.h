@@ -1,0 +1,168 @@
+/* Session types: what a worker lends its sessions (lb_shost), process
+ * settings sessions read (lb_env), the pipe pool, one session. */
+#ifndef LB_SESSION_SESSION_T_H
+#define LB_SESSION_SESSION_T_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "lb/front/front.h"
+#include "lb/reason.h"
+#include "lb/xprt/xprt.h"
+#include "upstream/upstream-t.h"
+
+struct hc_index;
+struct lb_pp_in;
+
+/* Process settings every worker reads; a reload stores new values. */
+struct lb_env {
+    _Atomic int64_t connect_ms;
+    _Atomic int64_t handshake_ms;
+    _Atomic int64_t idle_ms;
+    _Atomic int64_t half_close_ms;
+    _Atomic int64_t drain_ms;
+    _Atomic unsigned max_sessions; /* effective, after the fd budget */
+    /* Fixed for the process (workers read them unlocked). */
+    struct lb_front_limits lim;
+    struct hc_index *index;
+    _Atomic unsigned sessions; /* live, all workers */
+    _Atomic uint64_t sessions_total;
+    _Atomic uint64_t sessions_refused;
+    _Atomic uint64_t pipes_created;
+    _Atomic uint64_t pipe_fallbacks; /* transfers copied for want of a pipe */
+    _Atomic uint64_t ends[LB_REASON__COUNT]; /* sessions ended, by reason */
+};
+
+/* ---- pipes (DESIGN.md "Splice") --------------------------------------- */
+
+struct lb_pipe {
+    int rfd;
+    int wfd;
+};
+
+/* Per worker. Pipes are borrowed only while bytes are in flight. */
+struct lb_pipepool {
+    struct lb_pipe *idle; /* stack of empty pipes */
+    size_t n_idle;
+    size_t max_idle;
+    size_t n_out;  /* borrowed now */
+    size_t n_live; /* idle + borrowed */
+    size_t max_live;
+    size_t pipe_size; /* bytes one pipe holds */
+    uint64_t created;   /* by this worker */
+    uint64_t fallbacks; /* transfers this worker copied for want of a pipe */
+    _Atomic uint64_t *created_all; /* the process's counters (metrics) */
+};
+
+#ifndef LB_PIPE_SIZE
+#define LB_PIPE_SIZE (256 * 1024)
+#endif
+
+/* What a worker lends its sessions. */
+struct lb_session;
+struct lb_shost {
+    uv_loop_t *loop;
+    unsigned worker_id;
+    struct lb_env *env;
+    struct lb_pipepool pipes;
+    struct ups_snapshot *snap; /* the worker's current; sessions take a ref */
+    struct lb_session *sessions;
+    unsigned n_sessions;
+    void (*on_gone)(struct lb_shost *h); /* a session's memory went */
+};
+
+/* A listener as its sessions see it. */
+struct lb_listen_info {
+    const char *name;
+    int mode;           /* enum conf_mode */
+    int proxy_protocol; /* enum conf_proxy_protocol */
+};
+
+/* ---- one session -------------------------------------------------------- */
+
+/* PROXY -> FRONT -> DIALING -> CONNECTED -> SPLICING, and FAILING (an
+ * error is on its way to the client) or CLOSING from any of them. A failed
+ * node sends CONNECTED back to DIALING. */
+#define LB_SSTATE_MAP(X) \
+    X(PROXY, "proxy")    \
+    X(FRONT, "front")    \
+    X(DIALING, "dialing") \
+    X(CONNECTED, "connected") \
+    X(SPLICING, "splicing") \
+    X(FAILING, "failing") \
+    X(CLOSING, "closing")
+
+enum lb_sstate {
+#define X(e, n) LB_SS_##e,
+    LB_SSTATE_MAP(X)
+#undef X
+};
+
+enum lb_dir_state {
+    LB_DIR_READ,  /* waiting for the source to be readable */
+    LB_DIR_WRITE, /* bytes in flight, waiting for the destination */
+    LB_DIR_DONE,  /* EOF seen and propagated */
+};
+
+/* One direction moved by the core: src -> (pipe | buffer) -> dst. */
+struct lb_dir {
+    bool pumped;   /* the core moves it (the phase is done with it) */
+    bool wanted;   /* the phase asked; starts once its buffer is flushed */
+    struct lb_pipe pipe;
+    bool has_pipe;
+    char *buf;      /* copy fallback when no pipe can be had */
+    size_t pending; /* bytes held in pipe or buf */
+    size_t off;     /* buf: where pending starts */
+    enum lb_dir_state state;
+    uint64_t bytes;
+};
+
+struct lb_session {
+    struct lb_session *prev, *next; /* host's list */
+    struct lb_shost *h;
+    enum lb_sstate state;
+    struct lb_conn client, upstream;
+    uv_poll_t cpoll, upoll;
+    int cev, uev;     /* events the polls are started with */
+    bool upoll_open;
+    bool redial;      /* the upstream poll is closing: dial the next node after */
+    uv_timer_t timer;
+    uint64_t timer_due; /* 0: not armed */
+    int open_handles;
+    struct lb_dir c2u, u2c;
+    struct lb_front f;
+    struct lb_front_limits lim; /* this session's copy: a reload does not move it */
+    struct lb_pp_in *pp_in;     /* PROXY: the header read so far */
+    bool front_live;   /* f.ops->free not yet called */
+    bool rtmp_mode;    /* half_close applies */
+    struct ups_snapshot *snap;
+    struct ups_stream_view streams;
+    struct ups_candidates cands;
+    size_t next_cand;
+    struct ups_node *node; /* acquired (counted in its sessions) */
+    bool indexed;          /* a routed publish in the stream index */
+    uint64_t t_accept_ns;
+    uint64_t t_last_ms;     /* last byte, loop time */
+    uint64_t hs_deadline;   /* PROXY: accept + handshake */
+    uint64_t dial_deadline; /* DIALING */
+    uint64_t half_deadline; /* SPLICING with one side closed */
+    uint64_t linger_deadline; /* FAILING */
+    bool client_shut;       /* FAILING: our FIN sent */
+    int64_t preroute_us;    /* accept -> route decided; -1: not routed */
+    const struct lb_listen_info *lst;
+    struct sockaddr_storage peer;  /* the client (from a PROXY header if any) */
+    struct sockaddr_storage local; /* the address it connected to */
+    bool local_known;
+    char client_text[64];
+    char country[4];
+    char continent[4];
+    enum lb_reason close_req; /* set by steps below the event handlers */
+    enum lb_reason reason;    /* the end */
+    int sys_error;            /* errno behind a *_error reason */
+    enum lb_reason end_first; /* which side closed first */
+};
+
+#endif

@@ -1,0 +1,663 @@
+/* The session core: owns the client and upstream sockets, their polls, the
+ * timer, both directions, the state and the access-log line. Event
+ * handlers are the only places a session closes: steps below them ask
+ * (lb__close_req) and the handler settles at its end (lb__settle).
+ *
+ * Before the hand-over a phase (lb/front/) owns the bytes: the core calls
+ * it when the side it wants is readable, flushes what it queued, and
+ * carries out the action it answers. A direction the phase hands over is
+ * pumped (pump.c) once the phase's buffer for it is flushed; when both
+ * are, the phase is freed and only splicing remains. */
+#include "lb/session/internal.h"
+
+#include "health/streams.h"
+#include "health/view.h"
+#include "lb/log.h"
+#include "lb/net.h"
+#include "upstream/upstream.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FAIL_LINGER_MS 1000
+#define DISCARD_CHUNK 4096
+
+static const char *const state_names[] = {
+#define X(e, n) n,
+    LB_SSTATE_MAP(X)
+#undef X
+};
+
+/* allowed[from] is the set of states a session may move to. */
+#define BIT(x) (1u << (x))
+static const unsigned allowed[] = {
+    [LB_SS_PROXY] = BIT(LB_SS_FRONT) | BIT(LB_SS_CLOSING),
+    [LB_SS_FRONT] = BIT(LB_SS_DIALING) | BIT(LB_SS_FAILING) | BIT(LB_SS_CLOSING),
+    [LB_SS_DIALING] = BIT(LB_SS_CONNECTED) | BIT(LB_SS_FAILING) | BIT(LB_SS_CLOSING),
+    [LB_SS_CONNECTED] = BIT(LB_SS_DIALING) | BIT(LB_SS_SPLICING) | BIT(LB_SS_FAILING) |
+                        BIT(LB_SS_CLOSING),
+    [LB_SS_SPLICING] = BIT(LB_SS_CLOSING),
+    [LB_SS_FAILING] = BIT(LB_SS_CLOSING),
+    [LB_SS_CLOSING] = 0,
+};
+
+void lb__set_state(struct lb_session *s, enum lb_sstate to)
+{
+    if (!(allowed[s->state] & BIT(to))) {
+        lb_log_msg(LB_LOG_ERROR, "bug", "session %s: bad transition %s -> %s", s->client_text,
+                   state_names[s->state], state_names[to]);
+        abort();
+    }
+    s->state = to;
+}
+
+uint64_t lb__now(const struct lb_session *s) { return uv_now(s->h->loop); }
+
+void lb__close_req(struct lb_session *s, enum lb_reason r, int err)
+{
+    if (s->close_req != LB_REASON_NONE)
+        return;
+    s->close_req = r;
+    s->sys_error = err;
+}
+
+static void on_client_event(uv_poll_t *h, int status, int events);
+static void on_upstream_event(uv_poll_t *h, int status, int events);
+static void on_timer(uv_timer_t *t);
+
+/* ---- closing ---------------------------------------------------------- */
+
+static void free_session(struct lb_session *s)
+{
+    struct lb_shost *h = s->h;
+    ups_snapshot_unref(s->snap);
+    free(s->f.app);
+    free(s->f.stream);
+    free(s);
+    h->n_sessions--;
+    if (h->on_gone)
+        h->on_gone(h);
+}
+
+/* The one close callback of a session's handles. A closing upstream poll
+ * of a failed node may start the next dial; the memory goes with the last
+ * handle. */
+static void on_handle_closed(uv_handle_t *handle)
+{
+    struct lb_session *s = handle->data;
+    s->open_handles--;
+    if (s->redial && handle == (uv_handle_t *)&s->upoll) {
+        s->redial = false;
+        if (s->state == LB_SS_DIALING) {
+            lb__dial_next(s);
+            lb__settle(s);
+            return;
+        }
+    }
+    if (s->state == LB_SS_CLOSING && s->open_handles == 0)
+        free_session(s);
+}
+
+void lb__upoll_close(struct lb_session *s, bool redial)
+{
+    if (!s->upoll_open)
+        return;
+    s->upoll_open = false;
+    s->uev = 0;
+    s->redial = redial;
+    uv_close((uv_handle_t *)&s->upoll, on_handle_closed);
+    close(s->upstream.fd); /* after uv_close: never close a polled fd */
+    s->upstream.fd = -1;
+}
+
+static void access_log(struct lb_session *s)
+{
+    struct lb_logline l;
+    const struct ups_route *r = s->f.route;
+    uint64_t dur_ms = (uv_hrtime() - s->t_accept_ns) / 1000000;
+
+    if (s->reason == LB_REASON_UPSTREAM_ERROR) /* the others were logged when they failed */
+        lb_log_msg(LB_LOG_WARN, "upstream_error", "client %s: node %s: %s", s->client_text,
+                   s->node ? s->node->name : "?",
+                   s->sys_error ? uv_err_name(uv_translate_sys_error(s->sys_error)) : "error");
+    lb_log_begin_access(&l, "session");
+    lb_log_str(&l, "client", s->client_text);
+    lb_log_str(&l, "listener", s->lst->name);
+    lb_log_str(&l, "route", r ? r->name : NULL);
+    lb_log_str(&l, "pool", r ? r->pool->name : NULL);
+    lb_log_str(&l, "node", s->node ? s->node->name : NULL);
+    lb_log_str(&l, "upstream", s->node ? s->node->address_text : NULL);
+    if (s->snap && s->snap->geo)
+        lb_log_str(&l, "country", s->country[0] ? s->country : NULL);
+    if (s->f.hs_kind) {
+        static const char *const roles[] = {"-", "publish", "play"};
+        lb_log_str(&l, "role", roles[s->f.role]);
+        lb_log_str(&l, "app", s->f.app);
+        lb_log_str(&l, "stream", s->f.stream);
+        lb_log_str(&l, "handshake", s->f.hs_kind);
+        if (s->preroute_us >= 0)
+            lb_log_num(&l, "preroute_ms", (double)s->preroute_us / 1000.0);
+        else
+            lb_log_str(&l, "preroute_ms", NULL);
+    }
+    lb_log_u64(&l, "dials", s->f.dials);
+    lb_log_u64(&l, "bytes_in", s->f.client_bytes + s->c2u.bytes);
+    lb_log_u64(&l, "bytes_out", s->f.upstream_bytes + s->u2c.bytes);
+    lb_log_u64(&l, "duration_ms", dur_ms);
+    lb_log_str(&l, "reason", lb_reason_name(s->reason));
+    if (s->sys_error)
+        lb_log_str(&l, "error", uv_err_name(uv_translate_sys_error(s->sys_error)));
+    lb_log_end(&l);
+}
+
+static void front_free(struct lb_session *s)
+{
+    if (s->front_live) {
+        s->f.ops->free(&s->f);
+        s->front_live = false;
+    }
+    lb_buf_free(&s->f.to_client);
+    lb_buf_free(&s->f.to_upstream);
+}
+
+static void release_node(struct lb_session *s)
+{
+    struct ups_node *n = s->node;
+    if (!n)
+        return;
+    atomic_fetch_add(&n->live->bytes_from_client, s->f.client_bytes + s->c2u.bytes);
+    atomic_fetch_add(&n->live->bytes_to_client, s->f.upstream_bytes + s->u2c.bytes);
+    if (s->indexed)
+        hc_index_remove_publish(s->h->env->index, n->pool->name, n->name, s->f.app, s->f.stream);
+    s->indexed = false;
+    ups_node_release(n);
+}
+
+static void close_now(struct lb_session *s, enum lb_reason r)
+{
+    struct lb_env *env = s->h->env;
+    if (s->state == LB_SS_CLOSING)
+        return;
+    lb__set_state(s, LB_SS_CLOSING);
+    s->reason = r;
+    access_log(s);
+    atomic_fetch_add(&env->ends[r], 1);
+    release_node(s);
+    lb__dir_release(s, &s->c2u);
+    lb__dir_release(s, &s->u2c);
+    front_free(s);
+    free(s->pp_in);
+    s->pp_in = NULL;
+
+    /* Unlink now: the host's count drops when the memory goes. */
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        s->h->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    atomic_fetch_sub(&env->sessions, 1);
+
+    uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&s->cpoll, on_handle_closed);
+    close(s->client.fd);
+    s->redial = false;
+    lb__upoll_close(s, false);
+    if (s->upstream.fd >= 0)
+        close(s->upstream.fd);
+    s->upstream.fd = -1;
+}
+
+void lb_session_end(struct lb_session *s, enum lb_reason r)
+{
+    close_now(s, r);
+}
+
+/* ---- the phase's actions ------------------------------------------------- */
+
+static void log_refused(struct lb_session *s, enum lb_reason r)
+{
+    struct lb_logline l;
+    lb_log_begin(&l, LB_LOG_WARN, s->f.hs_kind ? "rtmp_refused" : "session_refused");
+    lb_log_str(&l, "client", s->client_text);
+    lb_log_str(&l, "app", s->f.app);
+    lb_log_str(&l, "stream", s->f.stream);
+    lb_log_str(&l, "reason", lb_reason_name(r));
+    lb_log_str(&l, "detail", s->f.message[0] ? s->f.message : lb_reason_text(r));
+    lb_log_end(&l);
+}
+
+/* FAIL: the error is queued for the client; the node's leg goes now. The
+ * client's write side is shut once the error is out, and what it still
+ * sends is read and dropped for a short linger, so it reads the error
+ * instead of a reset. */
+static void begin_failing(struct lb_session *s, enum lb_reason r)
+{
+    log_refused(s, r);
+    s->reason = r;
+    lb__set_state(s, LB_SS_FAILING);
+    if (s->front_live) {
+        s->f.ops->free(&s->f);
+        s->front_live = false;
+    }
+    lb_buf_free(&s->f.to_upstream);
+    lb__dir_release(s, &s->c2u);
+    lb__dir_release(s, &s->u2c);
+    s->c2u.pumped = s->u2c.pumped = s->c2u.wanted = s->u2c.wanted = false;
+    release_node(s);
+    s->node = NULL;
+    lb__upoll_close(s, false);
+    s->dial_deadline = 0;
+    s->linger_deadline = lb__now(s) + FAIL_LINGER_MS;
+}
+
+void lb__apply(struct lb_session *s, struct lb_action a)
+{
+    switch (a.kind) {
+    case LB_ACT_CONTINUE:
+        return;
+    case LB_ACT_ROUTE:
+        lb__route(s);
+        return;
+    case LB_ACT_DIAL:
+        lb__node_failed(s, a.reason, 0);
+        return;
+    case LB_ACT_SPLICE:
+        if (a.dirs & LB_SPLICE_C2U)
+            s->c2u.wanted = true;
+        if (a.dirs & LB_SPLICE_U2C)
+            s->u2c.wanted = true;
+        return;
+    case LB_ACT_FAIL:
+        begin_failing(s, a.reason);
+        return;
+    case LB_ACT_CLOSE:
+        lb__close_req(s, a.reason, 0);
+        return;
+    }
+}
+
+void lb__front_start(struct lb_session *s)
+{
+    lb__set_state(s, LB_SS_FRONT);
+    if (s->f.ops->create(&s->f) < 0) {
+        lb__close_req(s, LB_REASON_INTERNAL_ERROR, ENOMEM);
+        return;
+    }
+    s->front_live = true;
+    s->f.req.listener = s->lst->name;
+    s->f.req.worker = s->h->worker_id;
+    s->f.req.streams = &s->streams;
+    lb__fill_geo(s, &s->f.req); /* the client's address is final now (PROXY) */
+    s->f.now_ms = lb__now(s);
+    lb__apply(s, s->f.ops->start(&s->f));
+}
+
+/* ---- settling after each event -------------------------------------------- */
+
+/* Writes what the phase queued. false: the session must close. */
+static bool flush_buf(struct lb_session *s, struct lb_buf *b, struct lb_conn *c, bool to_client)
+{
+    while (lb_buf_pending(b)) {
+        ssize_t n = c->ops->write(c, lb_buf_head(b), lb_buf_pending(b));
+        if (n == -EAGAIN)
+            return true;
+        if (n < 0) {
+            lb__close_req(s, to_client ? LB_REASON_CLIENT_ERROR : LB_REASON_UPSTREAM_ERROR,
+                          (int)-n);
+            return false;
+        }
+        lb_buf_consume(b, (size_t)n);
+    }
+    return true;
+}
+
+/* A direction the phase handed over starts once its buffer is out. */
+static void promote(struct lb_session *s)
+{
+    if (s->c2u.wanted && !s->c2u.pumped && !lb_buf_pending(&s->f.to_upstream)) {
+        s->c2u.pumped = true;
+        s->c2u.state = LB_DIR_READ;
+    }
+    if (s->u2c.wanted && !s->u2c.pumped && !lb_buf_pending(&s->f.to_client)) {
+        s->u2c.pumped = true;
+        s->u2c.state = LB_DIR_READ;
+    }
+    if (s->state == LB_SS_CONNECTED && s->c2u.pumped && s->u2c.pumped) {
+        front_free(s); /* the hand-over: only splicing from here */
+        lb__set_state(s, LB_SS_SPLICING);
+        s->t_last_ms = lb__now(s);
+    }
+}
+
+static uint64_t min_due(uint64_t a, uint64_t b) { return !a ? b : !b ? a : a < b ? a : b; }
+
+static uint64_t next_due(const struct lb_session *s)
+{
+    uint64_t idle = (uint64_t)atomic_load(&s->h->env->idle_ms);
+    switch (s->state) {
+    case LB_SS_PROXY:
+        return s->hs_deadline;
+    case LB_SS_FRONT:
+    case LB_SS_CONNECTED:
+        return s->f.deadline_ms;
+    case LB_SS_DIALING:
+        return min_due(s->dial_deadline, s->f.deadline_ms);
+    case LB_SS_SPLICING:
+        return min_due(idle ? s->t_last_ms + idle : 0, s->half_deadline);
+    case LB_SS_FAILING:
+        return s->linger_deadline;
+    default:
+        return 0;
+    }
+}
+
+static void arm_timer(struct lb_session *s)
+{
+    uint64_t due = next_due(s), now = lb__now(s);
+    if (!due) {
+        if (s->timer_due)
+            uv_timer_stop(&s->timer);
+        s->timer_due = 0;
+        return;
+    }
+    if (s->timer_due && s->timer_due <= due)
+        return; /* fires early and re-arms: no timer work per event */
+    s->timer_due = due;
+    /* Never 0: a timer re-armed at 0 from its own callback runs again in
+     * the same pass of the loop. */
+    uv_timer_start(&s->timer, on_timer, due > now ? due - now : 1, 0);
+}
+
+static void set_poll(uv_poll_t *h, int *cur, int want, uv_poll_cb cb)
+{
+    if (want == *cur)
+        return;
+    if (want)
+        uv_poll_start(h, want, cb);
+    else
+        uv_poll_stop(h);
+    *cur = want;
+}
+
+static void half_close_check(struct lb_session *s)
+{
+    if (s->state != LB_SS_SPLICING || !s->rtmp_mode || s->half_deadline)
+        return;
+    if ((s->c2u.state == LB_DIR_DONE) != (s->u2c.state == LB_DIR_DONE)) {
+        uint64_t hc = (uint64_t)atomic_load(&s->h->env->half_close_ms);
+        if (hc)
+            s->half_deadline = lb__now(s) + hc;
+    }
+}
+
+static void rearm(struct lb_session *s)
+{
+    int cev = 0, uev = 0;
+    unsigned wants = s->front_live ? s->f.ops->wants(&s->f) : 0;
+
+    if (s->state == LB_SS_PROXY || s->state == LB_SS_FAILING) {
+        cev = UV_READABLE;
+        if (s->state == LB_SS_FAILING && lb_buf_pending(&s->f.to_client))
+            cev |= UV_WRITABLE;
+    } else {
+        if (lb_buf_pending(&s->f.to_client))
+            cev |= UV_WRITABLE;
+        if (wants & LB_WANT_CLIENT)
+            cev |= UV_READABLE;
+        if (s->c2u.pumped && s->c2u.state == LB_DIR_READ)
+            cev |= UV_READABLE;
+        if (s->u2c.pumped && s->u2c.state == LB_DIR_WRITE)
+            cev |= UV_WRITABLE;
+        if (s->upoll_open && s->state != LB_SS_DIALING) {
+            if (lb_buf_pending(&s->f.to_upstream))
+                uev |= UV_WRITABLE;
+            if (wants & LB_WANT_UPSTREAM)
+                uev |= UV_READABLE;
+            if (s->u2c.pumped && s->u2c.state == LB_DIR_READ)
+                uev |= UV_READABLE;
+            if (s->c2u.pumped && s->c2u.state == LB_DIR_WRITE)
+                uev |= UV_WRITABLE;
+        }
+    }
+    set_poll(&s->cpoll, &s->cev, cev, on_client_event);
+    if (s->upoll_open && s->state != LB_SS_DIALING)
+        set_poll(&s->upoll, &s->uev, uev, on_upstream_event);
+}
+
+/* After every event: flush, promote, close if asked or finished, re-poll. */
+void lb__settle(struct lb_session *s)
+{
+    if (s->state == LB_SS_CLOSING)
+        return;
+    /* Twice: a flush may complete a hand-over whose pump then has work. */
+    for (int round = 0; round < 2 && s->close_req == LB_REASON_NONE; round++) {
+        if (lb_buf_pending(&s->f.to_client) && !flush_buf(s, &s->f.to_client, &s->client, true))
+            break;
+        if (s->upoll_open && s->state == LB_SS_CONNECTED && lb_buf_pending(&s->f.to_upstream) &&
+            !flush_buf(s, &s->f.to_upstream, &s->upstream, false))
+            break;
+        promote(s);
+    }
+    if (s->state == LB_SS_FAILING && s->close_req == LB_REASON_NONE &&
+        !lb_buf_pending(&s->f.to_client) && !s->client_shut) {
+        s->client.ops->shutdown(&s->client);
+        s->client_shut = true;
+    }
+    if (s->close_req != LB_REASON_NONE) {
+        /* A failing session ends with the reason it failed for. */
+        close_now(s, s->state == LB_SS_FAILING ? s->reason : s->close_req);
+        return;
+    }
+    if (s->state == LB_SS_SPLICING && s->c2u.state == LB_DIR_DONE &&
+        s->u2c.state == LB_DIR_DONE) {
+        close_now(s, s->end_first != LB_REASON_NONE ? s->end_first : LB_REASON_CLIENT_CLOSED);
+        return;
+    }
+    half_close_check(s);
+    rearm(s);
+    arm_timer(s);
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+static int sock_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return errno;
+    return err ? err : ECONNRESET;
+}
+
+/* FAILING: read and drop what the client still sends; its EOF ends it. */
+static void discard_client(struct lb_session *s)
+{
+    uint8_t sink[DISCARD_CHUNK];
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = s->client.ops->read(&s->client, sink, sizeof(sink));
+        if (n == -EAGAIN)
+            return;
+        if (n <= 0) {
+            lb__close_req(s, s->reason, 0);
+            return;
+        }
+    }
+}
+
+static void on_client_event(uv_poll_t *h, int status, int events)
+{
+    struct lb_session *s = h->data;
+
+    if (status < 0) { /* POLLERR: libuv stopped the handle */
+        s->cev = 0;
+        lb__close_req(s, s->state == LB_SS_FAILING ? s->reason : LB_REASON_CLIENT_ERROR,
+                      sock_error(s->client.fd));
+    } else if (s->state == LB_SS_PROXY) {
+        lb__proxy_readable(s);
+    } else if (s->state == LB_SS_FAILING) {
+        if (events & UV_READABLE)
+            discard_client(s);
+    } else {
+        if ((events & UV_READABLE) && s->c2u.pumped && s->c2u.state == LB_DIR_READ)
+            lb__pump(s, &s->c2u, true);
+        else if ((events & UV_READABLE) && s->front_live &&
+                 (s->f.ops->wants(&s->f) & LB_WANT_CLIENT)) {
+            s->f.now_ms = lb__now(s);
+            lb__apply(s, s->f.ops->on_client_data(&s->f));
+        }
+        if ((events & UV_WRITABLE) && s->close_req == LB_REASON_NONE && s->u2c.pumped &&
+            s->u2c.state == LB_DIR_WRITE)
+            lb__pump(s, &s->u2c, false);
+    }
+    lb__settle(s);
+}
+
+static void on_upstream_event(uv_poll_t *h, int status, int events)
+{
+    struct lb_session *s = h->data;
+
+    if (status < 0) {
+        s->uev = 0;
+        int err = sock_error(s->upstream.fd);
+        if (s->u2c.pumped || !s->front_live) {
+            lb__close_req(s, LB_REASON_UPSTREAM_ERROR, err);
+        } else {
+            /* Let the phase tell the client: it reads the error as EOF. */
+            s->f.now_ms = lb__now(s);
+            lb__apply(s, s->f.ops->on_upstream_data(&s->f));
+            if (s->state == LB_SS_CONNECTED && s->close_req == LB_REASON_NONE)
+                lb__close_req(s, LB_REASON_UPSTREAM_ERROR, err);
+        }
+    } else {
+        if ((events & UV_READABLE) && s->u2c.pumped && s->u2c.state == LB_DIR_READ)
+            lb__pump(s, &s->u2c, false);
+        else if ((events & UV_READABLE) && s->front_live &&
+                 (s->f.ops->wants(&s->f) & LB_WANT_UPSTREAM)) {
+            s->f.now_ms = lb__now(s);
+            lb__apply(s, s->f.ops->on_upstream_data(&s->f));
+        }
+        if ((events & UV_WRITABLE) && s->close_req == LB_REASON_NONE && s->c2u.pumped &&
+            s->c2u.state == LB_DIR_WRITE && s->state != LB_SS_DIALING)
+            lb__pump(s, &s->c2u, true);
+    }
+    lb__settle(s);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct lb_session *s = t->data;
+    uint64_t now = lb__now(s);
+    uint64_t idle = (uint64_t)atomic_load(&s->h->env->idle_ms);
+
+    s->timer_due = 0;
+    switch (s->state) {
+    case LB_SS_PROXY:
+        if (now >= s->hs_deadline) {
+            lb_log_msg(LB_LOG_WARN, "proxy_protocol",
+                       "client %s: no complete PROXY header within timeouts.handshake",
+                       s->client_text);
+            lb__close_req(s, LB_REASON_PROXY_TIMEOUT, 0);
+        }
+        break;
+    case LB_SS_DIALING:
+        if (s->dial_deadline && now >= s->dial_deadline && s->upoll_open) {
+            lb__node_failed(s, LB_REASON_DIAL_FAILED, ETIMEDOUT);
+            break;
+        }
+        __attribute__((fallthrough)); /* the phase's own deadline */
+    case LB_SS_FRONT:
+    case LB_SS_CONNECTED:
+        if (s->front_live && s->f.deadline_ms && now >= s->f.deadline_ms) {
+            s->f.now_ms = now;
+            lb__apply(s, s->f.ops->on_timer(&s->f));
+        }
+        break;
+    case LB_SS_SPLICING:
+        if (s->half_deadline && now >= s->half_deadline)
+            lb__close_req(s, LB_REASON_HALF_CLOSED, 0);
+        else if (idle && now - s->t_last_ms >= idle)
+            lb__close_req(s, LB_REASON_IDLE_TIMEOUT, 0);
+        break;
+    case LB_SS_FAILING:
+        if (now >= s->linger_deadline)
+            lb__close_req(s, s->reason, 0);
+        break;
+    default:
+        break;
+    }
+    lb__settle(s);
+}
+
+/* ---- start ---------------------------------------------------------------- */
+
+void lb_session_start(struct lb_shost *h, const struct lb_listen_info *l, int fd,
+                      const struct sockaddr *sa, socklen_t salen)
+{
+    struct lb_env *env = h->env;
+    struct lb_session *s = calloc(1, sizeof(*s));
+    int one = 1;
+
+    if (!s || uv_timer_init(h->loop, &s->timer) < 0) {
+        free(s);
+        close(fd);
+        atomic_fetch_sub(&env->sessions, 1);
+        return;
+    }
+    s->timer.data = s;
+    if (uv_poll_init_socket(h->loop, &s->cpoll, fd) < 0) {
+        /* The timer is a handle already: it must be closed, not freed. */
+        s->h = h;
+        s->state = LB_SS_CLOSING;
+        s->open_handles = 1;
+        h->n_sessions++;
+        close(fd);
+        atomic_fetch_sub(&env->sessions, 1);
+        uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+        return;
+    }
+    s->cpoll.data = s;
+    s->open_handles = 2;
+    s->h = h;
+    s->lst = l;
+    s->client = (struct lb_conn){.ops = &lb_xprt_raw, .fd = fd};
+    s->upstream = (struct lb_conn){.ops = &lb_xprt_raw, .fd = -1};
+    s->t_accept_ns = uv_hrtime();
+    s->preroute_us = -1;
+    memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
+    lb_sockaddr_text(sa, s->client_text, sizeof(s->client_text));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    s->snap = ups_snapshot_ref(h->snap);
+    s->streams = hc_index_view(env->index);
+    s->rtmp_mode = l->mode == CONF_MODE_RTMP;
+    s->f.ops = s->rtmp_mode ? &lb_phase_rtmp : &lb_phase_tcp;
+    s->f.client = &s->client;
+    s->lim = env->lim;
+    s->lim.handshake_ms = (uint64_t)atomic_load(&env->handshake_ms);
+    s->lim.connect_ms = (uint64_t)atomic_load(&env->connect_ms);
+    s->f.lim = &s->lim;
+    s->f.snap = s->snap;
+    s->f.client_text = s->client_text;
+
+    s->next = h->sessions;
+    if (h->sessions)
+        h->sessions->prev = s;
+    h->sessions = s;
+    h->n_sessions++;
+
+    if (l->proxy_protocol != CONF_PP_OFF) {
+        s->state = LB_SS_PROXY;
+        s->hs_deadline = lb__now(s) + (uint64_t)atomic_load(&env->handshake_ms);
+        if (lb__proxy_begin(s) < 0)
+            lb__close_req(s, LB_REASON_INTERNAL_ERROR, ENOMEM);
+    } else {
+        s->state = LB_SS_PROXY; /* PROXY -> FRONT is the one way in */
+        lb__front_start(s);
+    }
+    lb__settle(s);
+}
