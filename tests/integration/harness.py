@@ -32,8 +32,20 @@ def parse_args():
 
 
 def main():
+    """Runs the file's tests; exits non-zero on any failure and also when no
+    test ran at all (a wrong -k filter, a renamed class, all skipped): a file
+    that tests nothing must not count as a pass."""
     argv = parse_args()
-    unittest.main(argv=argv, verbosity=2)
+    prog = unittest.main(argv=argv, verbosity=2, exit=False)
+    result = prog.result
+    ran = result.testsRun - len(result.skipped)
+    if not result.wasSuccessful():
+        sys.exit(1)
+    if ran <= 0:
+        print("FAIL: no test ran (%d collected, %d skipped)" % (result.testsRun, len(result.skipped)),
+              file=sys.stderr)
+        sys.exit(5)
+    sys.exit(0)
 
 
 _used_ports = set()
