@@ -22,10 +22,14 @@ static int err(struct cur *c, const char *why)
     return -1;
 }
 
+/* Every out-parameter below is written on every path (NULL/0 on failure), so
+ * no caller ever reads an unset pointer, whatever the optimiser concludes. */
 static int take(struct cur *c, size_t n, const uint8_t **out)
 {
-    if (c->left < n)
+    if (c->left < n) {
+        *out = NULL;
         return err(c, "truncated AMF value");
+    }
     *out = c->p;
     c->p += n;
     c->left -= n;
@@ -72,6 +76,8 @@ static int amf3_value(struct cur *c, uint32_t depth, int32_t *out);
 static int amf0_str(struct cur *c, uint32_t len_bytes, const uint8_t **s, uint32_t *len)
 {
     const uint8_t *b;
+    *s = NULL;
+    *len = 0;
     if (take(c, len_bytes, &b) < 0)
         return -1;
     *len = len_bytes == 2 ? (uint32_t)b[0] << 8 | b[1]
@@ -204,6 +210,7 @@ static int u29(struct cur *c, uint32_t *out)
 {
     uint32_t v = 0;
     const uint8_t *b;
+    *out = 0;
     for (int k = 0; k < 4; k++) {
         if (take(c, 1, &b) < 0)
             return -1;
@@ -222,6 +229,8 @@ static int u29(struct cur *c, uint32_t *out)
 static int amf3_string(struct cur *c, const uint8_t **s, uint32_t *len)
 {
     uint32_t h;
+    *s = NULL;
+    *len = 0;
     if (u29(c, &h) < 0)
         return -1;
     if (!(h & 1)) { /* reference */

@@ -10,7 +10,10 @@
  * --proxy-v1/-v2: send a PROXY header claiming SRC (an IPv4 address) first,
  * in the same write as C0C1. --publish: publish instead of play; success is
  * NetStream.Publish.Start, and a few audio messages follow while holding.
- * --hold: keep the session open this long after success. */
+ * --hold: keep the session open this long after success; a session that
+ * ends sooner (the server closes it, or a write fails) is an error:
+ *   error held session ended after <ms> of <hold> ms
+ * and exit status 1, so a test that holds a play or publish sees it die. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -72,10 +75,11 @@ struct opts {
 };
 
 /* Reads and drops what arrives for ms, sending a small audio message every
- * 100 ms when publishing (so the origin sees a live stream). */
-static void hold(int fd, int ms, int publish)
+ * 100 ms when publishing (so the origin sees a live stream). Returns 0 when
+ * the session lasted the whole time, else the ms it lasted plus 1 (>0). */
+static long hold(int fd, int ms, int publish)
 {
-    uint64_t end = now_us() + (uint64_t)ms * 1000;
+    uint64_t start = now_us(), end = start + (uint64_t)ms * 1000;
     uint8_t sink[65536];
     uint32_t n = 0;
     while (now_us() < end) {
@@ -84,12 +88,19 @@ static void hold(int fd, int ms, int publish)
             size_t k = rtmp_chunk_write(out, sizeof(out), 4, 8, 1, aac, 4, 128);
             out[1] = 0, out[2] = 0, out[3] = 0; /* timestamp 0: fine for a probe */
             if (send_all(fd, out, k) < 0)
-                return;
+                return (long)((now_us() - start) / 1000) + 1;
         }
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (poll(&pfd, 1, 100) > 0 && recv(fd, sink, sizeof(sink), 0) <= 0)
-            return;
+        int r = poll(&pfd, 1, 100);
+        if (r < 0 && errno != EINTR)
+            return (long)((now_us() - start) / 1000) + 1;
+        if (r > 0) {
+            ssize_t k = recv(fd, sink, sizeof(sink), 0);
+            if (k == 0 || (k < 0 && errno != EINTR))
+                return (long)((now_us() - start) / 1000) + 1;
+        }
     }
+    return 0;
 }
 
 static const char *play_once(const char *host, int port, const char *app, const char *stream,
@@ -199,9 +210,13 @@ static const char *play_once(const char *host, int port, const char *app, const 
                                         (ev.msg_type == 8 || ev.msg_type == 9);
         if (started) {
             *us = now_us() - t0;
-            if (o->hold_ms)
-                hold(fd, o->hold_ms, o->publish);
+            long lasted = o->hold_ms ? hold(fd, o->hold_ms, o->publish) : 0;
             close(fd);
+            if (lasted > 0) {
+                snprintf(err, sizeof(err), "held session ended after %ld of %d ms", lasted - 1,
+                         o->hold_ms);
+                return err;
+            }
             return NULL;
         }
         if (ev.type == RTMP_EV_MSG_START && ev.msg_type == 1 && ev.data_len >= 4)

@@ -32,27 +32,136 @@ def parse_args():
 
 
 def main():
+    """Runs the file's tests; exits non-zero on any failure and also when no
+    test ran at all (a wrong -k filter, a renamed class, all skipped): a file
+    that tests nothing must not count as a pass."""
     argv = parse_args()
-    unittest.main(argv=argv, verbosity=2)
+    prog = unittest.main(argv=argv, verbosity=2, exit=False)
+    result = prog.result
+    ran = result.testsRun - len(result.skipped)
+    if not result.wasSuccessful():
+        sys.exit(1)
+    if ran <= 0:
+        print("FAIL: no test ran (%d collected, %d skipped)" % (result.testsRun, len(result.skipped)),
+              file=sys.stderr)
+        sys.exit(5)
+    sys.exit(0)
 
 
 _used_ports = set()
+PORT_CURSOR = os.path.join(tempfile.gettempdir(), "rtmplb-test-ports.cursor")
+
+
+def _port_range():
+    """Test ports come from below the kernel's ephemeral range, so no
+    outgoing connection (ours, rtmplb's, nginx's) is ever handed one of them
+    as its local port, and a port nobody listens on stays that way."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        lo, hi = 32768, 60999
+    first, last = 20000, min(32000, lo - 1)
+    if last - first < 2000:  # an unusual range: use what lies above it
+        first, last = hi + 1, 65535
+    if last - first < 2000:
+        raise RuntimeError("no room for test ports outside %d-%d" % (lo, hi))
+    return first, last
+
+
+def _next_port_from_cursor(first, last):
+    """The next port of the range from a cursor file shared (under flock) by
+    every test process of this machine: tests that ctest runs one after
+    another, or in parallel, never start from the same port, so none binds
+    a port the previous one left in TIME_WAIT."""
+    import fcntl
+    fd = os.open(PORT_CURSOR, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        raw = os.read(fd, 32).decode("ascii", "replace").strip()
+        try:
+            port = int(raw)
+        except ValueError:
+            port = first + os.getpid() % (last - first)
+        if not first <= port <= last:
+            port = first
+        nxt = port + 1 if port < last else first
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(nxt).encode())
+        return port
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _port_is_free(port):
+    """Nothing bound there, not even a TIME_WAIT leftover (no SO_REUSEADDR)."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def free_port():
-    """A loopback TCP port nobody listens on now (and we have not handed out)."""
-    for _ in range(100):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in _used_ports:
-            _used_ports.add(port)
-            return port
-    raise RuntimeError("no free port")
+    """A loopback TCP port outside the ephemeral range that nobody uses now
+    and that this run has not handed out before."""
+    first, last = _port_range()
+    for _ in range(500):
+        port = _next_port_from_cursor(first, last)
+        if port in _used_ports or not _port_is_free(port):
+            continue
+        _used_ports.add(port)
+        return port
+    raise RuntimeError("no free test port in %d-%d" % (first, last))
 
 
-def wait_port(port, timeout=10.0, host="127.0.0.1", proc=None):
+def recv_exact(sock, n):
+    """Exactly n bytes from sock; fails (never spins) when the peer closes
+    first. The socket's own timeout bounds each recv."""
+    out = b""
+    while len(out) < n:
+        d = sock.recv(n - len(out))
+        if not d:
+            raise AssertionError("peer closed after %d of %d bytes" % (len(out), n))
+        out += d
+    return out
+
+
+def recv_closed(sock):
+    """True once the peer has closed (EOF, or a reset: closing with our bytes
+    unread makes the kernel send RST); data before the close is skipped.
+    Bounded by the socket's timeout (socket.timeout propagates) and by a
+    byte budget, so a peer that keeps talking fails the test."""
+    got = 0
+    while got < (1 << 20):
+        try:
+            d = sock.recv(4096)
+        except ConnectionResetError:
+            return True
+        if not d:
+            return True
+        got += len(d)
+    return False
+
+
+def wait_for(cond, timeout, what, interval=0.05):
+    """Polls cond() until it returns something true (returned), or fails the
+    test after timeout seconds saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def wait_port(port, timeout=20.0, host="127.0.0.1", proc=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -139,7 +248,7 @@ class Fleet:
         if wait_ports:
             # Wait for the start-up line rather than probing the port: a
             # probe would be a session of its own in the access log.
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 20
             while not re.search(r' started |"event":"started"', self.log_text(name)):
                 if p.poll() is not None:
                     raise AssertionError("rtmplb exited with %s:\n%s" % (p.returncode, self.log_text(name)))
@@ -193,27 +302,52 @@ class Fleet:
             "-g", "50", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
             "-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
 
-    def play_frames(self, url, seconds, name="play"):
-        """Plays url for a wall-clock window, ends it with SIGINT, returns
-        the video frames decoded (framemd5 lines)."""
-        out = os.path.join(self.dir, name + ".framemd5")
-        p = self.spawn(name, ["ffmpeg", "-hide_banner", "-nostats", "-loglevel", "warning",
-                              "-rw_timeout", "5000000", "-i", url, "-map", "0:v:0",
-                              "-f", "framemd5", "-y", out])
+    # -- players: run until enough frames are decoded, not for a window ----
+    def _count_lines(self, path):
         try:
-            p.wait(seconds)
-        except subprocess.TimeoutExpired:
-            p.send_signal(signal.SIGINT)
+            with open(path) as f:
+                return sum(1 for line in f if line.strip() and not line.startswith("#"))
+        except OSError:
+            return 0
+
+    def _play_until(self, p, count, want, timeout, until):
+        """Lets player p run until count() >= want and until() holds (when
+        given), or timeout seconds pass, or p exits; then ends it with SIGINT
+        (a clean end for ffmpeg, rtmpdump and gst-launch -e). Nothing here
+        asserts: the caller asserts on the frames decoded."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and p.poll() is None:
+            if count() >= want and (until is None or until()):
+                break
+            time.sleep(0.25)
+        self._end(p)
+
+    def _end(self, p, sig=signal.SIGINT):
+        if p.poll() is None:
+            p.send_signal(sig)
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        if not os.path.exists(out):
-            return 0
-        with open(out) as f:
-            return sum(1 for line in f if line.strip() and not line.startswith("#"))
 
+    def start_play(self, url, name="play"):
+        """An ffmpeg player decoding url's video to NAME.framemd5 until
+        stopped; frame_count(name) says how far it got."""
+        out = os.path.join(self.dir, name + ".framemd5")
+        return self.spawn(name, ["ffmpeg", "-hide_banner", "-nostats", "-loglevel", "warning",
+                                 "-rw_timeout", "5000000", "-i", url, "-map", "0:v:0",
+                                 "-f", "framemd5", "-flush_packets", "1", "-y", out])
+
+    def frame_count(self, name):
+        return self._count_lines(os.path.join(self.dir, name + ".framemd5"))
+
+    def play_frames(self, url, want, name="play", timeout=40, until=None):
+        """Plays url with ffmpeg until `want` video frames are decoded (and
+        until() holds), at most timeout seconds; returns the frames decoded."""
+        p = self.start_play(url, name)
+        self._play_until(p, lambda: self.frame_count(name), want, timeout, until)
+        return self.frame_count(name)
 
     def framemd5(self, name):
         path = os.path.join(self.dir, name + ".framemd5")
@@ -222,41 +356,59 @@ class Fleet:
         with open(path) as f:
             return [l.split(",")[-1].strip() for l in f if l.strip() and not l.startswith("#")]
 
-    def _run_window(self, p, seconds, sig=signal.SIGINT):
-        try:
-            p.wait(seconds)
-        except subprocess.TimeoutExpired:
-            p.send_signal(sig)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-    def rtmpdump_frames(self, url, seconds, name="rtmpdump", extra=()):
-        """Plays url with rtmpdump (librtmp) for a window, then decodes what it
-        saved; returns the video frames decoded."""
-        flv = os.path.join(self.dir, name + ".flv")
-        p = self.spawn(name, ["rtmpdump", "-r", url, "--live", "-o", flv, *extra])
-        self._run_window(p, seconds)
+    def _flv_frames(self, flv):
         if not os.path.exists(flv) or os.path.getsize(flv) == 0:
             return 0
-        r = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", flv, "-map", "0:v:0",
+        r = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "quiet", "-i", flv, "-map", "0:v:0",
                             "-f", "framemd5", "-"], capture_output=True, text=True, timeout=60)
         return sum(1 for l in r.stdout.splitlines() if l.strip() and not l.startswith("#"))
 
-    def gst_frames(self, url, seconds, name="gst"):
-        """Plays url with GStreamer's rtmp2src for a window; returns the video
-        frames decoded (one 'chain' message each on the video sink)."""
+    def rtmpdump_frames(self, url, want, name="rtmpdump", extra=(), timeout=40, until=None):
+        """Plays url with rtmpdump (librtmp) until what it saved decodes to
+        `want` video frames (and until() holds), at most timeout seconds;
+        returns the video frames decoded."""
+        flv = os.path.join(self.dir, name + ".flv")
+        p = self.spawn(name, ["rtmpdump", "-r", url, "--live", "-o", flv, *extra])
+        last = [0.0, 0]
+
+        def count():  # decoding the partial file costs: at most once a second
+            if time.monotonic() - last[0] >= 1.0:
+                last[0], last[1] = time.monotonic(), self._flv_frames(flv)
+            return last[1]
+        self._play_until(p, count, want, timeout, until)
+        return self._flv_frames(flv)
+
+    def gst_frames(self, url, want, name="gst", timeout=40, until=None):
+        """Plays url with GStreamer's rtmp2src until `want` video frames are
+        decoded (one 'chain' message each on the video sink), and until()
+        holds, at most timeout seconds; returns the video frames decoded."""
         q = "queue max-size-time=0 max-size-buffers=0 max-size-bytes=0"
         pipeline = ("rtmp2src location=%s timeout=10 ! flvdemux name=d "
                     "d.video ! %s ! h264parse ! avdec_h264 ! fakesink name=vsink silent=false "
                     "sync=false async=false d.audio ! %s ! fakesink sync=false async=false"
                     % (url, q, q))
         p = self.spawn(name, ["gst-launch-1.0", "-e", "-v", *pipeline.split()])
-        self._run_window(p, seconds)
-        return sum(1 for l in self.log_text(name).splitlines()
-                   if "vsink" in l and "last-message = chain" in l)
+
+        def count():
+            return sum(1 for l in self.log_text(name).splitlines()
+                       if "vsink" in l and "last-message = chain" in l)
+        self._play_until(p, count, want, timeout, until)
+        return count()
+
+    # -- rtmp_probe --------------------------------------------------------
+    def probe(self, args, name):
+        """Starts tests/bench/rtmp_probe with args, its stdout piped (text),
+        recorded like every other process so stop() ends it by PID even when
+        the test fails first. probe_result() collects what it printed."""
+        exe = os.path.join(os.path.dirname(ARGS.rtmplb), "rtmp_probe")
+        return self.spawn(name, [exe, *args], stdout=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def probe_result(p, timeout=60):
+        """(exit status, stdout) of a probe started by probe()."""
+        out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out
+
 
 NGINX_CONF = """
 daemon off;

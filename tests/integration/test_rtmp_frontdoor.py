@@ -7,6 +7,7 @@ errors for missing streams, and that garbage or stalled clients are cut off
 by the deadline without disturbing a live session."""
 
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -14,7 +15,8 @@ import time
 import unittest
 
 import harness
-from harness import Fleet, access_lines, free_port, nginx_streams
+from harness import (Fleet, access_lines, free_port, nginx_streams, recv_closed, recv_exact,
+                     wait_for)
 
 # Stream names that stream_affinity spreads over origin-a, -b and -c (see
 # tests/unit/upstream/policy_affinity.c for the hash).
@@ -81,28 +83,37 @@ routes:
 
     def test_2_every_client_plays_every_stream(self):
         results = {}
+        # Players keep playing until they have their frames and the origins
+        # have been seen holding all of them at once (or 60 s pass).
+        counted = threading.Event()
 
         def run(client, s):
+            kw = {"timeout": 60, "until": counted.is_set}
             if client == "ffmpeg":
-                n = self.fleet.play_frames(self.url(s), 6, name="ffmpeg-" + s)
+                n = self.fleet.play_frames(self.url(s), 40, name="ffmpeg-" + s, **kw)
             elif client == "rtmpdump":
-                n = self.fleet.rtmpdump_frames(self.url(s), 6, name="rtmpdump-" + s)
+                n = self.fleet.rtmpdump_frames(self.url(s), 40, name="rtmpdump-" + s, **kw)
             else:
-                n = self.fleet.gst_frames(self.url(s), 6, name="gst-" + s)
+                n = self.fleet.gst_frames(self.url(s), 40, name="gst-" + s, **kw)
             results[(client, s)] = n
 
         threads = [threading.Thread(target=run, args=(c, s))
                    for c in ("ffmpeg", "rtmpdump", "gst") for s in STREAMS]
         for t in threads:
             t.start()
-        # While they play: each stream's origin has publisher + 3 players.
-        time.sleep(4)
-        for s, origin in STREAMS.items():
-            st = nginx_streams(self.origins[origin].http_port)
-            self.assertGreaterEqual(st[s][1], 4, "clients of %s on %s: %r" % (s, origin, st))
-        for t in threads:
-            t.join(60)
-        print("frames decoded in 6 s through rtmplb:", results)
+        try:
+            # While they play: each stream's origin has publisher + 3 players.
+            def all_there():
+                st = {s: nginx_streams(self.origins[o].http_port) for s, o in STREAMS.items()}
+                return all(st[s].get(s, (0, 0))[1] >= 4 for s in STREAMS) and st
+            seen = wait_for(all_there, 40, "publisher + 3 players on every stream's origin", 0.2)
+            print("clients per stream at once:", {s: seen[s][s][1] for s in STREAMS})
+        finally:
+            counted.set()
+            for t in threads:
+                t.join(90)
+        print("frames decoded through rtmplb:", results)
+        self.assertEqual(len(results), 9, results)
         for key, n in results.items():
             self.assertGreaterEqual(n, 40, "%s decoded %d frames" % (key, n))
         # rtmplb's access log agrees: every play of s went to s's origin.
@@ -119,11 +130,14 @@ routes:
         s = "s2"
         origin = self.origins[STREAMS[s]]
         direct = "rtmp://127.0.0.1:%d/live/%s" % (origin.rtmp_port, s)
-        t = threading.Thread(target=self.fleet.play_frames, args=(direct, 8),
-                             kwargs={"name": "direct"})
+        # Each plays until both have 120 frames: they overlap by far more
+        # than the 50 compared, however late either starts.
+        both = lambda: min(self.fleet.frame_count("via"), self.fleet.frame_count("direct")) >= 120
+        t = threading.Thread(target=self.fleet.play_frames, args=(direct, 120),
+                             kwargs={"name": "direct", "timeout": 60, "until": both})
         t.start()
-        self.fleet.play_frames(self.url(s), 8, name="via")
-        t.join(30)
+        self.fleet.play_frames(self.url(s), 120, name="via", timeout=60, until=both)
+        t.join(70)
         a, b = self.fleet.framemd5("via"), self.fleet.framemd5("direct")
         self.assertGreater(len(a), 50)
         # Both joined a live stream at their own keyframe: align on the first
@@ -135,21 +149,28 @@ routes:
         self.assertGreaterEqual(n, 50)
         self.assertEqual(a[common:common + n], b[j:j + n])
 
-    def test_4_missing_stream_is_stream_not_found_within_a_second(self):
+    def test_4_missing_stream_is_stream_not_found_at_once(self):
         # The origin's own answer (nginx: idle_streams off), and rtmplb's
         # when no route matches: both NetStream.Play.StreamNotFound.
+        probe = os.path.join(os.path.dirname(harness.ARGS.rtmplb), "rtmp_probe")
         for stream, app, desc in (("nosuch", "live", "No such stream"),
                                   ("x", "other", "rtmplb: no route for play other/x")):
-            start = time.monotonic()
             r = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i",
                                 self.url(stream, app), "-f", "null", "-"],
                                capture_output=True, text=True, timeout=20)
-            took = time.monotonic() - start
-            print("play %s/%s: ffmpeg exited %d after %.2fs: %s"
-                  % (app, stream, r.returncode, took, r.stderr.strip().splitlines()[:1]))
+            print("play %s/%s: ffmpeg exited %d: %s"
+                  % (app, stream, r.returncode, r.stderr.strip().splitlines()[:1]))
             self.assertNotEqual(r.returncode, 0)
             self.assertIn("Server error: " + desc, r.stderr)
-            self.assertLess(took, 1.0)
+            # An answer, not a timeout: timed around rtmp_probe (a C program
+            # that starts in milliseconds, unlike ffmpeg), well inside the 5 s
+            # after which the probe would give up waiting and say so.
+            start = time.monotonic()
+            p = subprocess.run([probe, "127.0.0.1", str(self.front), app, stream],
+                               capture_output=True, text=True, timeout=20)
+            took = time.monotonic() - start
+            self.assertEqual(p.stdout.strip(), "error server said StreamNotFound", p.stderr)
+            self.assertLess(took, 4.0)
             d = subprocess.run(["timeout", "10", "rtmpdump", "-V", "--live", "-r",
                                 self.url(stream, app), "-o", "/dev/null"],
                                capture_output=True, text=True)
@@ -157,43 +178,51 @@ routes:
             self.assertRegex(d.stderr, r"level, STRING:\s*error")
 
     def test_5_garbage_and_stalls_are_cut_off_without_hurting_a_live_play(self):
-        out = {}
-        t = threading.Thread(target=lambda: out.update(
-            n=self.fleet.play_frames(self.url("s1"), 7, name="bystander")))
-        t.start()
-        time.sleep(1)
-        # Garbage instead of a handshake: closed at once.
-        g = socket.create_connection(("127.0.0.1", self.front), timeout=5)
-        g.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        start = time.monotonic()
-        self.assertEqual(g.recv(100), b"")
-        self.assertLess(time.monotonic() - start, 0.5)
-        g.close()
-        # A stall halfway through C1: closed by timeouts.handshake (1.5 s).
-        st = socket.create_connection(("127.0.0.1", self.front), timeout=10)
-        st.sendall(b"\x03" + os.urandom(700))
-        start = time.monotonic()
-        self.assertEqual(st.recv(100), b"")
-        took = time.monotonic() - start
-        self.assertGreater(took, 1.2)
-        self.assertLess(took, 3.0)
-        st.close()
-        # Garbage after a good handshake: the chunk parser refuses it.
-        h = socket.create_connection(("127.0.0.1", self.front), timeout=5)
-        h.sendall(b"\x03" + bytes(1536))
-        s0s1s2 = b""
-        while len(s0s1s2) < 3073:
-            s0s1s2 += h.recv(4096)
-        h.sendall(bytes(1536) + b"\x03\x00\x00\x00\x7f\xff\xff\x14\x00\x00\x00\x00")
-        self.assertEqual(h.recv(100), b"")  # a 8 MiB command: over the limit
-        h.close()
-        t.join(30)
-        print("bystander decoded %d frames meanwhile" % out["n"])
-        self.assertGreaterEqual(out["n"], 100)
-        log = self.fleet.log_text("rtmplb")
+        f = self.fleet
+        by = f.start_play(self.url("s1"), name="bystander")
+        try:
+            wait_for(lambda: f.frame_count("bystander") >= 25 or by.poll() is not None, 40,
+                     "the bystander's first frames")
+            self.assertIsNone(by.poll(), "bystander died:\n" + f.log_text("bystander"))
+            # Garbage instead of a handshake: closed as bad_handshake (not
+            # left to the handshake deadline: the log line says which).
+            g = socket.create_connection(("127.0.0.1", self.front), timeout=10)
+            g.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(recv_closed(g))
+            g.close()
+            wait_for(lambda: "reason=bad_handshake" in f.log_text("rtmplb"), 10,
+                     "the bad_handshake log line")
+            # A stall halfway through C1: closed by timeouts.handshake (1.5 s),
+            # whose clock starts at accept: time it from before connect, so the
+            # window can only be longer than rtmplb's, never shorter.
+            start = time.monotonic()
+            st = socket.create_connection(("127.0.0.1", self.front), timeout=20)
+            st.sendall(b"\x03" + os.urandom(700))
+            self.assertTrue(recv_closed(st))
+            took = time.monotonic() - start
+            st.close()
+            print("stalled handshake closed after %.2fs (timeout 1.5 s)" % took)
+            self.assertGreater(took, 1.4)
+            self.assertLess(took, 10.0)
+            # Garbage after a good handshake: the chunk parser refuses it.
+            h = socket.create_connection(("127.0.0.1", self.front), timeout=10)
+            h.sendall(b"\x03" + bytes(1536))
+            recv_exact(h, 3073)  # S0 S1 S2
+            h.sendall(bytes(1536) + b"\x03\x00\x00\x00\x7f\xff\xff\x14\x00\x00\x00\x00")
+            self.assertTrue(recv_closed(h))  # a 8 MiB command: over the limit
+            h.close()
+            # The bystander still plays: 50 more frames after all that.
+            n0 = f.frame_count("bystander")
+            wait_for(lambda: f.frame_count("bystander") >= n0 + 50 or by.poll() is not None, 40,
+                     "50 more bystander frames")
+            self.assertIsNone(by.poll(), "bystander died:\n" + f.log_text("bystander"))
+            print("bystander decoded %d frames meanwhile" % f.frame_count("bystander"))
+        finally:
+            f.stop_proc(by, signal.SIGINT)
+        log = wait_for(lambda: (lambda x: "message longer than the limit" in x and x)(
+            f.log_text("rtmplb")), 10, "the chunk parser's refusal in the log")
         self.assertIn("reason=bad_handshake", log)
         self.assertIn("reason=handshake_timeout", log)
-        self.assertIn("message longer than the limit", log)
 
     def test_7_obs_style_client_with_early_chunk_size(self):
         # OBS sends Set Chunk Size 4096 before connect and chunks its
@@ -207,7 +236,7 @@ routes:
 
     def test_8_route_on_connect_passes_the_origins_answers_through(self):
         url = "rtmp://127.0.0.1:%d/live/s1" % self.passport
-        n = self.fleet.play_frames(url, 5, name="pass-play")
+        n = self.fleet.play_frames(url, 40, name="pass-play")
         print("route_on: connect: %d frames" % n)
         self.assertGreaterEqual(n, 40)
         d = subprocess.run(["timeout", "4", "rtmpdump", "-V", "--live", "-r", url, "-o", "/dev/null"],
@@ -289,26 +318,38 @@ class SyntheticOrigin(threading.Thread):
     def __init__(self, mode):
         super().__init__(daemon=True)
         self.mode = mode
+        self.port = free_port()
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", self.port))
         self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(30)  # accept() gives up rather than waiting forever
+        self.error = None
         self.start()
+
+    def stop(self):
+        self.sock.close()
+        self.join(10)
+
+    def _recv_until(self, c, data, n):
+        while len(data) < n:
+            d = c.recv(4096)
+            if not d:
+                raise EOFError("rtmplb closed after %d of %d bytes" % (len(data), n))
+            data += d
+        return data
 
     def run(self):
         try:
             c, _ = self.sock.accept()
-        except OSError:
+        except OSError as e:  # timeout, or stop() closed the socket
+            self.error = "accept: %s" % e
             return
         c.settimeout(5)
         try:
-            data = b""
-            while len(data) < 1537:
-                data += c.recv(4096)
+            data = self._recv_until(c, b"", 1537)
             c.sendall(b"\x03" + os.urandom(1536) + data[1:1537])
             need = 1537 + 1536
-            while len(data) < need + 50:  # C2 and the replayed commands
-                data += c.recv(4096)
+            data = self._recv_until(c, data, need + 50)  # C2 and the replayed commands
             ack = chunked(2, 5, (2500000).to_bytes(4, "big"))
             result = chunked(3, 20, amf_str("_result") + amf_num(1) + b"\x05\x05")
             if self.mode == "stream_id":
@@ -316,9 +357,11 @@ class SyntheticOrigin(threading.Thread):
                 c.sendall(ack + result + cs)
             else:  # a 200-byte message before any Set Chunk Size
                 c.sendall(ack + chunked(3, 18, b"\x02\x00\x04junk" + bytes(193)) + result)
-            time.sleep(2)
-        except OSError:
-            pass
+            # Stay until rtmplb hangs up (it must): bounded by the timeout.
+            while c.recv(4096):
+                pass
+        except (OSError, EOFError) as e:
+            self.error = str(e)
         finally:
             c.close()
             self.sock.close()
@@ -330,6 +373,7 @@ class SyntheticOrigins(unittest.TestCase):
         for mode, detail in (("stream_id", "gave stream id 3; rtmplb promised 1"),
                              ("oversize", "sent a 200-byte message before its Set Chunk Size")):
             fleet = Fleet()
+            origin = None
             try:
                 origin = SyntheticOrigin(mode)
                 front = free_port()
@@ -341,11 +385,15 @@ routes: [{name: r, pool: p}]
                 r = subprocess.run([probe, "127.0.0.1", str(front), "live", "x"],
                                    capture_output=True, text=True, timeout=20)
                 self.assertEqual(r.stdout.strip(), "error server said StreamNotFound", mode)
-                origin.join(5)
-                log = fleet.log_text("rtmplb")
+                origin.join(15)
+                self.assertFalse(origin.is_alive(), "rtmplb kept the origin's connection")
+                self.assertIsNone(origin.error, mode)
+                log = wait_for(lambda: (lambda x: "reason=origin_protocol" in x and x)(
+                    fleet.log_text("rtmplb")), 10, "the origin_protocol log line")
                 self.assertIn(detail, log)
-                self.assertIn("reason=origin_protocol", log)
             finally:
+                if origin is not None:
+                    origin.stop()
                 fleet.stop()
 
 

@@ -49,9 +49,9 @@ routes:
         url = "rtmp://127.0.0.1:%d/live/test1" % front
         pub = f.publish(url, name="publish1")
         wait_stream(a.http_port, "test1")
-        frames = f.play_frames(url, 6, name="play1")
-        print("through rtmplb to origin-a: %d frames decoded in 6 s" % frames)
-        self.assertGreaterEqual(frames, 50)  # 25 fps, first keyframe within 2 s
+        frames = f.play_frames(url, 50, name="play1")
+        print("through rtmplb to origin-a: %d frames decoded" % frames)
+        self.assertGreaterEqual(frames, 50)  # played until 50 frames, or 40 s passed
 
         # The stream lives on origin-a only, and the play reached it there.
         self.assertIn("test1", nginx_streams(a.http_port))
@@ -63,8 +63,8 @@ routes:
         f.kill_nginx(a)
         pub2 = f.publish("rtmp://127.0.0.1:%d/live/test2" % front, name="publish2")
         wait_stream(b.http_port, "test2")
-        frames = f.play_frames("rtmp://127.0.0.1:%d/live/test2" % front, 6, name="play2")
-        print("after origin-a died, via origin-b: %d frames decoded in 6 s" % frames)
+        frames = f.play_frames("rtmp://127.0.0.1:%d/live/test2" % front, 50, name="play2")
+        print("after origin-a died, via origin-b: %d frames decoded" % frames)
         self.assertGreaterEqual(frames, 50)
         f.stop_proc(pub2, timeout=10)
 

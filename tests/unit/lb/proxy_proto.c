@@ -151,12 +151,104 @@ static void test_errors(void **st)
     expect_error(bad, 28, PP_V2, "PROXY v2 command is neither LOCAL nor PROXY");
 }
 
+/* ---- Independent vectors: bytes written out by hand from HAProxy's
+ * proxy-protocol.txt (section 2.1 for v1, 2.2 for v2), not produced by our
+ * writer. Each must be what pp_write_* produces and parse back to the
+ * addresses it carries. */
+static const uint8_t V2_SIGNATURE[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                         0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+
+static void test_v2_spec_bytes(void **st)
+{
+    /* 198.51.100.9:4242 -> 127.0.0.1:1935, TCP over IPv4. */
+    static const uint8_t want4[28] = {
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+        0x21,                   /* version 2, command PROXY */
+        0x11,                   /* AF_INET, STREAM */
+        0x00, 0x0C,             /* 12 address bytes follow */
+        198, 51, 100, 9,        /* source address */
+        127, 0, 0, 1,           /* destination address */
+        0x10, 0x92,             /* source port 4242 */
+        0x07, 0x8F};            /* destination port 1935 */
+    /* [2001:db8::7]:1 -> [::1]:65535, TCP over IPv6. */
+    static const uint8_t want6[52] = {
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+        0x21, 0x21, 0x00, 0x24, /* v2 PROXY, AF_INET6 STREAM, 36 bytes */
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x07,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
+        0x00, 0x01,
+        0xFF, 0xFF};
+    uint8_t out[128];
+    struct pp_header h;
+    assert_memory_equal(want4, V2_SIGNATURE, 12);
+
+    struct sockaddr_in s = v4("198.51.100.9", 4242), d = v4("127.0.0.1", 1935);
+    size_t n = pp_write_v2(out, sizeof(out), (struct sockaddr *)&s, (struct sockaddr *)&d);
+    assert_int_equal(n, sizeof(want4));
+    assert_memory_equal(out, want4, sizeof(want4));
+    check_stream(want4, sizeof(want4), PP_V2, &h);
+    assert_int_equal(h.version, 2);
+    assert_false(h.local);
+    assert_int_equal(h.src.ss_family, AF_INET);
+    assert_memory_equal(&((struct sockaddr_in *)&h.src)->sin_addr, &s.sin_addr, 4);
+    assert_int_equal(((struct sockaddr_in *)&h.src)->sin_port, htons(4242));
+    assert_memory_equal(&((struct sockaddr_in *)&h.dst)->sin_addr, &d.sin_addr, 4);
+    assert_int_equal(((struct sockaddr_in *)&h.dst)->sin_port, htons(1935));
+
+    struct sockaddr_in6 s6 = v6("2001:db8::7", 1), d6 = v6("::1", 65535);
+    n = pp_write_v2(out, sizeof(out), (struct sockaddr *)&s6, (struct sockaddr *)&d6);
+    assert_int_equal(n, sizeof(want6));
+    assert_memory_equal(out, want6, sizeof(want6));
+    check_stream(want6, sizeof(want6), PP_ANY, &h);
+    assert_int_equal(h.src.ss_family, AF_INET6);
+    assert_memory_equal(&((struct sockaddr_in6 *)&h.src)->sin6_addr, &s6.sin6_addr, 16);
+    assert_int_equal(((struct sockaddr_in6 *)&h.src)->sin6_port, htons(1));
+    assert_memory_equal(&((struct sockaddr_in6 *)&h.dst)->sin6_addr, &d6.sin6_addr, 16);
+    assert_int_equal(((struct sockaddr_in6 *)&h.dst)->sin6_port, htons(65535));
+}
+
+/* The spec's worst case: "PROXY TCP6" with two full-length IPv6 addresses
+ * and 5-digit ports is 104 bytes with CRLF; the spec sizes a reader's
+ * buffer at 107 + 1 = 108. Any caller holding a v1 header needs 108 bytes
+ * (a 64-byte buffer cannot hold this line). */
+static void test_v1_spec_lines(void **st)
+{
+    static const char want4[] = "PROXY TCP4 192.0.2.1 198.51.100.22 56324 443\r\n";
+    static const char want6[] = "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
+                                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
+    uint8_t out[108];
+    struct pp_header h;
+    assert_int_equal(strlen(want6), 104);
+
+    struct sockaddr_in s = v4("192.0.2.1", 56324), d = v4("198.51.100.22", 443);
+    size_t n = pp_write_v1(out, sizeof(out), (struct sockaddr *)&s, (struct sockaddr *)&d);
+    assert_int_equal(n, strlen(want4));
+    assert_memory_equal(out, want4, n);
+    check_stream((const uint8_t *)want4, strlen(want4), PP_V1, &h);
+    assert_int_equal(((struct sockaddr_in *)&h.dst)->sin_port, htons(443));
+    assert_memory_equal(&((struct sockaddr_in *)&h.dst)->sin_addr, &d.sin_addr, 4);
+
+    struct sockaddr_in6 s6 = v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
+    struct sockaddr_in6 d6 = s6;
+    memset(out, 0, sizeof(out));
+    n = pp_write_v1(out, sizeof(out), (struct sockaddr *)&s6, (struct sockaddr *)&d6);
+    assert_int_equal(n, strlen(want6));
+    assert_memory_equal(out, want6, n);
+    check_stream((const uint8_t *)want6, strlen(want6), PP_ANY, &h);
+    assert_int_equal(h.version, 1);
+    assert_int_equal(h.src.ss_family, AF_INET6);
+    assert_memory_equal(&((struct sockaddr_in6 *)&h.src)->sin6_addr, &s6.sin6_addr, 16);
+    assert_int_equal(((struct sockaddr_in6 *)&h.dst)->sin6_port, htons(65535));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v1_round_trip),
         cmocka_unit_test(test_v2_round_trip),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_v2_spec_bytes),
+        cmocka_unit_test(test_v1_spec_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

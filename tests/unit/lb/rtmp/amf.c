@@ -254,9 +254,108 @@ static void test_encoder_overflow(void **st)
     assert_null(amf0_put_number(buf, buf + 8, 1));
 }
 
+/* AMF0 bytes written by hand from Adobe's AMF0 specification (markers:
+ * 0x00 number, 0x01 boolean, 0x02 string, 0x03 object, 0x05 null, 0x08 ECMA
+ * array, 0x0A strict array; 00 00 09 ends an object), not produced by our
+ * writers: decoded by our reader, then the part our writers cover is
+ * re-encoded and must be the same bytes. */
+static const uint8_t HAND[] = {
+    0x02, 0x00, 0x07, 'c', 'o', 'n', 'n', 'e', 'c', 't',           /* "connect" */
+    0x00, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0,                           /* 1.0 */
+    0x03,                                                         /* object */
+    0x00, 0x03, 'a', 'p', 'p', 0x02, 0x00, 0x04, 'l', 'i', 'v', 'e', /* app: "live" */
+    0x00, 0x04, 'f', 'p', 'a', 'd', 0x01, 0x00,                   /* fpad: false */
+    0x00, 0x0C, 'c', 'a', 'p', 'a', 'b', 'i', 'l', 'i', 't', 'i', 'e', 's',
+    0x00, 0x40, 0x6D, 0xE0, 0, 0, 0, 0, 0,                        /* capabilities: 239.0 */
+    0x00, 0x00, 0x09,                                             /* object end */
+    0x05,                                                         /* null */
+    0x01, 0x01,                                                   /* true */
+    0x00, 0xC0, 0x8F, 0x40, 0, 0, 0, 0, 0,                        /* -1000.0 */
+    /* end of what our writers can produce */
+    0x08, 0x00, 0x00, 0x00, 0x01,                                 /* ECMA array, count 1 */
+    0x00, 0x01, 'k', 0x00, 0x40, 0x04, 0, 0, 0, 0, 0, 0,          /* k: 2.5 */
+    0x00, 0x00, 0x09,
+    0x0A, 0x00, 0x00, 0x00, 0x02,                                 /* strict array of 2 */
+    0x00, 0xBF, 0xF0, 0, 0, 0, 0, 0, 0,                           /* -1.0 */
+    0x02, 0x00, 0x01, 'x',                                        /* "x" */
+};
+#define HAND_WRITABLE 78 /* bytes up to and including -1000.0 */
+
+static const struct amf_value *child(const struct amf_doc *doc, const struct amf_value *v, int k)
+{
+    int32_t i = v->first;
+    while (k-- > 0 && i >= 0)
+        i = doc->v[i].next;
+    assert_true(i >= 0);
+    return &doc->v[i];
+}
+
+static void test_hand_written_amf0(void **st)
+{
+    struct amf_doc doc = {0};
+    assert_int_equal(HAND[HAND_WRITABLE], 0x08);
+    assert_int_equal(decode(HAND, sizeof(HAND), false, &doc), 0);
+    assert_int_equal(doc.n_top, 8);
+
+    const struct amf_value *v = amf_top(&doc, 0);
+    assert_int_equal(v->type, AMF_STRING);
+    assert_true(amf_str_eq(v, "connect"));
+    v = amf_top(&doc, 1);
+    assert_int_equal(v->type, AMF_NUMBER);
+    assert_true(v->num == 1.0);
+    const struct amf_value *obj = amf_top(&doc, 2);
+    assert_int_equal(obj->type, AMF_OBJECT);
+    assert_int_equal(obj->len, 3);
+    assert_true(amf_str_eq(amf_get(&doc, obj, "app"), "live"));
+    v = amf_get(&doc, obj, "fpad");
+    assert_int_equal(v->type, AMF_BOOLEAN);
+    assert_true(v->num == 0);
+    v = amf_get(&doc, obj, "capabilities");
+    assert_int_equal(v->type, AMF_NUMBER);
+    assert_true(v->num == 239.0);
+    assert_null(amf_get(&doc, obj, "tcUrl"));
+    assert_int_equal(amf_top(&doc, 3)->type, AMF_NULL);
+    v = amf_top(&doc, 4);
+    assert_int_equal(v->type, AMF_BOOLEAN);
+    assert_true(v->num == 1);
+    assert_true(amf_top(&doc, 5)->num == -1000.0);
+    const struct amf_value *ecma = amf_top(&doc, 6);
+    assert_int_equal(ecma->type, AMF_ARRAY);
+    assert_int_equal(ecma->len, 1);
+    v = amf_get(&doc, ecma, "k");
+    assert_non_null(v);
+    assert_true(v->num == 2.5);
+    const struct amf_value *strict = amf_top(&doc, 7);
+    assert_int_equal(strict->type, AMF_ARRAY);
+    assert_int_equal(strict->len, 2);
+    assert_true(child(&doc, strict, 0)->num == -1.0);
+    assert_null(child(&doc, strict, 0)->key);
+    assert_true(amf_str_eq(child(&doc, strict, 1), "x"));
+
+    /* Re-encoded by our writers: the same bytes. */
+    uint8_t out[128], *p = out, *end = out + sizeof(out);
+    p = amf0_put_string(p, end, "connect");
+    p = amf0_put_number(p, end, 1.0);
+    p = amf0_put_object_start(p, end);
+    p = amf0_put_key(p, end, "app");
+    p = amf0_put_string(p, end, "live");
+    p = amf0_put_key(p, end, "fpad");
+    p = amf0_put_bool(p, end, false);
+    p = amf0_put_key(p, end, "capabilities");
+    p = amf0_put_number(p, end, 239.0);
+    p = amf0_put_object_end(p, end);
+    p = amf0_put_null(p, end);
+    p = amf0_put_bool(p, end, true);
+    p = amf0_put_number(p, end, -1000.0);
+    assert_non_null(p);
+    assert_int_equal(p - out, HAND_WRITABLE);
+    assert_memory_equal(out, HAND, HAND_WRITABLE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hand_written_amf0),
         cmocka_unit_test(test_connect_round_trip), cmocka_unit_test(test_all_amf0_types),
         cmocka_unit_test(test_amf3_command),       cmocka_unit_test(test_u29_round_trip),
         cmocka_unit_test(test_truncated_everywhere), cmocka_unit_test(test_bad_markers),
