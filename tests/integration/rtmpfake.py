@@ -195,8 +195,8 @@ def peer_bw_msg(size=2500000, limit=2):
     return chunk_message(2, PEER_BW, size.to_bytes(4, "big") + bytes([limit]))
 
 
-def stream_begin_msg(msid=1):
-    return chunk_message(2, USER_CONTROL, b"\x00\x00" + msid.to_bytes(4, "big"))
+def stream_begin_msg(msid=1, chunk_size=128):
+    return chunk_message(2, USER_CONTROL, b"\x00\x00" + msid.to_bytes(4, "big"), chunk_size=chunk_size)
 
 
 def on_status(code, description, level="status", msid=1, csid=5, chunk_size=128):
@@ -408,6 +408,7 @@ class RawClient:
         self.tid = 0
         self.messages = []
         self.commands = []
+        self.pending = []  # decoded, not yet looked at by read_messages
         self.stream_id = None
 
     def close(self):
@@ -463,6 +464,10 @@ class RawClient:
         'done' (with .message), or what ended the wait."""
         deadline = self.deadline(timeout)
         while True:
+            while self.pending:
+                o = self._look(self.pending.pop(0), until)
+                if o is not None:
+                    return o
             left = deadline - time.monotonic()
             if left <= 0:
                 return self._outcome(Outcome("timeout"))
@@ -478,27 +483,27 @@ class RawClient:
             if not d:
                 return self._outcome(Outcome("eof"))
             try:
-                msgs = self.dec.feed(d)
+                self.pending += self.dec.feed(d)
             except (ChunkError, AmfError) as e:
                 return self._outcome(Outcome("garbled", detail=str(e)))
-            for m in msgs:
-                self.messages.append(m)
-                try:
-                    cmd = m.command()
-                except AmfError as e:
-                    return self._outcome(Outcome("garbled", detail=str(e)))
-                if cmd is not None:
-                    self.commands.append(cmd)
-                    if cmd[0] == "_result" and len(cmd) >= 4 and isinstance(cmd[3], float) \
-                            and self.stream_id is None and cmd[1] == 2.0:
-                        self.stream_id = int(cmd[3])
-                if until(m):
-                    o = Outcome("done")
-                    o.message = m
-                    return self._outcome(o)
-                ev = _error_event(cmd)
-                if ev is not None:
-                    return self._outcome(ev)
+
+    def _look(self, m, until):
+        """Records one message; an Outcome if it ends the wait, else None."""
+        self.messages.append(m)
+        try:
+            cmd = m.command()
+        except AmfError as e:
+            return self._outcome(Outcome("garbled", detail=str(e)))
+        if cmd is not None:
+            self.commands.append(cmd)
+        if until(m):
+            o = Outcome("done")
+            o.message = m
+            return self._outcome(o)
+        ev = _error_event(cmd)
+        if ev is not None:
+            return self._outcome(ev)
+        return None
 
     def _outcome(self, o):
         o.messages = self.messages
@@ -736,11 +741,12 @@ class FakeOrigin:
 # ---- origin replies ----------------------------------------------------------------
 
 def connect_result(tid, pad=0, chunk_size=128, description="origin: connected"):
-    """nginx-like connect _result; pad lengthens the description so the
+    """A connect _result of 108 bytes (one chunk at the default size, so it
+    may precede a Set Chunk Size); pad lengthens the description so the
     message spans several chunks."""
-    return command("_result", tid, {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0},
+    return command("_result", tid, None,
                    {"level": "status", "code": "NetConnection.Connect.Success",
-                    "description": description + "." * pad, "objectEncoding": 0.0},
+                    "description": description + "." * pad},
                    chunk_size=chunk_size)
 
 

@@ -96,7 +96,7 @@ def healthy_reply(c, chunk=4096, stream_id=1, status=None):
     out = rf.connect_preamble() + rf.set_chunk_size_msg(chunk)
     out += rf.connect_result(c.tid_of("connect"), chunk_size=chunk)
     out += rf.create_stream_result(c.tid_of("createStream"), stream_id, chunk_size=chunk)
-    out += rf.stream_begin_msg(1)
+    out += rf.stream_begin_msg(1, chunk)
     out += rf.on_status(code, "origin %s: %s" % (c.origin.name, c.stream_name()), chunk_size=chunk)
     if not publish:
         out += rf.chunk_message(6, rf.AUDIO, b"\xaf\x01" + bytes(200), msid=1, chunk_size=chunk)
@@ -181,8 +181,9 @@ def script_stream_id(n):
     def script(c):
         c.handshake()
         c.read_commands()
-        c.sock.sendall(rf.connect_preamble() + rf.connect_result(c.tid_of("connect")) +
-                       rf.create_stream_result(c.tid_of("createStream"), n))
+        c.sock.sendall(rf.connect_preamble() + rf.set_chunk_size_msg(4096) +
+                       rf.connect_result(c.tid_of("connect"), chunk_size=4096) +
+                       rf.create_stream_result(c.tid_of("createStream"), n, chunk_size=4096))
     return script
 
 
@@ -199,12 +200,12 @@ ORIGIN_FAULTS = [
      r"closed the connection|reset by peer"),
     ("errconnect", script_error_connect, ("origin_rejected",), r"rejected connect"),
     ("errcs", script_error_create_stream, ("origin_rejected",), r"rejected createStream"),
-    ("fmt1cs2", script_compressed(2, 1), ("origin_protocol",), r"compressed a header on chunk stream 2"),
-    ("fmt2cs2", script_compressed(2, 2), ("origin_protocol",), r"compressed a header on chunk stream 2"),
-    ("fmt3cs2", script_compressed(2, 3), ("origin_protocol",), r"compressed a header on chunk stream 2"),
-    ("fmt1cs3", script_compressed(3, 1), ("origin_protocol",), r"compressed a header on chunk stream 3"),
-    ("fmt2cs3", script_compressed(3, 2), ("origin_protocol",), r"compressed a header on chunk stream 3"),
-    ("fmt3cs3", script_compressed(3, 3), ("origin_protocol",), r"compressed a header on chunk stream 3"),
+    ("fmt1cs2", script_compressed(2, 1), ("origin_protocol",), r"compressed a header on chunk stream 2|lacks a message header"),
+    ("fmt2cs2", script_compressed(2, 2), ("origin_protocol",), r"compressed a header on chunk stream 2|lacks a message header"),
+    ("fmt3cs2", script_compressed(2, 3), ("origin_protocol",), r"compressed a header on chunk stream 2|lacks a message header"),
+    ("fmt1cs3", script_compressed(3, 1), ("origin_protocol",), r"compressed a header on chunk stream 3|lacks a message header"),
+    ("fmt2cs3", script_compressed(3, 2), ("origin_protocol",), r"compressed a header on chunk stream 3|lacks a message header"),
+    ("fmt3cs3", script_compressed(3, 3), ("origin_protocol",), r"compressed a header on chunk stream 3|lacks a message header"),
     ("scs0", script_bad_chunk_size(0), ("origin_protocol",), r"chunk size"),
     ("scs80000000", script_bad_chunk_size(0x80000000), ("origin_protocol",), r"chunk size"),
     ("scsffffffff", script_bad_chunk_size(0xffffffff), ("origin_protocol",), r"chunk size"),
@@ -288,9 +289,9 @@ def patch_blob(chunk, tid_connect=1.0, tid_cs=2.0):
     messages, Set Chunk Size, a connect _result spanning two or more
     chunks, the createStream _result. Returns (bytes, fmt3 offsets)."""
     head = rf.connect_preamble() + rf.set_chunk_size_msg(chunk)
-    base = len(rf.amf_encode_all("_result", 1.0, {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0},
+    base = len(rf.amf_encode_all("_result", 1.0, None,
                                  {"level": "status", "code": "NetConnection.Connect.Success",
-                                  "description": "origin: connected", "objectEncoding": 0.0}))
+                                  "description": "origin: connected"}))
     pad = max(0, max(100, chunk + 20) - base)
     res = rf.connect_result(tid_connect, pad=pad, chunk_size=chunk)
     cs = rf.create_stream_result(tid_cs, chunk_size=chunk)
@@ -307,7 +308,7 @@ def patch_origin_script(c):
     m = re.match(r"cs(\d+)-(whole|bytes|at(\d+))$", c.stream_name())
     chunk = int(m.group(1))
     blob, _ = patch_blob(chunk, c.tid_of("connect"), c.tid_of("createStream"))
-    tail = rf.stream_begin_msg(1) + rf.on_status("NetStream.Play.Start", "patched " + c.stream_name(),
+    tail = rf.stream_begin_msg(1, chunk) + rf.on_status("NetStream.Play.Start", "patched " + c.stream_name(),
                                                  chunk_size=chunk)
     tail += rf.chunk_message(6, rf.AUDIO, b"\xaf\x01" + bytes(300), msid=1, chunk_size=chunk)
     if m.group(2) == "bytes":
