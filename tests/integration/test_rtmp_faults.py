@@ -569,7 +569,7 @@ class ClientFaults(FrontDoorCase):
         cases = [
             ("nothing", lambda c: None),
             ("half a C1", lambda c: c.send(c.c0c1()[:800])),
-            ("C0C1, no C2", lambda c: c.send(c.c0c1())),
+            ("C0C1, no C2", lambda c: (c.send(c.c0c1()), rf.recv_exact(c.sock, 3073, c.deadline()))),
             ("connect only", lambda c: (c.handshake(), c.send(c.connect_msg()))),
         ]
         for what, send in cases:
@@ -592,30 +592,48 @@ class ClientFaults(FrontDoorCase):
 # ---- 3. error linger ---------------------------------------------------------------------
 
 class ErrorLinger(FrontDoorCase):
-    def test_error_is_read_intact_while_the_client_keeps_sending(self):
+    """After an RTMP error rtmplb must shut down its write side and discard
+    what the client still sends for a short linger: the client reads the
+    error and then a clean EOF, and its writes meanwhile do not fail (a
+    publisher whose write fails with EPIPE/ECONNRESET reports that, not the
+    error). Today it closes with unread client bytes: a reset."""
+
+    def test_error_is_read_intact_then_eof_while_the_client_keeps_sending(self):
         o = self.origin(healthy(), name="good")
         self.start("pools: {p: {nodes: [{name: good, address: 127.0.0.1:%d}]}}\n"
                    "routes: [{name: r, match: {app: live}, pool: p}]" % o.port)
-        results = []
-        for i in range(3):
-            c = self.client(timeout=10)
-            c.handshake()
-            # play on an app no route matches, then 64 KiB of audio before
-            # reading anything (a player that pipelines, a publisher that
-            # starts pushing).
-            c.send(c.connect_msg("nosuchapp") + c.create_stream_msg() + c.play_msg("x"))
-            try:
-                c.send(junk_audio(64 * 1024))
-            except OSError as e:
-                print("send failed: %s" % e)
-            time.sleep(0.3)
-            r = c.wait_status(5)
-            results.append(r)
-            c.close()
-            print("linger %d: %r" % (i, r))
-        for r in results:
-            self.assertEqual((r.kind, r.code, r.level), ("status", STREAM_NOT_FOUND, "error"), repr(r))
-            self.assertEqual(r.description, "rtmplb: no route for play nosuchapp/x")
+        problems = []
+        for mode in ("one write", "1 KiB writes"):
+            with self.subTest(mode=mode):
+                c = self.client(timeout=10)
+                c.handshake()
+                # play on an app no route matches, then 64 KiB of audio before
+                # reading anything (a client that pipelines, a publisher that
+                # starts pushing).
+                cmds = c.connect_msg("nosuchapp") + c.create_stream_msg() + c.play_msg("x")
+                junk = junk_audio(64 * 1024)
+                send_error = None
+                try:
+                    if mode == "one write":
+                        c.send(cmds + junk)
+                    else:
+                        c.send(cmds)
+                        for i in range(0, len(junk), 1024):
+                            c.send(junk[i:i + 1024])
+                            time.sleep(0.002)
+                except OSError as e:
+                    send_error = e
+                time.sleep(0.3)
+                r = c.wait_status(5)
+                after = c.read_messages(lambda m: False, timeout=5)
+                c.close()
+                print("linger, %s: %r, then %s; client's writes: %s" % (
+                    mode, r, after.kind, send_error or "all accepted"))
+                self.assertEqual((r.kind, r.code, r.level), ("status", STREAM_NOT_FOUND, "error"),
+                                 repr(r))
+                self.assertEqual(r.description, "rtmplb: no route for play nosuchapp/x")
+                self.assertEqual(after.kind, "eof", "after the error: %r (want a clean EOF)" % after)
+                self.assertIsNone(send_error)
 
 
 # ---- 4. half-close ---------------------------------------------------------------------------
