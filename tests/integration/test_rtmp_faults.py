@@ -12,7 +12,6 @@ import re
 import resource
 import socket
 import struct
-import threading
 import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
@@ -225,7 +224,6 @@ class OriginFaults(FrontDoorCase):
             pools.append("  %s: {nodes: [{name: %s, address: 127.0.0.1:%d}]}" % (app, app, o.port))
             routes.append("  - {name: %s, match: {app: %s}, pool: %s}" % (app, app, app))
         self.start("pools:\n%s\nroutes:\n%s\n" % ("\n".join(pools), "\n".join(routes)))
-        problems = []
         for app, _, reasons, detail in ORIGIN_FAULTS:
             for role in ("play", "publish"):
                 with self.subTest(case=app, role=role):
@@ -239,12 +237,6 @@ class OriginFaults(FrontDoorCase):
                     x = self.session(port=port, timeout=6)
                     print("%-12s %-7s -> %s in %.2fs; log reason=%s" % (
                         app, role, o, took, x and x.get("reason")))
-                    ok = (o.kind == "status" and o.code == want and o.level == "error" and
-                          re.search(detail, o.description or "") and x is not None and
-                          x.get("reason") in reasons)
-                    if not ok:
-                        problems.append("%s/%s: client saw %r, log %r" % (
-                            app, role, o, x and x.get("reason")))
                     self.assertEqual((o.kind, o.code, o.level), ("status", want, "error"), repr(o))
                     self.assertRegex(o.description or "", detail)
                     self.assertIsNotNone(x, "no access-log line for %s/%s" % (app, role))
@@ -602,7 +594,6 @@ class ErrorLinger(FrontDoorCase):
         o = self.origin(healthy(), name="good")
         self.start("pools: {p: {nodes: [{name: good, address: 127.0.0.1:%d}]}}\n"
                    "routes: [{name: r, match: {app: live}, pool: p}]" % o.port)
-        problems = []
         for mode in ("one write", "1 KiB writes"):
             with self.subTest(mode=mode):
                 c = self.client(timeout=10)
