@@ -12,9 +12,9 @@
 # The first media byte waits for the publisher's next frame: the test stream
 # carries 96 kHz AAC (a frame every 10.7 ms) so that this wait stays small
 # next to the set-up itself; it is the same for every target. Measured here:
-# one play alone takes ~44 ms straight to nginx-rtmp, most of it a stall in
-# the origin's replies (it sets no TCP_NODELAY: Nagle against the player's
-# delayed ACK), so at PAR in flight plays/s is bound by that latency, not by
+# one play alone takes ~44 ms straight to nginx-rtmp, most of it likely a
+# stall in the origin's replies (strace shows it setting no TCP_NODELAY; a
+# ~40 ms step is Nagle against the player's delayed ACK; not proven), so at PAR in flight plays/s is bound by that latency, not by
 # CPU; the proxies' CPU per play is the figure that does not depend on it.
 # About 3 * ROUNDS * PAR * PER connections in all, far from TIME_WAIT limits.
 # Loopback only. Not part of ctest: figures, not pass/fail.
