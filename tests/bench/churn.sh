@@ -27,8 +27,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/bench/lib.sh
-secs=${1:-5}
-rounds=${2:-3}
+secs=${1:-3}
+rounds=${2:-5}
 maxs=${3:-40000}
 conc=16
 
