@@ -9,8 +9,9 @@
 # set-up latency (connect() to the first byte of the backend's answer), the
 # proxy's CPU per session (utime+stime of /proc/PID/stat over the run /
 # sessions), and ratios vs direct and vs HAProxy-splice. Every cell is the
-# median of ROUNDS interleaved runs; "be-ok" is the share of the client's
-# good sessions the backend also saw complete (1.00 = nothing lost).
+# median of ROUNDS interleaved runs (a ratio: the median of per-round
+# ratios); "be-ok" is the share of the client's good sessions that the
+# backend also saw complete (1.00 = nothing lost on the way).
 #
 # TIME_WAIT: each run is bounded (SECONDS_PER_RUN, at most MAX_SESSIONS).
 # No SO_LINGER 0: a reset instead of a FIN would change what the proxies do
@@ -27,8 +28,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/bench/lib.sh
-secs=${1:-3}
-rounds=${2:-5}
+secs=${1:-2}
+rounds=${2:-7}
 maxs=${3:-40000}
 conc=16
 
@@ -156,6 +157,11 @@ def med(v):
     v = sorted(v)
     return v[(len(v) - 1) // 2]
 targets = ["direct", "rtmplb", "haproxy-splice", "haproxy-copy"]
+# Ratios are taken round by round (runs of one round are seconds apart, so a
+# slow spell of the machine hits both sides), then the median of those.
+def ratio(t, ref, v, k):
+    a, b = cells.get((t, v), []), cells.get((ref, v), [])
+    return med([x[k] / y[k] for x, y in zip(a, b) if y[k]] or [0])
 print()
 print("Connection churn, loopback, %s cores: %s in flight, 1537/3073/1536-byte exchange, "
       "%s s or %s sessions per run, median of %s rounds; proxies with 2 threads"
@@ -169,10 +175,9 @@ for v in ("backend", "client"):
     for t in targets:
         c = m[t]
         err = sum(x["err"] for x in cells.get((t, v), []))
-        rd = c["rate"] / m["direct"]["rate"] if m["direct"]["rate"] else 0
-        rh = c["rate"] / m["haproxy-splice"]["rate"] if m["haproxy-splice"]["rate"] else 0
+        rd, rh = ratio(t, "direct", v, "rate"), ratio(t, "haproxy-splice", v, "rate")
         cpu = "-" if t == "direct" else "%.1f" % c["cpu"]
-        ch = "-" if t == "direct" or not m["haproxy-splice"]["cpu"] else "%.2fx" % (c["cpu"] / m["haproxy-splice"]["cpu"])
+        ch = "-" if t == "direct" else "%.2fx" % ratio(t, "haproxy-splice", v, "cpu")
         print("%-15s %-8s %9.0f %6.2fx %7.2fx %8.2f %8.2f %9s %7s %5.2f %5d"
               % (t, v, c["rate"], rd, rh, c["p50"], c["p99"], cpu, ch, c["beok"], err))
 print("each run's sess/s:")
