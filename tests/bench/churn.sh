@@ -23,7 +23,9 @@
 # Past net.ipv4.tcp_max_tw_buckets (131072 here) the kernel stops keeping
 # TIME_WAIT sockets; a warm-up pass fills that table before the measured runs,
 # so all of them see the same (full) state. The script prints the TIME_WAIT
-# count at the end and every run's errors. Loopback only. Not part of ctest: figures, not pass/fail.
+# count at the end and every run's errors. The machine's noise is large (one
+# cell varies 2x between runs of the same round set): read the per-run line
+# and run it twice. Loopback only. Not part of ctest: figures, not pass/fail.
 #   tests/bench/churn.sh [SECONDS_PER_RUN] [ROUNDS] [MAX_SESSIONS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
