@@ -331,6 +331,14 @@ const char *conf_policy_name(int policy)
     return "?";
 }
 
+int conf_policy_from_name(const char *name)
+{
+    for (const struct conf_enum_val *e = policies; e->name; e++)
+        if (name && strcmp(e->name, name) == 0)
+            return e->value;
+    return -1;
+}
+
 const char *conf_mode_name(int mode) { return mode == CONF_MODE_TCP ? "tcp" : "rtmp"; }
 
 const struct conf_pool *conf_find_pool(const struct conf *c, const char *name)

@@ -21,6 +21,8 @@ int conf_admin_token_load(const struct conf *c, char **token, char *err, size_t 
 
 const struct conf_pool *conf_find_pool(const struct conf *c, const char *name);
 const char *conf_policy_name(int policy);
+/* enum conf_policy of a policy's name, or -1. */
+int conf_policy_from_name(const char *name);
 const char *conf_mode_name(int mode);
 
 /* Scalar parsers (conf_value.c); return 0 or -1 with a message in err. */
