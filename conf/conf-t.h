@@ -130,7 +130,7 @@ struct conf {
         int64_t connect_ms;
         int64_t idle_ms;
         int64_t drain_ms;
-        int64_t half_close_ms;
+        int64_t half_close_ms; /* rtmp/http: one side closed -> close after this */
     } timeouts;
     struct {
         int64_t max_sessions;
@@ -146,6 +146,17 @@ struct conf {
         char *database;
         struct conf_mark database_mark;
     } geo;
+    struct {
+        bool present; /* the file has an admin section */
+        struct conf_mark mark;
+        struct conf_addr address; /* default 127.0.0.1:8080 */
+        struct conf_mark address_mark;
+        char *token_file; /* NULL: no token, so no mutation is possible */
+        struct conf_mark token_file_mark;
+        bool public_read; /* GET endpoints need no token */
+        char *state_file; /* NULL: runtime overrides are not persisted */
+        struct conf_mark state_file_mark;
+    } admin;
     struct conf_listener *listeners;
     size_t n_listeners;
     struct conf_pool *pools;
@@ -168,5 +179,8 @@ struct conf_load_opts {
 };
 
 #define CONF_MAX_FILE_BYTES (4u << 20)
+#define CONF_ADMIN_DEFAULT_ADDRESS "127.0.0.1:8080"
+/* A bearer token file holds one line of printable ASCII (no spaces). */
+#define CONF_TOKEN_MAX 1024
 
 #endif

@@ -290,6 +290,20 @@ static const struct conf_field geo_fields[] = {
 static const struct conf_type geo_type = {"geo", 0, CONF_NO_OFF, CONF_NO_OFF, CONF_NO_OFF, NULL,
                                           geo_fields};
 
+static const struct conf_field admin_fields[] = {
+    {"address", CK_ADDR, OFF(struct conf, admin.address), CF_MARK | CF_PASSIVE,
+     OFF(struct conf, admin.address_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    {"token_file", CK_STR, OFF(struct conf, admin.token_file), CF_MARK,
+     OFF(struct conf, admin.token_file_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    {"public_read", CK_BOOL, OFF(struct conf, admin.public_read), 0, 0, 0, 0, NULL, NULL, 0, 0,
+     NULL, NULL},
+    {"state_file", CK_STR, OFF(struct conf, admin.state_file), CF_MARK,
+     OFF(struct conf, admin.state_file_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    F_END};
+/* Fields carry offsets from struct conf (the walk gets the root). */
+static const struct conf_type admin_type = {"admin", 0, OFF(struct conf, admin.mark), CONF_NO_OFF,
+                                            OFF(struct conf, admin.present), NULL, admin_fields};
+
 static const struct conf_field root_fields[] = {
     {"workers", CK_WORKERS, OFF(struct conf, workers), 0, 0, 1, 256, NULL, NULL, 0, 0, NULL, NULL},
     {"log", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &log_type, 0, 0, NULL, NULL},
@@ -298,7 +312,7 @@ static const struct conf_field root_fields[] = {
     {"listeners", CK_SEQ, OFF(struct conf, listeners), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
      &listener_type, OFF(struct conf, n_listeners), 64, NULL, NULL},
     {"geo", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &geo_type, 0, 0, NULL, NULL},
-    F_UNSUP("admin", "the admin HTTP API is not built yet"),
+    {"admin", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &admin_type, 0, 0, NULL, NULL},
     {"pools", CK_NAMED_MAP, OFF(struct conf, pools), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
      &pool_type, OFF(struct conf, n_pools), 256, NULL, NULL},
     {"routes", CK_SEQ, OFF(struct conf, routes), CF_REQUIRED | CF_NONEMPTY, 0, 0, 0, NULL,
@@ -315,6 +329,14 @@ const char *conf_policy_name(int policy)
         if (e->value == policy)
             return e->name;
     return "?";
+}
+
+int conf_policy_from_name(const char *name)
+{
+    for (const struct conf_enum_val *e = policies; e->name; e++)
+        if (name && strcmp(e->name, name) == 0)
+            return e->value;
+    return -1;
 }
 
 const char *conf_mode_name(int mode) { return mode == CONF_MODE_TCP ? "tcp" : "rtmp"; }
@@ -365,6 +387,12 @@ static void cross_check(struct conf_ctx *ctx, struct conf *c)
             }
         }
     }
+
+    for (size_t i = 0; i < c->n_listeners && c->admin.address.len; i++)
+        if (same_addr(&c->admin.address, &c->listeners[i].address))
+            conf__error(ctx, c->admin.address_mark, "admin.address",
+                        "address %s is already used by listener \"%s\"", c->admin.address.text,
+                        c->listeners[i].name ? c->listeners[i].name : "?");
 
     for (size_t p = 0; p < c->n_pools; p++) {
         struct conf_pool *pool = &c->pools[p];
@@ -567,6 +595,12 @@ struct conf *conf_load_buffer(const char *name, const char *buf, size_t len,
     conf_init(c);
     ctx.doc = &doc;
     conf__walk_struct(&ctx, &root_type, root, c);
+    if (errs->n == 0 && !c->admin.address.text) {
+        char err[128];
+        if (conf_parse_addr(CONF_ADMIN_DEFAULT_ADDRESS, false, true, &c->admin.address, err,
+                            sizeof(err)) < 0)
+            conf__error(&ctx, top, "admin.address", "%s", err);
+    }
     if (errs->n == 0)
         cross_check(&ctx, c);
 

@@ -13,8 +13,16 @@ struct conf *conf_load_buffer(const char *name, const char *buf, size_t len,
 void conf_free(struct conf *c);
 void conf_errors_free(struct conf_errors *errs);
 
+/* Reads admin.token_file (conf_token.c): a regular file, not readable by
+ * everyone, holding one non-empty token (a trailing newline is dropped).
+ * Returns 0 and a malloc'ed token in *token (NULL when the config names no
+ * token file), or -1 with "FILE:LINE:COL: admin.token_file: why" in err. */
+int conf_admin_token_load(const struct conf *c, char **token, char *err, size_t errlen);
+
 const struct conf_pool *conf_find_pool(const struct conf *c, const char *name);
 const char *conf_policy_name(int policy);
+/* enum conf_policy of a policy's name, or -1. */
+int conf_policy_from_name(const char *name);
 const char *conf_mode_name(int mode);
 
 /* Scalar parsers (conf_value.c); return 0 or -1 with a message in err. */

@@ -10,17 +10,32 @@
 #include <string.h>
 
 #define BUCKETS 1024
+#define NODE_BUCKETS 64
 
+/* One stream on one node. Entries hang in a hash bucket by key (doubly
+ * linked, so one can be unlinked in O(1)); entries from a node's stats also
+ * hang in that node's list, so replacing or clearing a node costs O(its
+ * entries), not a scan of the whole table under the write lock. */
 struct entry {
-    struct entry *next;
-    char *pool, *node, *key; /* key: "app/stream" */
-    bool routed;             /* a publish we routed (else: from stats) */
-    unsigned refs;           /* routed publishes of this key to this node */
+    struct entry *next, **pprev; /* bucket */
+    struct entry *node_next;     /* its node's list (stats entries only) */
+    char *pool, *node, *key;     /* key: "app/stream" */
+    bool routed;                 /* a publish we routed (else: from stats) */
+    unsigned refs;               /* routed publishes of this key to this node */
+};
+
+/* A node whose stats fed the index. */
+struct node_rec {
+    struct node_rec *next;
+    char *pool, *node;
+    struct entry *entries;
+    size_t n;
 };
 
 struct hc_index {
     pthread_rwlock_t lock;
     struct entry *b[BUCKETS];
+    struct node_rec *nodes[NODE_BUCKETS];
     size_t n;
 };
 
@@ -32,11 +47,24 @@ static unsigned hash(const char *s)
     return h % BUCKETS;
 }
 
+static unsigned node_hash(const char *pool, const char *node)
+{
+    unsigned h = 2166136261u;
+    for (; *pool; pool++)
+        h = (h ^ (unsigned char)*pool) * 16777619u;
+    h = (h ^ 0xffu) * 16777619u; /* a separator: ("ab","c") != ("a","bc") */
+    for (; *node; node++)
+        h = (h ^ (unsigned char)*node) * 16777619u;
+    return h % NODE_BUCKETS;
+}
+
 struct hc_index *hc_index_new(void)
 {
     struct hc_index *x = calloc(1, sizeof(*x));
-    if (x)
-        pthread_rwlock_init(&x->lock, NULL);
+    if (x && pthread_rwlock_init(&x->lock, NULL) != 0) {
+        free(x);
+        return NULL;
+    }
     return x;
 }
 
@@ -48,6 +76,13 @@ static void free_entry(struct entry *e)
     free(e);
 }
 
+static void free_rec(struct node_rec *r)
+{
+    free(r->pool);
+    free(r->node);
+    free(r);
+}
+
 void hc_index_free(struct hc_index *x)
 {
     if (!x)
@@ -56,6 +91,11 @@ void hc_index_free(struct hc_index *x)
         for (struct entry *e = x->b[i], *n; e; e = n) {
             n = e->next;
             free_entry(e);
+        }
+    for (size_t i = 0; i < NODE_BUCKETS; i++)
+        for (struct node_rec *r = x->nodes[i], *n; r; r = n) {
+            n = r->next;
+            free_rec(r);
         }
     pthread_rwlock_destroy(&x->lock);
     free(x);
@@ -69,20 +109,31 @@ static char *key_of(const char *app, const char *stream)
     return k;
 }
 
-/* Adds (pool, node, key) unless present; caller holds the write lock. */
-static void add_locked(struct hc_index *x, const char *pool, const char *node, const char *key,
-                       bool routed)
+static void unlink_entry(struct hc_index *x, struct entry *e)
+{
+    *e->pprev = e->next;
+    if (e->next)
+        e->next->pprev = e->pprev;
+    x->n--;
+}
+
+/* Adds (pool, node, key) unless present and returns the new entry (NULL if
+ * it was there already, or on allocation failure); caller holds the write
+ * lock. */
+static struct entry *add_locked(struct hc_index *x, const char *pool, const char *node,
+                                const char *key, bool routed)
 {
     unsigned h = hash(key);
     for (struct entry *e = x->b[h]; e; e = e->next)
         if (e->routed == routed && strcmp(e->key, key) == 0 && strcmp(e->pool, pool) == 0 &&
             strcmp(e->node, node) == 0) {
-            e->refs++;
-            return;
+            if (routed)
+                e->refs++;
+            return NULL;
         }
     struct entry *e = calloc(1, sizeof(*e));
     if (!e)
-        return;
+        return NULL;
     e->pool = strdup(pool);
     e->node = strdup(node);
     e->key = strdup(key);
@@ -90,37 +141,100 @@ static void add_locked(struct hc_index *x, const char *pool, const char *node, c
     e->refs = 1;
     if (!e->pool || !e->node || !e->key) {
         free_entry(e);
-        return;
+        return NULL;
     }
     e->next = x->b[h];
+    if (e->next)
+        e->next->pprev = &e->next;
+    e->pprev = &x->b[h];
     x->b[h] = e;
     x->n++;
+    return e;
+}
+
+/* Where the record of pool/node is linked, or where it would be (then
+ * *result is NULL). Caller holds the lock. */
+static struct node_rec **find_rec(struct hc_index *x, const char *pool, const char *node)
+{
+    struct node_rec **rp = &x->nodes[node_hash(pool, node)];
+    for (; *rp; rp = &(*rp)->next)
+        if (strcmp((*rp)->pool, pool) == 0 && strcmp((*rp)->node, node) == 0)
+            break;
+    return rp;
+}
+
+/* Frees the stats entries of a record, leaving it empty. */
+static void drop_entries(struct hc_index *x, struct node_rec *r)
+{
+    for (struct entry *e = r->entries, *n; e; e = n) {
+        n = e->node_next;
+        unlink_entry(x, e);
+        free_entry(e);
+    }
+    r->entries = NULL;
+    r->n = 0;
 }
 
 void hc_index_set_node(struct hc_index *x, const char *pool, const char *node,
                        const struct hc_stream *streams, size_t n)
 {
     pthread_rwlock_wrlock(&x->lock);
-    for (size_t i = 0; i < BUCKETS; i++)
-        for (struct entry **pp = &x->b[i]; *pp;) {
-            struct entry *e = *pp;
-            if (!e->routed && strcmp(e->pool, pool) == 0 && strcmp(e->node, node) == 0) {
-                *pp = e->next;
-                free_entry(e);
-                x->n--;
-            } else {
-                pp = &e->next;
-            }
+    struct node_rec **rp = find_rec(x, pool, node), *r = *rp;
+    if (r)
+        drop_entries(x, r);
+    bool any = false;
+    for (size_t i = 0; i < n && !any; i++)
+        any = streams[i].publishing;
+    if (any && !r && (r = calloc(1, sizeof(*r)))) {
+        r->pool = strdup(pool);
+        r->node = strdup(node);
+        if (!r->pool || !r->node) {
+            free_rec(r);
+            r = NULL;
+        } else {
+            *rp = r;
         }
-    for (size_t i = 0; i < n; i++) {
+    }
+    for (size_t i = 0; r && i < n; i++) {
         if (!streams[i].publishing)
             continue; /* a stream without a publisher is not live there */
         char *k = key_of(streams[i].app, streams[i].name);
-        if (k)
-            add_locked(x, pool, node, k, false);
+        struct entry *e = k ? add_locked(x, pool, node, k, false) : NULL;
         free(k);
+        if (e) {
+            e->node_next = r->entries;
+            r->entries = e;
+            r->n++;
+        }
+    }
+    if (r && r->n == 0) { /* nothing live there: keep no record */
+        for (rp = find_rec(x, pool, node); *rp != r;)
+            rp = &(*rp)->next;
+        *rp = r->next;
+        free_rec(r);
     }
     pthread_rwlock_unlock(&x->lock);
+}
+
+void hc_index_clear_node(struct hc_index *x, const char *pool, const char *node)
+{
+    pthread_rwlock_wrlock(&x->lock);
+    struct node_rec **rp = find_rec(x, pool, node), *r = *rp;
+    if (r) {
+        drop_entries(x, r);
+        *rp = r->next;
+        free_rec(r);
+    }
+    pthread_rwlock_unlock(&x->lock);
+}
+
+size_t hc_index_count_node(struct hc_index *x, const char *pool, const char *node)
+{
+    pthread_rwlock_rdlock(&x->lock);
+    struct node_rec *r = *find_rec(x, pool, node);
+    size_t n = r ? r->n : 0;
+    pthread_rwlock_unlock(&x->lock);
+    return n;
 }
 
 void hc_index_add_publish(struct hc_index *x, const char *pool, const char *node, const char *app,
@@ -142,14 +256,12 @@ void hc_index_remove_publish(struct hc_index *x, const char *pool, const char *n
     if (!k)
         return;
     pthread_rwlock_wrlock(&x->lock);
-    for (struct entry **pp = &x->b[hash(k)]; *pp; pp = &(*pp)->next) {
-        struct entry *e = *pp;
+    for (struct entry *e = x->b[hash(k)]; e; e = e->next) {
         if (e->routed && strcmp(e->key, k) == 0 && strcmp(e->pool, pool) == 0 &&
             strcmp(e->node, node) == 0) {
             if (--e->refs == 0) {
-                *pp = e->next;
+                unlink_entry(x, e);
                 free_entry(e);
-                x->n--;
             }
             break;
         }

@@ -24,9 +24,16 @@ struct hc_stream {
 struct hc_index *hc_index_new(void);
 void hc_index_free(struct hc_index *x);
 
-/* Replaces what the stats of node (pool/node) said. */
+/* Replaces what the stats of node (pool/node) said. Costs O(the node's old
+ * and new entries) under the write lock, whatever the size of the index. */
 void hc_index_set_node(struct hc_index *x, const char *pool, const char *node,
                        const struct hc_stream *streams, size_t n);
+/* Forgets what the stats of pool/node said (its stats stopped answering for
+ * `fall` polls, or a reload removed the node). Publishes this instance
+ * routed there stay: they leave with their sessions (remove_publish). */
+void hc_index_clear_node(struct hc_index *x, const char *pool, const char *node);
+/* Streams the stats of pool/node put in the index (tests, the admin views). */
+size_t hc_index_count_node(struct hc_index *x, const char *pool, const char *node);
 /* A publish this instance routed: remembered until removed. */
 void hc_index_add_publish(struct hc_index *x, const char *pool, const char *node, const char *app,
                           const char *stream);

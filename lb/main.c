@@ -18,7 +18,8 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: rtmplb -c FILE        run in the foreground; logs to stderr\n"
-               "       rtmplb -t -c FILE     check FILE and exit: 0 ok, 2 invalid\n"
+               "       rtmplb -t -c FILE     check FILE (and the files it names) and exit: 0 ok,\n"
+               "                             2 invalid\n"
                "       rtmplb -V             version and build info\n");
 }
 
@@ -99,6 +100,13 @@ int main(int argc, char **argv)
             }
             geo_unref(db);
         }
+        char *token, terr[700];
+        if (conf_admin_token_load(c, &token, terr, sizeof(terr)) < 0) {
+            fprintf(stderr, "%s\n", terr);
+            conf_free(c);
+            return 2;
+        }
+        free(token);
         fprintf(stderr, "rtmplb: %s: configuration is valid\n", path);
         conf_free(c);
         return 0;

@@ -1,0 +1,140 @@
+/* The stream index: set_node replaces one node's stats entries and nothing
+ * else, clear_node forgets a node's stats (routed publishes stay), and the
+ * cost of replacing one node does not grow with the rest of the index. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "health/streams.h"
+
+static struct hc_stream live(const char *app, const char *name)
+{
+    struct hc_stream s;
+    memset(&s, 0, sizeof(s));
+    snprintf(s.app, sizeof(s.app), "%s", app);
+    snprintf(s.name, sizeof(s.name), "%s", name);
+    s.publishing = true;
+    return s;
+}
+
+static const char *where(struct hc_index *x, const char *pool, const char *stream)
+{
+    static char node[64];
+    return hc_index_lookup(x, pool, "live", stream, node, sizeof(node)) ? node : "-";
+}
+
+static void test_set_node_replaces_only_that_node(void **st)
+{
+    struct hc_index *x = hc_index_new();
+    struct hc_stream a[] = {live("live", "s1"), live("live", "s2")};
+    struct hc_stream b[] = {live("live", "s3")};
+    hc_index_set_node(x, "p", "a", a, 2);
+    hc_index_set_node(x, "p", "b", b, 1);
+    hc_index_set_node(x, "q", "a", b, 1); /* same node name, other pool */
+    assert_int_equal(hc_index_count(x), 4);
+    assert_int_equal(hc_index_count_node(x, "p", "a"), 2);
+
+    struct hc_stream a2[] = {live("live", "s2"), live("live", "s4")};
+    a2[1].publishing = false; /* players only: not live there */
+    hc_index_set_node(x, "p", "a", a2, 2);
+    assert_string_equal(where(x, "p", "s1"), "-");
+    assert_string_equal(where(x, "p", "s2"), "a");
+    assert_string_equal(where(x, "p", "s4"), "-");
+    assert_string_equal(where(x, "p", "s3"), "b");
+    assert_string_equal(where(x, "q", "s3"), "a");
+    assert_int_equal(hc_index_count_node(x, "p", "a"), 1);
+    assert_int_equal(hc_index_count(x), 3);
+
+    /* Names that would collide if simply concatenated stay apart. */
+    hc_index_set_node(x, "ab", "c", a, 1);
+    hc_index_set_node(x, "a", "bc", b, 1);
+    hc_index_clear_node(x, "a", "bc");
+    assert_int_equal(hc_index_count_node(x, "ab", "c"), 1);
+    assert_int_equal(hc_index_count_node(x, "a", "bc"), 0);
+    hc_index_free(x);
+}
+
+static void test_clear_node(void **st)
+{
+    struct hc_index *x = hc_index_new();
+    struct hc_stream a[] = {live("live", "s1"), live("live", "s2")};
+    hc_index_set_node(x, "p", "a", a, 2);
+    hc_index_set_node(x, "p", "b", a, 1);
+    hc_index_add_publish(x, "p", "a", "live", "routed");
+    assert_int_equal(hc_index_count(x), 4);
+
+    hc_index_clear_node(x, "p", "a");
+    assert_int_equal(hc_index_count_node(x, "p", "a"), 0);
+    assert_string_equal(where(x, "p", "s2"), "-");
+    assert_string_equal(where(x, "p", "s1"), "b");      /* b's own report stays */
+    assert_string_equal(where(x, "p", "routed"), "a");  /* our publish stays */
+    assert_int_equal(hc_index_count(x), 2);
+
+    hc_index_clear_node(x, "p", "a");       /* twice: nothing to do */
+    hc_index_clear_node(x, "p", "unknown"); /* never reported */
+    assert_int_equal(hc_index_count(x), 2);
+
+    hc_index_remove_publish(x, "p", "a", "live", "routed");
+    hc_index_set_node(x, "p", "a", a, 2); /* the node answers again */
+    assert_string_equal(where(x, "p", "s2"), "a");
+    assert_int_equal(hc_index_count(x), 3);
+    hc_index_set_node(x, "p", "b", NULL, 0);
+    hc_index_set_node(x, "p", "a", NULL, 0);
+    assert_int_equal(hc_index_count(x), 0);
+    hc_index_free(x);
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* 100k entries on 1000 nodes; replacing one small node 10000 times. A scan
+ * of the whole table per call (the old code) needs seconds for this; an
+ * index per node needs milliseconds. The bound is far from both. */
+static void test_set_node_cost_does_not_grow_with_index(void **st)
+{
+    enum { NODES = 1000, PER = 100, CALLS = 10000 };
+    static struct hc_stream many[PER];
+    struct hc_index *x = hc_index_new();
+    char node[32];
+    for (int i = 0; i < NODES; i++) {
+        for (int j = 0; j < PER; j++) {
+            char name[32];
+            snprintf(name, sizeof(name), "n%d-s%d", i, j);
+            many[j] = live("live", name);
+        }
+        snprintf(node, sizeof(node), "node%d", i);
+        hc_index_set_node(x, "p", node, many, PER);
+    }
+    assert_int_equal(hc_index_count(x), NODES * PER);
+
+    struct hc_stream one = live("live", "hot");
+    double t0 = now_s();
+    for (int i = 0; i < CALLS; i++)
+        hc_index_set_node(x, "p", "small", &one, 1);
+    double took = now_s() - t0;
+    print_message("%d set_node calls on a %d-entry index: %.3f s\n", CALLS, NODES * PER, took);
+    assert_true(took < 2.0);
+    assert_int_equal(hc_index_count(x), NODES * PER + 1);
+    assert_string_equal(where(x, "p", "n999-s99"), "node999");
+    hc_index_free(x);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_set_node_replaces_only_that_node),
+        cmocka_unit_test(test_clear_node),
+        cmocka_unit_test(test_set_node_cost_does_not_grow_with_index),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
