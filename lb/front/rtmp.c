@@ -149,8 +149,11 @@ static struct lb_action rp_dials_failed(struct lb_front *f, enum lb_reason why)
         return lb_rp_fail(f, why, "rtmplb: no node of pool %s can take %s/%s now", pool, f->app,
                           f->stream ? f->stream : "");
     default:
-        return lb_rp_fail(f, why, "rtmplb: every node of pool %s failed (%u tried)", pool,
-                          f->dials);
+        /* With the handshake's own failures, the last node's says most. */
+        if (f->last_failure != LB_REASON_NONE)
+            why = f->last_failure;
+        return lb_rp_fail(f, why, "rtmplb: every node of pool %s failed (%u tried); last: %s",
+                          pool, f->dials, f->last_failure_text);
     }
 }
 

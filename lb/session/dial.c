@@ -69,6 +69,22 @@ void lb__node_failed(struct lb_session *s, enum lb_reason why, int err)
         return;
     }
     hc_passive_failure(n, text);
+    s->f.last_failure = why == LB_REASON_DIAL_FAILED ? LB_REASON_NONE : why;
+    switch (why) {
+    case LB_REASON_ORIGIN_TIMEOUT:
+        text = "did not answer the RTMP handshake in time";
+        break;
+    case LB_REASON_ORIGIN_CLOSED:
+        text = "closed the connection during the RTMP handshake";
+        break;
+    case LB_REASON_ORIGIN_PROTOCOL:
+        text = "answered with a bad handshake";
+        break;
+    default:
+        break;
+    }
+    snprintf(s->f.last_failure_text, sizeof(s->f.last_failure_text), "origin %s %s%s", n->name,
+             why == LB_REASON_DIAL_FAILED ? "refused or timed out: " : "", text);
     lb_log_begin(&l, LB_LOG_WARN, "dial_failed");
     lb_log_str(&l, "client", s->client_text);
     lb_log_str(&l, "app", s->f.app);
@@ -174,6 +190,7 @@ void lb__dial_next(struct lb_session *s)
         if (!ups_node_acquire(n))
             continue; /* filled up since routing */
         s->node = n;
+        s->log_node = n;
         s->f.node = n;
         s->f.dials++;
         int fd = socket(n->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

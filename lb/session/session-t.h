@@ -143,6 +143,7 @@ struct lb_session {
     struct ups_candidates cands;
     size_t next_cand;
     struct ups_node *node; /* acquired (counted in its sessions) */
+    const struct ups_node *log_node; /* the last node dialled, for the access log */
     bool indexed;          /* a routed publish in the stream index */
     uint64_t t_accept_ns;
     uint64_t t_last_ms;     /* last byte, loop time */

@@ -129,8 +129,8 @@ static void access_log(struct lb_session *s)
     lb_log_str(&l, "listener", s->lst->name);
     lb_log_str(&l, "route", r ? r->name : NULL);
     lb_log_str(&l, "pool", r ? r->pool->name : NULL);
-    lb_log_str(&l, "node", s->node ? s->node->name : NULL);
-    lb_log_str(&l, "upstream", s->node ? s->node->address_text : NULL);
+    lb_log_str(&l, "node", s->log_node ? s->log_node->name : NULL);
+    lb_log_str(&l, "upstream", s->log_node ? s->log_node->address_text : NULL);
     if (s->snap && s->snap->geo)
         lb_log_str(&l, "country", s->country[0] ? s->country : NULL);
     if (s->f.hs_kind) {

@@ -526,9 +526,10 @@ class ClientFaults(FrontDoorCase):
                   self.PREROUTE - 1, self.PREROUTE):
             def send(c, n=n):
                 c.handshake()
-                c.send(junk_audio(n))
+                stream = junk_audio(n + 8192)  # one valid chunk stream, sent in two parts
+                c.send(stream[:n])
                 time.sleep(0.4)
-                c.send(junk_audio(8192))
+                c.send(stream[n:])
             o, x = self.run_case(send, "preroute_limit (%d bytes)" % n)
             got[n] = x and x["reason"]
         print("reasons by bytes sent before the pause: %s" % got)
