@@ -19,6 +19,8 @@
 #include "lb/rtmp/chunk.h"
 #include "lb/rtmp/command.h"
 #include "lb/rtmp/handshake.h"
+#include "lb/rtmp/bytes.h"
+#include "lb/rtmp/message.h"
 
 #define BODY_CAP (8u << 20)
 #define RTMP_IN_CAP (256u << 10)
@@ -47,10 +49,7 @@ struct hc_conn {
     uint8_t *in;
     size_t in_len;
     struct rtmp_chunk_dec dec;
-    uint8_t *msg;
-    uint32_t msg_len, msg_got;
-    uint8_t msg_type;
-    uint32_t msg_csid;
+    struct rtmp_asm as;
     /* http */
     llhttp_t parser;
     llhttp_settings_t settings;
@@ -188,7 +187,7 @@ static void conn_handle_closed(uv_handle_t *h)
     if (--c->open_handles > 0)
         return;
     free(c->in);
-    free(c->msg);
+    rtmp_asm_free(&c->as);
     free(c->body);
     free(c);
 }
@@ -307,38 +306,30 @@ static void rtmp_input(struct hc_conn *c, const uint8_t *p, size_t n)
             finish(c, HC_L7_RTMP_REJECT, ev.error);
             return;
         }
-        bool want = ev.msg_type == RTMP_MSG_COMMAND_AMF0 || ev.msg_type == RTMP_MSG_SET_CHUNK_SIZE;
-        if (ev.type == RTMP_EV_MSG_START && want && ev.len <= 65536) {
-            free(c->msg);
-            c->msg = malloc(ev.len ? ev.len : 1);
-            c->msg_len = ev.len;
-            c->msg_got = 0;
-            c->msg_type = ev.msg_type;
-            c->msg_csid = ev.csid;
-        } else if (ev.type == RTMP_EV_PAYLOAD && c->msg && ev.csid == c->msg_csid) {
-            memcpy(c->msg + ev.offset, ev.data, ev.data_len);
-            c->msg_got += (uint32_t)ev.data_len;
-        } else if (ev.type == RTMP_EV_MSG_END && c->msg && ev.csid == c->msg_csid) {
-            if (c->msg_type == RTMP_MSG_SET_CHUNK_SIZE && c->msg_len >= 4) {
-                uint32_t sz = ((uint32_t)c->msg[0] << 24 | (uint32_t)c->msg[1] << 16 |
-                               (uint32_t)c->msg[2] << 8 | c->msg[3]) & 0x7fffffff;
-                rtmp_chunk_set_size(&c->dec, sz);
-            } else if (c->msg_type == RTMP_MSG_COMMAND_AMF0) {
-                char name[16];
-                double tid;
-                if (rtmp_peek_name_tid(c->msg, c->msg_len, false, name, sizeof(name), &tid) >= 0 &&
-                    tid == 1.0) {
-                    bool ok = strcmp(name, "_result") == 0 &&
-                              memmem(c->msg, c->msg_len, "NetConnection.Connect.Success", 29);
-                    free(c->msg);
-                    c->msg = NULL;
-                    finish(c, ok ? HC_OK : HC_L7_RTMP_REJECT,
-                           ok ? "connect accepted" : "connect answered with an error");
-                    return;
-                }
+        struct rtmp_msg m;
+        const char *why = NULL;
+        enum rtmp_asm_result ar = rtmp_asm_feed(&c->as, &ev, 0, &m, &why);
+        if (ar == RTMP_ASM_ERROR) {
+            finish(c, HC_L7_RTMP_REJECT, why);
+            return;
+        }
+        if (ar != RTMP_ASM_MESSAGE)
+            continue;
+        uint32_t sz;
+        char name[16];
+        double tid;
+        if (m.type == RTMP_MSG_SET_CHUNK_SIZE) {
+            if (rtmp_scs_value(m.data, m.len, &sz) && rtmp_chunk_set_size(&c->dec, sz) < 0) {
+                finish(c, HC_L7_RTMP_REJECT, "Set Chunk Size out of bounds");
+                return;
             }
-            free(c->msg);
-            c->msg = NULL;
+        } else if (rtmp_peek_name_tid(m.data, m.len, false, name, sizeof(name), &tid) >= 0 &&
+                   tid == 1.0) {
+            bool ok = strcmp(name, "_result") == 0 &&
+                      memmem(m.data, m.len, "NetConnection.Connect.Success", 29);
+            finish(c, ok ? HC_OK : HC_L7_RTMP_REJECT,
+                   ok ? "connect accepted" : "connect answered with an error");
+            return;
         }
     }
     memmove(c->in, c->in + pos, c->in_len - pos);
@@ -467,6 +458,10 @@ static void start_conn(struct hc_target *t, enum conn_kind kind)
     c->open_handles = 2;
     struct rtmp_chunk_limits lim = {1 << 24, 1 << 24, 65599};
     rtmp_chunk_init(&c->dec, &lim, 0);
+    /* The answer to connect and Set Chunk Size, whole; 64 KiB at most. */
+    rtmp_asm_init(&c->as,
+                  RTMP_TYPE_BIT(RTMP_MSG_COMMAND_AMF0) | RTMP_TYPE_BIT(RTMP_MSG_SET_CHUNK_SIZE),
+                  1u << 16, false);
     llhttp_settings_init(&c->settings);
     c->settings.on_body = on_http_body;
     c->settings.on_message_complete = on_http_complete;

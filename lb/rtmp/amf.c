@@ -1,5 +1,6 @@
 /* AMF0/AMF3 decoding (bounded) and encoding. */
 #include "lb/rtmp/amf.h"
+#include "lb/rtmp/bytes.h"
 
 #include <string.h>
 
@@ -46,16 +47,6 @@ static int32_t new_value(struct cur *c, uint8_t type)
     v->type = type;
     v->first = v->next = -1;
     return i;
-}
-
-static double be_double(const uint8_t *b)
-{
-    uint64_t u = 0;
-    double d;
-    for (int i = 0; i < 8; i++)
-        u = u << 8 | b[i];
-    memcpy(&d, &u, sizeof(d));
-    return d;
 }
 
 /* Appends child to parent's list; tail tracks the last child. */
@@ -126,7 +117,7 @@ static int amf0_value(struct cur *c, uint32_t depth, int32_t *out)
     case 0x00: /* number */
         if ((i = new_value(c, AMF_NUMBER)) < 0 || take(c, 8, &b) < 0)
             return -1;
-        c->doc->v[i].num = be_double(b);
+        c->doc->v[i].num = rtmp_get_be_double(b);
         break;
     case 0x01:
         if ((i = new_value(c, AMF_BOOLEAN)) < 0 || take(c, 1, &b) < 0)
@@ -187,7 +178,7 @@ static int amf0_value(struct cur *c, uint32_t depth, int32_t *out)
     case 0x0B: /* date: double + 2-byte zone */
         if ((i = new_value(c, AMF_DATE)) < 0 || take(c, 8, &b) < 0)
             return -1;
-        c->doc->v[i].num = be_double(b);
+        c->doc->v[i].num = rtmp_get_be_double(b);
         if (take(c, 2, &b) < 0)
             return -1;
         break;
@@ -307,7 +298,7 @@ static int amf3_value(struct cur *c, uint32_t depth, int32_t *out)
     case 0x05:
         if ((i = new_value(c, AMF_NUMBER)) < 0 || take(c, 8, &b) < 0)
             return -1;
-        c->doc->v[i].num = be_double(b);
+        c->doc->v[i].num = rtmp_get_be_double(b);
         break;
     case 0x06:
         if ((i = new_value(c, AMF_STRING)) < 0 || amf3_string(c, &s, &len) < 0)
@@ -336,7 +327,7 @@ static int amf3_value(struct cur *c, uint32_t depth, int32_t *out)
             return err(c, "AMF3 object references are not supported");
         if (take(c, 8, &b) < 0)
             return -1;
-        c->doc->v[i].num = be_double(b);
+        c->doc->v[i].num = rtmp_get_be_double(b);
         break;
     case 0x09: { /* array: associative part, then dense part */
         if ((i = new_value(c, AMF_ARRAY)) < 0 || u29(c, &h) < 0)

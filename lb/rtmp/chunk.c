@@ -1,10 +1,10 @@
 /* RTMP chunk stream decoder. */
 #include "lb/rtmp/chunk.h"
+#include "lb/rtmp/bytes.h"
 
 #include <string.h>
 
 static uint32_t be24(const uint8_t *p) { return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2]; }
-static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | be24(p + 1); }
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
@@ -149,7 +149,7 @@ static long parse_header(struct rtmp_chunk_dec *d, const uint8_t *p, size_t n,
     if (next.ext) {
         if (n < pos + 4)
             return 0;
-        uint32_t v = be32(p + pos);
+        uint32_t v = rtmp_get_be32(p + pos);
         if (fmt <= 2 || starts) {
             ts_value = v;
             next.ext_value = v;

@@ -1,6 +1,7 @@
 /* RTMP commands: reading connect/createStream/publish/play, writing the
  * front door's replies. */
 #include "lb/rtmp/command.h"
+#include "lb/rtmp/bytes.h"
 #include "lb/rtmp/chunk.h"
 
 #include <stdio.h>
@@ -240,9 +241,6 @@ long rtmp_peek_name_tid(const uint8_t *body, size_t len, bool amf3, char *name, 
     memcpy(name, body + pos, n);
     name[n] = '\0';
     pos += n + 1;
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++)
-        u = u << 8 | body[pos + i];
-    memcpy(tid, &u, sizeof(*tid));
+    *tid = rtmp_get_be_double(body + pos);
     return (long)pos;
 }
