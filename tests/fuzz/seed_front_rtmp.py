@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Writes a seed for fuzz_front_rtmp: a whole play (client handshake,
+connect, createStream, play) and a healthy origin's answers, in the
+target's input format (2-byte client length, client bytes, origin bytes)."""
+import struct
+import sys
+
+
+def amf_str(s):
+    b = s.encode()
+    return b"\x02" + struct.pack(">H", len(b)) + b
+
+
+def amf_num(v):
+    return b"\x00" + struct.pack(">d", v)
+
+
+def amf_obj(d):
+    out = b"\x03"
+    for k, v in d.items():
+        kb = k.encode()
+        out += struct.pack(">H", len(kb)) + kb + (amf_str(v) if isinstance(v, str) else amf_num(v))
+    return out + b"\x00\x00\x09"
+
+
+def chunked(csid, mtype, payload, msid=0, chunk=128):
+    out = bytes([csid]) + b"\0\0\0" + len(payload).to_bytes(3, "big") + bytes([mtype]) + \
+        msid.to_bytes(4, "little")
+    for i in range(0, len(payload), chunk):
+        if i:
+            out += bytes([0xC0 | csid])
+        out += payload[i:i + chunk]
+    return out
+
+
+client = b"\x03" + bytes(1536) + bytes(1536)
+client += chunked(3, 20, amf_str("connect") + amf_num(1) +
+                  amf_obj({"app": "live", "tcUrl": "rtmp://x/live"}))
+client += chunked(3, 20, amf_str("createStream") + amf_num(2) + b"\x05")
+client += chunked(8, 20, amf_str("play") + amf_num(3) + b"\x05" + amf_str("s"), msid=1)
+origin = b"\x03" + bytes(1536) + bytes(1536)
+origin += chunked(2, 1, struct.pack(">I", 64))
+origin += chunked(3, 20, amf_str("_result") + amf_num(1) +
+                  amf_obj({"fmsVer": "FMS/3,0,1,123"}) +
+                  amf_obj({"level": "status", "code": "NetConnection.Connect.Success"}), chunk=64)
+origin += chunked(3, 20, amf_str("_result") + amf_num(2) + b"\x05" + amf_num(1), chunk=64)
+sys.stdout.buffer.write(struct.pack(">H", len(client)) + client + origin)
