@@ -255,7 +255,9 @@ static struct lb_action parse_local(struct lb_front *f)
             break;
         if (ev.type == RTMP_EV_ERROR)
             return protocol_error(f, LB_REASON_CLIENT_PROTOCOL, ev.error);
-        enum rtmp_asm_result ar = rtmp_asm_feed(&r->cas, &ev, 0, &m, &why);
+        r->cas.base = r->b.data;
+        size_t at = ev.type == RTMP_EV_PAYLOAD ? (size_t)(ev.data - r->b.data) : 0;
+        enum rtmp_asm_result ar = rtmp_asm_feed(&r->cas, &ev, at, &m, &why);
         if (ar == RTMP_ASM_ERROR)
             return protocol_error(f, LB_REASON_CLIENT_INTERLEAVED, why);
         if (ar == RTMP_ASM_MESSAGE) {
@@ -279,10 +281,13 @@ static struct lb_action enter_local(struct lb_front *f, const uint8_t *rest, siz
         return lb_act_close(LB_REASON_INTERNAL_ERROR);
     struct rtmp_chunk_limits lim = {f->lim->max_chunk_size, f->lim->max_message_size, 65599};
     rtmp_chunk_init(r->cdec, &lim, 0);
-    rtmp_asm_init(&r->cas,
-                  RTMP_TYPE_BIT(RTMP_MSG_SET_CHUNK_SIZE) | RTMP_TYPE_BIT(RTMP_MSG_COMMAND_AMF0) |
-                      RTMP_TYPE_BIT(RTMP_MSG_COMMAND_AMF3),
-                  f->lim->max_message_size, false);
+    /* Commands are assembled from b itself: a command in progress costs
+     * only the list of where its pieces are. */
+    rtmp_asm_init_spans(&r->cas,
+                        RTMP_TYPE_BIT(RTMP_MSG_SET_CHUNK_SIZE) |
+                            RTMP_TYPE_BIT(RTMP_MSG_COMMAND_AMF0) |
+                            RTMP_TYPE_BIT(RTMP_MSG_COMMAND_AMF3),
+                        f->lim->max_message_size);
     r->st = RP_LOCAL;
     if (n > f->lim->preroute_bytes)
         return protocol_error(f, LB_REASON_PREROUTE_LIMIT, "limits.preroute_bytes exceeded");
@@ -322,7 +327,10 @@ static ssize_t read_into_b(struct lb_front *f)
     size_t want = left < READ_CHUNK ? left : READ_CHUNK;
     if (want == 0)
         return -ENOBUFS;
-    if (lb_buf_reserve(&r->b, want, f->lim->preroute_bytes) < 0)
+    /* Past the first read's worth, grow straight to the budget: doubling
+     * would leave a trail of freed halves behind each session. */
+    size_t more = r->b.cap && r->b.len + want > r->b.cap ? left : want;
+    if (lb_buf_reserve(&r->b, more, f->lim->preroute_bytes) < 0)
         return -ENOMEM;
     ssize_t n = lb_front_read_client(f, r->b.data + r->b.len, want);
     if (n > 0)

@@ -11,12 +11,73 @@ void rtmp_asm_init(struct rtmp_asm *a, uint32_t types, uint32_t budget, bool pos
     a->positions = positions;
 }
 
+void rtmp_asm_init_spans(struct rtmp_asm *a, uint32_t types, uint32_t budget)
+{
+    rtmp_asm_init(a, types, budget, false);
+    a->spans = true;
+}
+
+/* Spans are worth it while pieces are big; with tiny chunks a copy is
+ * smaller than the list of where they are. */
+#define SPAN_MIN_PIECE 64
+
 static void release(struct rtmp_asm *a, struct rtmp_asm_slot *s)
 {
     a->held -= s->len;
     free(s->data);
     free(s->pos);
+    free(s->span);
     memset(s, 0, sizeof(*s));
+}
+
+/* Spans mode: remember where the piece is; a tiny piece turns the slot
+ * into a copy (gathering what it had so far). -1: out of memory. */
+static int add_span(struct rtmp_asm *a, struct rtmp_asm_slot *s, size_t at, uint32_t off,
+                    size_t len)
+{
+    if (!s->data && len < SPAN_MIN_PIECE && off + len < s->len) {
+        s->data = malloc(s->len ? s->len : 1);
+        if (!s->data)
+            return -1;
+        uint32_t o = 0;
+        for (uint32_t i = 0; i < s->n_span; i++) {
+            memcpy(s->data + o, a->base + s->span[i].at, s->span[i].len);
+            o += s->span[i].len;
+        }
+        free(s->span);
+        s->span = NULL;
+        s->n_span = s->cap_span = 0;
+    }
+    if (s->data) {
+        memcpy(s->data + off, a->base + at, len);
+        return 0;
+    }
+    if (s->n_span == s->cap_span) {
+        uint32_t cap = s->cap_span ? s->cap_span * 2 : 4;
+        struct rtmp_asm_span *n = realloc(s->span, cap * sizeof(*n));
+        if (!n)
+            return -1;
+        s->span = n;
+        s->cap_span = cap;
+    }
+    s->span[s->n_span++] = (struct rtmp_asm_span){at, (uint32_t)len};
+    return 0;
+}
+
+/* Spans mode, at the end: the message in one piece. */
+static int gather(struct rtmp_asm *a, struct rtmp_asm_slot *s)
+{
+    if (s->data)
+        return 0;
+    s->data = malloc(s->len ? s->len : 1);
+    if (!s->data)
+        return -1;
+    uint32_t o = 0;
+    for (uint32_t i = 0; i < s->n_span; i++) {
+        memcpy(s->data + o, a->base + s->span[i].at, s->span[i].len);
+        o += s->span[i].len;
+    }
+    return 0;
 }
 
 void rtmp_asm_free(struct rtmp_asm *a)
@@ -49,11 +110,12 @@ static enum rtmp_asm_result start(struct rtmp_asm *a, const struct rtmp_chunk_ev
         *why = "messages in progress exceed the assembly budget";
         return RTMP_ASM_ERROR;
     }
-    s->data = malloc(ev->len ? ev->len : 1);
+    if (!a->spans)
+        s->data = malloc(ev->len ? ev->len : 1);
     uint32_t n_pos = ev->len < RTMP_ASM_POS ? ev->len : RTMP_ASM_POS;
     if (a->positions)
         s->pos = malloc(sizeof(size_t) * (n_pos ? n_pos : 1));
-    if (!s->data || (a->positions && !s->pos)) {
+    if ((!a->spans && !s->data) || (a->positions && !s->pos)) {
         free(s->data);
         free(s->pos);
         s->data = NULL;
@@ -92,7 +154,14 @@ enum rtmp_asm_result rtmp_asm_feed(struct rtmp_asm *a, const struct rtmp_chunk_e
             *why = "payload beyond the message length";
             return RTMP_ASM_ERROR;
         }
-        memcpy(s->data + ev->offset, ev->data, ev->data_len);
+        if (a->spans) {
+            if (add_span(a, s, at, ev->offset, ev->data_len) < 0) {
+                *why = "out of memory";
+                return RTMP_ASM_ERROR;
+            }
+        } else {
+            memcpy(s->data + ev->offset, ev->data, ev->data_len);
+        }
         for (size_t k = 0; s->pos && k < ev->data_len && ev->offset + k < RTMP_ASM_POS; k++)
             s->pos[ev->offset + k] = at + k;
         s->got += (uint32_t)ev->data_len;
@@ -100,6 +169,10 @@ enum rtmp_asm_result rtmp_asm_feed(struct rtmp_asm *a, const struct rtmp_chunk_e
     }
     if (ev->type != RTMP_EV_MSG_END)
         return RTMP_ASM_MORE;
+    if (a->spans && gather(a, s) < 0) {
+        *why = "out of memory";
+        return RTMP_ASM_ERROR;
+    }
     s->done = true;
     *out = (struct rtmp_msg){.csid = s->csid, .type = s->type, .len = s->len, .data = s->data,
                              .start = s->start, .pos = s->pos,

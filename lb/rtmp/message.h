@@ -27,6 +27,13 @@ struct rtmp_asm_slot {
     uint8_t *data;
     size_t start; /* stream position of the message's first chunk header */
     size_t *pos;  /* positions of payload bytes [0, min(len, RTMP_ASM_POS)) */
+    struct rtmp_asm_span *span; /* spans mode: where each piece sits */
+    uint32_t n_span, cap_span;
+};
+
+struct rtmp_asm_span {
+    size_t at;
+    uint32_t len;
 };
 
 struct rtmp_asm {
@@ -35,6 +42,11 @@ struct rtmp_asm {
     uint32_t budget; /* payload bytes held across slots */
     uint32_t held;
     bool positions;
+    /* Spans mode: the caller keeps every byte in one buffer (`base`, set
+     * before each feed; it may move, positions do not), so a message in
+     * progress costs only where its pieces are; it is gathered when whole. */
+    bool spans;
+    const uint8_t *base;
 };
 
 /* A complete message; valid until the next rtmp_asm_feed or free. */
@@ -53,6 +65,8 @@ enum rtmp_asm_result { RTMP_ASM_MORE, RTMP_ASM_MESSAGE, RTMP_ASM_ERROR };
 #define RTMP_TYPE_BIT(t) (1u << (t))
 
 void rtmp_asm_init(struct rtmp_asm *a, uint32_t types, uint32_t budget, bool positions);
+/* Spans mode (see struct rtmp_asm); positions stay off. */
+void rtmp_asm_init_spans(struct rtmp_asm *a, uint32_t types, uint32_t budget);
 void rtmp_asm_free(struct rtmp_asm *a);
 /* Feeds one decoder event. at: the stream position of ev->data (PAYLOAD),
  * or of the chunk header that began the message (MSG_START). MESSAGE: *out

@@ -22,9 +22,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     rtmp_chunk_init(&d, &lim, 0);
-    rtmp_asm_init(&a, RTMP_TYPE_BIT(1) | RTMP_TYPE_BIT(20) | RTMP_TYPE_BIT(17), 4096, data[0] & 1);
+    uint32_t types = RTMP_TYPE_BIT(1) | RTMP_TYPE_BIT(20) | RTMP_TYPE_BIT(17);
+    if (data[0] & 2)
+        rtmp_asm_init_spans(&a, types, 4096);
+    else
+        rtmp_asm_init(&a, types, 4096, data[0] & 1);
     data++;
     size--;
+    a.base = data;
     for (int i = 0; i < 100000; i++) {
         struct rtmp_chunk_ev ev;
         struct rtmp_msg m;
@@ -42,6 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         if (r != RTMP_ASM_MESSAGE)
             continue;
+        if (m.len != 0 && !m.data)
+            abort();
         for (uint32_t k = 0; m.pos && k < m.n_pos; k++)
             if (m.pos[k] >= size || data[m.pos[k]] != m.data[k])
                 abort();
