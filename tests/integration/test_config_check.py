@@ -74,6 +74,20 @@ class ConfigCheck(unittest.TestCase):
         self.assertRegex(r.stdout, r"^rtmplb \d+\.\d+\.\d+\n")
         self.assertIn("llhttp", r.stdout)
 
+    def test_long_options(self):
+        # --help and --version are -h and -V (they were "invalid option -- '-'", exit 2).
+        for long_, short in (("--help", "-h"), ("--version", "-V")):
+            with self.subTest(option=long_):
+                a, b = run(long_), run(short)
+                self.assertEqual(a.returncode, 0, a.stderr)
+                self.assertEqual(a.stderr, "")
+                self.assertEqual(a.stdout, b.stdout)
+        self.assertIn("usage: rtmplb -c FILE", run("--help").stdout)
+        self.assertRegex(run("--version").stdout, r"^rtmplb \d+\.\d+\.\d+\n")
+        r = run("--no-such-option")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("usage: rtmplb -c FILE", r.stderr)
+
     def test_busy_port_is_a_clear_start_error(self):
         import socket
         s = socket.socket()
