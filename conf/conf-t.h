@@ -180,6 +180,11 @@ struct conf_load_opts {
 
 #define CONF_MAX_FILE_BYTES (4u << 20)
 #define CONF_ADMIN_DEFAULT_ADDRESS "127.0.0.1:8080"
+/* Defaults filled in after the schema walk (conf.c); conf_schema_dump
+ * reports them from these same constants. */
+#define CONF_DEFAULT_ACCESS_LOG "stderr"
+#define CONF_DEFAULT_HEALTH_APP "live"
+#define CONF_DEFAULT_HEALTH_URL "/"
 /* A bearer token file holds one line of printable ASCII (no spaces). */
 #define CONF_TOKEN_MAX 1024
 

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #define OFF(type, member) offsetof(type, member)
+#define AT(obj, off, type) ((type *)((char *)(obj) + (off)))
 
 /* ---- enums ------------------------------------------------------------ */
 
@@ -321,6 +322,153 @@ static const struct conf_field root_fields[] = {
 static const struct conf_type root_type = {"config", sizeof(struct conf), CONF_NO_OFF,
                                            CONF_NO_OFF, CONF_NO_OFF, conf_init, root_fields};
 
+/* ---- the schema, for the reference docs -------------------------------- */
+
+/* Defaults that are not in the init functions: filled in after the walk
+ * (conf_load_buffer, cross_check). */
+static const struct {
+    const char *path, *def;
+} computed_defaults[] = {
+    {"log.access_log", CONF_DEFAULT_ACCESS_LOG},
+    {"admin.address", CONF_ADMIN_DEFAULT_ADDRESS},
+    {"pools.*.health.app", CONF_DEFAULT_HEALTH_APP},
+    {"pools.*.health.url", CONF_DEFAULT_HEALTH_URL},
+    {"pools.*.health.jitter", "interval/10"},
+};
+
+static const char *const kind_names[] = {
+    [CK_STR] = "string",       [CK_INT] = "integer",     [CK_WORKERS] = "integer|auto",
+    [CK_DURATION] = "duration", [CK_SIZE] = "size",       [CK_BOOL] = "bool",
+    [CK_ENUM] = "enum",        [CK_ADDR] = "address",    [CK_STRUCT] = "mapping",
+    [CK_SEQ] = "list",         [CK_NAMED_MAP] = "map",   [CK_UNSUPPORTED] = "unsupported",
+    [CK_DOUBLE] = "number",    [CK_STRLIST] = "list",
+};
+
+/* A value as a config file would spell it: 10s, 500ms, 2m, 64KiB, 1MiB. */
+static void spell(const struct conf_field *f, void *obj, char *buf, size_t len)
+{
+    int64_t v;
+    snprintf(buf, len, "-");
+    switch (f->kind) {
+    case CK_STR: {
+        const char *s = *AT(obj, f->off, char *);
+        if (s)
+            snprintf(buf, len, "%s", s);
+        return;
+    }
+    case CK_INT:
+        snprintf(buf, len, "%lld", (long long)*AT(obj, f->off, int64_t));
+        return;
+    case CK_WORKERS:
+        v = *AT(obj, f->off, int64_t);
+        if (v == 0)
+            snprintf(buf, len, "auto");
+        else
+            snprintf(buf, len, "%lld", (long long)v);
+        return;
+    case CK_DURATION:
+        v = *AT(obj, f->off, int64_t);
+        if (v < 0)
+            return;
+        if (v >= 60000 && v % 60000 == 0)
+            snprintf(buf, len, "%lldm", (long long)(v / 60000));
+        else if (v % 1000 == 0)
+            snprintf(buf, len, "%llds", (long long)(v / 1000));
+        else
+            snprintf(buf, len, "%lldms", (long long)v);
+        return;
+    case CK_SIZE:
+        v = *AT(obj, f->off, int64_t);
+        if (v > 0 && v % (1 << 20) == 0)
+            snprintf(buf, len, "%lldMiB", (long long)(v >> 20));
+        else if (v > 0 && v % 1024 == 0)
+            snprintf(buf, len, "%lldKiB", (long long)(v >> 10));
+        else
+            snprintf(buf, len, "%lld", (long long)v);
+        return;
+    case CK_BOOL:
+        snprintf(buf, len, "%s", *AT(obj, f->off, bool) ? "true" : "false");
+        return;
+    case CK_ENUM:
+        for (const struct conf_enum_val *e = f->enums; e->name; e++)
+            if (e->value == *AT(obj, f->off, int)) {
+                snprintf(buf, len, "%s", e->name);
+                return;
+            }
+        return;
+    case CK_DOUBLE: {
+        double d = *AT(obj, f->off, double);
+        if (!isnan(d))
+            snprintf(buf, len, "%g", d);
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+static void dump_type(FILE *out, const struct conf_type *t, const char *prefix, void *obj);
+
+static void dump_elements(FILE *out, const struct conf_field *f, const char *path)
+{
+    char sub[256];
+    int n = snprintf(sub, sizeof(sub), "%s%s", path, f->kind == CK_SEQ ? "[]" : ".*");
+    if (n < 0 || (size_t)n >= sizeof(sub))
+        return;
+    char *elem = calloc(1, f->sub->size);
+    if (!elem)
+        return;
+    if (f->sub->init)
+        f->sub->init(elem);
+    dump_type(out, f->sub, sub, elem);
+    conf__free_struct(f->sub, elem);
+    free(elem);
+}
+
+static void dump_type(FILE *out, const struct conf_type *t, const char *prefix, void *obj)
+{
+    for (const struct conf_field *f = t->fields; f->key; f++) {
+        char path[256], def[128];
+        int n = snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", f->key);
+        if (n < 0 || (size_t)n >= sizeof(path))
+            continue;
+        spell(f, obj, def, sizeof(def));
+        for (size_t i = 0; i < sizeof(computed_defaults) / sizeof(computed_defaults[0]); i++)
+            if (strcmp(computed_defaults[i].path, path) == 0)
+                snprintf(def, sizeof(def), "%s", computed_defaults[i].def);
+        if (f->flags & CF_REQUIRED)
+            snprintf(def, sizeof(def), "required");
+        char kind[300];
+        snprintf(kind, sizeof(kind), "%s", kind_names[f->kind]);
+        if (f->kind == CK_ENUM) {
+            size_t used = 0;
+            for (const struct conf_enum_val *e = f->enums; e->name; e++) {
+                int k = snprintf(kind + used, sizeof(kind) - used, "%s%s", used ? "|" : "",
+                                 e->name);
+                if (k < 0 || (size_t)k >= sizeof(kind) - used)
+                    break;
+                used += (size_t)k;
+            }
+        }
+        fprintf(out, "%s\t%s\t%s\n", path, kind, def);
+        if (f->kind == CK_STRUCT)
+            dump_type(out, f->sub, path, AT(obj, f->off, char));
+        else if (f->kind == CK_SEQ || f->kind == CK_NAMED_MAP)
+            dump_elements(out, f, path);
+    }
+}
+
+void conf_schema_dump(FILE *out)
+{
+    struct conf *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    conf_init(c);
+    dump_type(out, &root_type, "", c);
+    conf__free_struct(&root_type, c);
+    free(c);
+}
+
 /* ---- names ------------------------------------------------------------ */
 
 const char *conf_policy_name(int policy)
@@ -406,9 +554,9 @@ static void cross_check(struct conf_ctx *ctx, struct conf *c)
                             (long long)h->interval_ms);
             }
             if (!h->app)
-                h->app = strdup("live");
+                h->app = strdup(CONF_DEFAULT_HEALTH_APP);
             if (!h->url)
-                h->url = strdup("/");
+                h->url = strdup(CONF_DEFAULT_HEALTH_URL);
         }
         for (size_t i = 0; i < pool->n_nodes; i++) {
             struct conf_node *n = &pool->nodes[i];
@@ -621,7 +769,7 @@ struct conf *conf_load_buffer(const char *name, const char *buf, size_t len,
         return NULL;
     }
     c->path = strdup(name);
-    c->log.access_log = c->log.access_log ? c->log.access_log : strdup("stderr");
+    c->log.access_log = c->log.access_log ? c->log.access_log : strdup(CONF_DEFAULT_ACCESS_LOG);
     if (!c->path || !c->log.access_log) {
         conf__error(&ctx, top, NULL, "out of memory");
         conf_free(c);

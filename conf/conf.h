@@ -3,6 +3,8 @@
 
 #include "conf/conf-t.h"
 
+#include <stdio.h>
+
 /* Loads and validates a config file. Returns a new conf, or NULL with every
  * error found in errs (the caller prints them and calls conf_errors_free). */
 struct conf *conf_load_file(const char *path, const struct conf_load_opts *opts,
@@ -18,6 +20,12 @@ void conf_errors_free(struct conf_errors *errs);
  * Returns 0 and a malloc'ed token in *token (NULL when the config names no
  * token file), or -1 with "FILE:LINE:COL: admin.token_file: why" in err. */
 int conf_admin_token_load(const struct conf *c, char **token, char *err, size_t errlen);
+
+/* Prints one line per config key: "dotted.path<TAB>type<TAB>default", with
+ * "*" for a pool's name and "[]" for a list element, the default spelled as
+ * a config would ("-": none, "required"). For the tests that check
+ * docs/CONFIG.md against the schema (rtmplb --dump-schema). */
+void conf_schema_dump(FILE *out);
 
 const struct conf_pool *conf_find_pool(const struct conf *c, const char *name);
 const char *conf_policy_name(int policy);

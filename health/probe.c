@@ -6,11 +6,13 @@
  * workers read) and every transition is logged with its reason. */
 #include "health/probe.h"
 
+#include <limits.h>
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/conf.h"
 #include "health/hc.h"
 #include "health/passive.h"
 #include "health/streams.h"
@@ -74,6 +76,7 @@ struct hc_target {
     char *spath, *shost;
     uint64_t stats_interval_ms;
     bool stats_failing;
+    unsigned stats_fail_run; /* failed polls in a row */
     struct hc_state st;
     uv_timer_t check_timer, stats_timer;
     int open_handles;
@@ -134,6 +137,42 @@ static void check_result(struct hc_target *t, enum hc_result r, const char *deta
     log_transition(t, t->st.up, r, detail);
 }
 
+static void log_stats_line(struct hc_target *t, enum lb_log_level level, const char *event,
+                           const char *error)
+{
+    struct lb_logline l;
+    lb_log_begin(&l, level, event);
+    lb_log_str(&l, "pool", t->pool);
+    lb_log_str(&l, "node", t->node);
+    lb_log_fmt(&l, "url", "http://%s%s", t->shost ? t->shost : "-", t->spath ? t->spath : "");
+    if (error)
+        lb_log_str(&l, "error", error);
+    lb_log_u64(&l, "failed_polls", t->stats_fail_run);
+    lb_log_end(&l);
+}
+
+/* The node's stats stopped answering for `fall` polls in a row: what they
+ * said is stale, so its streams leave the index (stream_location then falls
+ * back) and its client counts stop steering least_sessions. */
+static void stats_forget(struct hc_target *t)
+{
+    struct lb_logline l;
+    size_t had = hc_index_count_node(t->e->index, t->pool, t->node);
+    hc_index_clear_node(t->e->index, t->pool, t->node);
+    atomic_store(&t->live->stats_clients, 0);
+    atomic_store(&t->live->stats_bw_in, 0);
+    atomic_store(&t->live->stats_streams, 0);
+    free(t->streams);
+    t->streams = NULL;
+    t->n_streams = 0;
+    lb_log_begin(&l, LB_LOG_WARN, "stats_cleared");
+    lb_log_str(&l, "pool", t->pool);
+    lb_log_str(&l, "node", t->node);
+    lb_log_u64(&l, "streams", had);
+    lb_log_u64(&l, "failed_polls", t->stats_fail_run);
+    lb_log_end(&l);
+}
+
 static void stats_result(struct hc_target *t, struct hc_conn *c, bool ok, const char *detail)
 {
     static struct hc_stream streams[MAX_STATS_STREAMS];
@@ -145,17 +184,21 @@ static void stats_result(struct hc_target *t, struct hc_conn *c, bool ok, const 
                 : hc_parse_nginx_stat(c->body ? c->body : "", c->body_len, streams,
                                       MAX_STATS_STREAMS);
     if (n < 0) {
+        if (t->stats_fail_run < UINT_MAX)
+            t->stats_fail_run++;
         if (!t->stats_failing)
-            lb_log_msg(LB_LOG_WARN, "stats_failed", "pool %s node %s: stats from %s%s: %s",
-                       t->pool, t->node, t->shost, t->spath,
-                       ok ? "the document does not parse" : detail);
+            log_stats_line(t, LB_LOG_WARN, "stats_failed",
+                           ok ? "the document does not parse" : detail);
         t->stats_failing = true;
+        unsigned fall = t->p.fall ? t->p.fall : 1;
+        if (t->stats_fail_run == fall)
+            stats_forget(t);
         return;
     }
     if (t->stats_failing)
-        lb_log_msg(LB_LOG_INFO, "stats_ok", "pool %s node %s: stats readable again", t->pool,
-                   t->node);
+        log_stats_line(t, LB_LOG_INFO, "stats_ok", NULL);
     t->stats_failing = false;
+    t->stats_fail_run = 0;
     hc_index_set_node(t->e->index, t->pool, t->node, streams, (size_t)n);
     unsigned clients = 0, live_streams = 0;
     uint64_t bw = 0;
@@ -545,12 +588,25 @@ struct hc_engine *hc_engine_new(uv_loop_t *loop, struct hc_index *index)
     return e;
 }
 
+static bool node_keeps_stats(const struct conf *c, const char *pool, const char *node)
+{
+    const struct conf_pool *cp = conf_find_pool(c, pool);
+    for (size_t i = 0; cp && i < cp->n_nodes; i++)
+        if (strcmp(cp->nodes[i].name, node) == 0)
+            return cp->nodes[i].stats.present;
+    return false;
+}
+
 void hc_engine_apply(struct hc_engine *e, const struct conf *c, struct ups_snapshot *snap)
 {
     struct hc_target *old = e->targets;
     e->targets = NULL;
     for (struct hc_target *t = old, *n; t; t = n) {
         n = t->next;
+        /* A node the new config drops (or whose stats it drops) must not
+         * leave its streams in the index: nothing would ever refresh them. */
+        if (t->stats && !node_keeps_stats(c, t->pool, t->node))
+            hc_index_clear_node(e->index, t->pool, t->node);
         close_target(t);
     }
     for (size_t p = 0; p < c->n_pools && p < snap->n_pools; p++) {

@@ -1,6 +1,7 @@
 #include "lb/log.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -190,6 +191,10 @@ void lb_log_num(struct lb_logline *l, const char *key, double v)
     char tmp[32];
     if (!l->enabled)
         return;
+    if (!isfinite(v)) {
+        lb_log_null(l, key);
+        return;
+    }
     snprintf(tmp, sizeof(tmp), "%.3f", v);
     put_number(l, key, tmp);
 }
@@ -201,6 +206,13 @@ void lb_log_i64(struct lb_logline *l, const char *key, int64_t v)
         return;
     snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
     put_number(l, key, tmp);
+}
+
+void lb_log_null(struct lb_logline *l, const char *key)
+{
+    if (!l->enabled)
+        return;
+    put_number(l, key, l->json ? "null" : "-");
 }
 
 void lb_log_end(struct lb_logline *l)

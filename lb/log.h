@@ -43,6 +43,9 @@ void lb_log_u64(struct lb_logline *l, const char *key, uint64_t v);
 /* A number with three decimals (a JSON number, not a string). */
 void lb_log_num(struct lb_logline *l, const char *key, double v);
 void lb_log_i64(struct lb_logline *l, const char *key, int64_t v);
+/* A number field with no value: JSON null, text "-" (a number field never
+ * turns into a string). */
+void lb_log_null(struct lb_logline *l, const char *key);
 void lb_log_end(struct lb_logline *l);
 
 /* Shorthand for a line with a message only. */

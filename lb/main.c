@@ -7,6 +7,7 @@
 #include <llhttp.h>
 #include <maxminddb.h>
 #include <openssl/crypto.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,10 @@ static void usage(FILE *f)
     fprintf(f, "usage: rtmplb -c FILE        run in the foreground; logs to stderr\n"
                "       rtmplb -t -c FILE     check FILE (and the files it names) and exit: 0 ok,\n"
                "                             2 invalid\n"
-               "       rtmplb -V             version and build info\n");
+               "       rtmplb -V             version and build info\n"
+               "       rtmplb -h             this help\n"
+               "--version and --help are the same as -V and -h. Signals: SIGHUP reloads,\n"
+               "SIGTERM/SIGINT drain then exit, SIGUSR1 reopens the access log.\n");
 }
 
 static void version(void)
@@ -40,8 +44,17 @@ int main(int argc, char **argv)
     const char *path = NULL;
     bool test_only = false;
     int opt;
+    /* --dump-schema is for the tests that keep docs/CONFIG.md honest: one
+     * line per config key with its type and default; not in the usage. */
+    enum { OPT_DUMP_SCHEMA = 256 };
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"dump-schema", no_argument, NULL, OPT_DUMP_SCHEMA},
+        {NULL, 0, NULL, 0},
+    };
 
-    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -54,6 +67,9 @@ int main(int argc, char **argv)
             return 0;
         case 'h':
             usage(stdout);
+            return 0;
+        case OPT_DUMP_SCHEMA:
+            conf_schema_dump(stdout);
             return 0;
         default:
             usage(stderr);

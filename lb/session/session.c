@@ -142,7 +142,7 @@ static void access_log(struct lb_session *s)
         if (s->preroute_us >= 0)
             lb_log_num(&l, "preroute_ms", (double)s->preroute_us / 1000.0);
         else
-            lb_log_str(&l, "preroute_ms", NULL);
+            lb_log_null(&l, "preroute_ms"); /* never routed */
     }
     lb_log_u64(&l, "dials", s->f.dials);
     lb_log_u64(&l, "bytes_in", s->f.client_bytes + s->c2u.bytes);
