@@ -39,6 +39,37 @@ static void version(void)
 #endif
 }
 
+/* rtmplb -t: what the config references must be usable too. 0 or 2. */
+static int check_references(const char *path, const struct conf *c)
+{
+    if (strcmp(c->log.access_log, "stderr") != 0 && strcmp(c->log.access_log, "off") != 0) {
+        FILE *f = fopen(c->log.access_log, "a");
+        if (!f) {
+            fprintf(stderr, "%s: log.access_log: cannot open %s for appending: %m\n", path,
+                    c->log.access_log);
+            return 2;
+        }
+        fclose(f);
+    }
+    if (c->geo.database) {
+        char err[512];
+        struct geo_db *db = geo_open(c->geo.database, err, sizeof(err));
+        if (!db) {
+            fprintf(stderr, "%s:%u:%u: geo.database: %s\n", path, c->geo.database_mark.line,
+                    c->geo.database_mark.col, err);
+            return 2;
+        }
+        geo_unref(db);
+    }
+    char *token, terr[700];
+    if (conf_admin_token_load(c, &token, terr, sizeof(terr)) < 0) {
+        fprintf(stderr, "%s\n", terr);
+        return 2;
+    }
+    free(token);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = NULL;
@@ -94,38 +125,11 @@ int main(int argc, char **argv)
         return 2;
     }
     if (test_only) {
-        /* What the config references must be usable too. */
-        if (strcmp(c->log.access_log, "stderr") != 0 && strcmp(c->log.access_log, "off") != 0) {
-            FILE *f = fopen(c->log.access_log, "a");
-            if (!f) {
-                fprintf(stderr, "%s: log.access_log: cannot open %s for appending: %m\n", path,
-                        c->log.access_log);
-                conf_free(c);
-                return 2;
-            }
-            fclose(f);
-        }
-        if (c->geo.database) {
-            char err[512];
-            struct geo_db *db = geo_open(c->geo.database, err, sizeof(err));
-            if (!db) {
-                fprintf(stderr, "%s:%u:%u: geo.database: %s\n", path, c->geo.database_mark.line,
-                        c->geo.database_mark.col, err);
-                conf_free(c);
-                return 2;
-            }
-            geo_unref(db);
-        }
-        char *token, terr[700];
-        if (conf_admin_token_load(c, &token, terr, sizeof(terr)) < 0) {
-            fprintf(stderr, "%s\n", terr);
-            conf_free(c);
-            return 2;
-        }
-        free(token);
-        fprintf(stderr, "rtmplb: %s: configuration is valid\n", path);
+        int rc = check_references(path, c);
+        if (rc == 0)
+            fprintf(stderr, "rtmplb: %s: configuration is valid\n", path);
         conf_free(c);
-        return 0;
+        return rc;
     }
 
     signal(SIGPIPE, SIG_IGN);

@@ -14,6 +14,14 @@ void lb__front_start(struct lb_session *s);
 void lb__settle(struct lb_session *s);
 void lb__upoll_close(struct lb_session *s, bool redial);
 
+/* close.c */
+void lb__close_now(struct lb_session *s, enum lb_reason r);
+/* FAIL: the node's leg goes; the queued error drains, then a linger. */
+void lb__begin_failing(struct lb_session *s, enum lb_reason r);
+void lb__on_handle_closed(uv_handle_t *handle);
+/* The phase and its buffers go (hand-over, or the end). */
+void lb__front_free(struct lb_session *s);
+
 /* pump.c: moves one direction; false when the session must close (the
  * close is requested). */
 bool lb__pump(struct lb_session *s, struct lb_dir *d, bool c2u);
