@@ -958,6 +958,8 @@ static void check_dial(struct drv *d, enum lb_reason why, size_t prefix)
     assert_int_equal(d->f.deadline_ms, T0 + HS_MS); /* the origin deadline */
 }
 
+static bool error_readable(const uint8_t *p, size_t n, const char *code);
+
 /* FAIL with reason, and the client's stream ends with an error it can read. */
 static void check_fail(struct drv *d, enum lb_reason why, size_t prefix, const char *code)
 {
@@ -972,6 +974,8 @@ static void check_fail(struct drv *d, enum lb_reason why, size_t prefix, const c
                               d->f.to_client.len - 1 - 2 * RTMP_HS_SIZE, &last) >= 3);
     assert_string_equal(last.name, "onStatus");
     assert_string_equal(last.code, code);
+    assert_true(error_readable(d->f.to_client.data + 1 + 2 * RTMP_HS_SIZE,
+                               d->f.to_client.len - 1 - 2 * RTMP_HS_SIZE, code));
     assert_true(d->f.to_client.len > prefix);
 }
 
@@ -1101,25 +1105,85 @@ static void test_origin_eof_while_patching(void **st)
  * message boundary". A fix would forward only whole chunks (or whole
  * messages) before the hand-over, or trim to_client back to the last
  * boundary in lb_rp_fail. */
+/* True when p[0, n) decodes as whole chunks ending at a message boundary
+ * and its last command is an onStatus with `code` (no assertions, so the
+ * caller can free before failing). */
+static bool error_readable(const uint8_t *p, size_t n, const char *code)
+{
+    struct rtmp_chunk_dec dec;
+    struct rtmp_chunk_limits lim = {0x7fffffff, 0xffffff, 65599};
+    struct rtmp_asm as;
+    size_t pos = 0;
+    bool ok = true, last_ok = false;
+
+    rtmp_chunk_init(&dec, &lim, 0);
+    rtmp_asm_init(&as, RTMP_TYPE_BIT(RTMP_MSG_SET_CHUNK_SIZE) | RTMP_TYPE_BIT(RTMP_MSG_COMMAND_AMF0),
+                  1u << 20, false);
+    for (int guard = 0; guard < 100000 && ok; guard++) {
+        struct rtmp_chunk_ev ev;
+        struct rtmp_msg m;
+        const char *why = NULL;
+        size_t used;
+        rtmp_chunk_next(&dec, p + pos, n - pos, &used, &ev);
+        pos += used;
+        if (ev.type == RTMP_EV_NEED_MORE)
+            break;
+        enum rtmp_asm_result r = ev.type == RTMP_EV_ERROR ? RTMP_ASM_ERROR
+                                                          : rtmp_asm_feed(&as, &ev, 0, &m, &why);
+        if (r == RTMP_ASM_ERROR) {
+            ok = false;
+            break;
+        }
+        if (r != RTMP_ASM_MESSAGE)
+            continue;
+        if (m.type == RTMP_MSG_SET_CHUNK_SIZE) {
+            ok = m.len >= 4 && rtmp_chunk_set_size(&dec, rtmp_get_be32(m.data) & 0x7fffffff) == 0;
+            continue;
+        }
+        struct amf_value arena[128];
+        struct amf_doc doc = {.v = arena, .cap = 128};
+        struct amf_limits al = {16, 4096, 128};
+        last_ok = false;
+        if (amf_decode_command(m.data, m.len, false, &al, &doc) < 0)
+            continue;
+        const struct amf_value *info = amf_top(&doc, 3);
+        const struct amf_value *c = info ? amf_get(&doc, info, "code") : NULL;
+        last_ok = amf_str_eq(amf_top(&doc, 0), "onStatus") && c && amf_str_eq(c, code);
+    }
+    ok = ok && pos == n && rtmp_chunk_at_boundary(&dec) && last_ok;
+    rtmp_asm_free(&as);
+    return ok;
+}
+
 static void test_origin_stops_mid_chunk_error_garbled(void **st)
 {
     static struct client c;
     static struct origin o;
     build_origin(&o, 64, OF_NONE);
+    bool readable[2];
     for (int k = 0; k < 2; k++) {
         struct drv *d = routed(CL_PLAY, &c);
-        size_t prefix = d->f.to_client.len;
         feed(d, true, o.s.b, o.after_hs + 14);
         if (k == 0) {
             feed_end(d, true, 0);
-            check_fail(d, LB_REASON_ORIGIN_CLOSED, prefix, "NetStream.Play.StreamNotFound");
         } else {
             d->f.now_ms = d->f.deadline_ms;
             record(d, d->f.ops->on_timer(&d->f));
-            check_fail(d, LB_REASON_ORIGIN_TIMEOUT, prefix, "NetStream.Play.StreamNotFound");
         }
+        bool failed = d->n_act > 0 && last_act(d).kind == LB_ACT_FAIL &&
+                      last_act(d).reason == (k ? LB_REASON_ORIGIN_TIMEOUT : LB_REASON_ORIGIN_CLOSED);
+        readable[k] = error_readable(d->f.to_client.data + 1 + 2 * RTMP_HS_SIZE,
+                                     d->f.to_client.len - 1 - 2 * RTMP_HS_SIZE,
+                                     "NetStream.Play.StreamNotFound");
         drv_free(d);
+        assert_true(failed);
     }
+    if (!readable[0] || !readable[1])
+        print_error("KNOWN DEFECT lb/front/rtmp_up.c patch(): a partial chunk was forwarded "
+                    "before the error (EOF: %s, timeout: %s)\n",
+                    readable[0] ? "readable" : "garbled", readable[1] ? "readable" : "garbled");
+    assert_true(readable[0]);
+    assert_true(readable[1]);
 }
 
 /* ---- client failures ------------------------------------------------------------------ */
