@@ -253,6 +253,7 @@ static int check_policy(const struct ups_snapshot *s, const char *policy, int *o
                         size_t errlen)
 {
     int p = conf_policy_from_name(policy);
+    *out = -1; /* written on every path */
     if (p < 0 || !ups_policy_find(p))
         return fail(err, errlen,
                     "unknown policy \"%s\" (weighted, least_sessions, stream_affinity, "

@@ -52,6 +52,7 @@ struct rtmp_phase {
     struct lb_buf uin;         /* from the origin, while patching */
     size_t uin_base;           /* stream position of uin's first byte */
     size_t uin_parsed;         /* bytes of uin the decoder has consumed */
+    size_t uin_whole;          /* bytes of uin that end on a chunk boundary */
     struct rtmp_chunk_dec *udec;
     struct rtmp_asm uas;
     bool u_scs_seen;

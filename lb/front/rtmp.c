@@ -443,7 +443,7 @@ void lb_rp_free_origin_side(struct rtmp_phase *r)
     r->udec = NULL;
     rtmp_asm_free(&r->uas);
     lb_buf_free(&r->uin);
-    r->uin_base = r->uin_parsed = 0;
+    r->uin_base = r->uin_parsed = r->uin_whole = 0;
     r->u_scs_seen = false;
 }
 

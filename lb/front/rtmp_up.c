@@ -57,6 +57,7 @@ static int forward(struct lb_front *f, size_t n)
     r->uin.len -= n;
     r->uin_base += n;
     r->uin_parsed -= n;
+    r->uin_whole -= n;
     return 0;
 }
 
@@ -164,6 +165,8 @@ static struct lb_action patch(struct lb_front *f)
         rtmp_chunk_next(r->udec, r->uin.data + at, r->uin.len - at, &used, &ev);
         /* Always advance: a chunk header may be consumed before NEED_MORE. */
         r->uin_parsed += used;
+        if (!r->udec->in_payload || r->udec->chunk_left == 0)
+            r->uin_whole = r->uin_parsed;
         if (ev.type == RTMP_EV_NEED_MORE)
             break;
         if (ev.type == RTMP_EV_ERROR) {
@@ -187,8 +190,10 @@ static struct lb_action patch(struct lb_front *f)
         }
     }
     bool done = r->n_t == 0;
+    /* Only whole chunks go before the hand-over: an error we may still
+     * have to send must start where the client expects a chunk header. */
     size_t open = rtmp_asm_first_open(&r->uas);
-    size_t fwd = r->uin_parsed;
+    size_t fwd = r->uin_whole;
     if (done)
         fwd = r->uin.len; /* every reply seen: the rest goes as it is */
     else if (open != SIZE_MAX && open - r->uin_base < fwd)

@@ -179,7 +179,7 @@ static int bind_listeners(struct lb_server *srv)
             }
             struct lb_wlistener *wl = &srv->workers[w].listeners[i];
             wl->fd = fd;
-            wl->info = (struct lb_listen_info){l->name, l->mode, l->proxy_protocol};
+            wl->info = (struct lb_listen_info){l->name, l->mode, l->proxy_protocol, NULL};
         }
         static const char *const pp[] = {"", ", PROXY v1", ", PROXY v2", ", PROXY v1/v2"};
         lb_log_msg(LB_LOG_INFO, "listening", "listener %s on %s (mode %s%s, %u sockets)", l->name,

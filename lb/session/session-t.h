@@ -79,6 +79,7 @@ struct lb_listen_info {
     const char *name;
     int mode;           /* enum conf_mode */
     int proxy_protocol; /* enum conf_proxy_protocol */
+    const struct lb_phase_ops *phase; /* NULL: by mode (tests choose their own) */
 };
 
 /* ---- one session -------------------------------------------------------- */

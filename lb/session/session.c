@@ -447,7 +447,7 @@ void lb_session_start(struct lb_shost *h, const struct lb_listen_info *l, int fd
     s->snap = ups_snapshot_ref(h->snap);
     s->streams = hc_index_view(env->index);
     s->rtmp_mode = l->mode == CONF_MODE_RTMP;
-    s->f.ops = s->rtmp_mode ? &lb_phase_rtmp : &lb_phase_tcp;
+    s->f.ops = l->phase ? l->phase : s->rtmp_mode ? &lb_phase_rtmp : &lb_phase_tcp;
     s->f.client = &s->client;
     s->lim = env->lim;
     s->lim.handshake_ms = (uint64_t)atomic_load(&env->handshake_ms);
