@@ -14,6 +14,10 @@ struct hc_engine *hc_engine_new(uv_loop_t *loop, struct hc_index *index);
 /* (Re)builds the probes for every node with health checks or stats. Node
  * health lives in the nodes' shared state, so a reload keeps it. */
 void hc_engine_apply(struct hc_engine *e, const struct conf *c, struct ups_snapshot *snap);
+/* Every stream the last readable stats of each node reported. */
+typedef void (*hc_stream_cb)(void *arg, const char *pool, const char *node,
+                             const struct hc_stream *s);
+void hc_engine_each_stream(struct hc_engine *e, hc_stream_cb cb, void *arg);
 /* Stops every probe; the engine is freed once its handles are closed, then
  * on_closed(arg) runs. */
 void hc_engine_close(struct hc_engine *e, void (*on_closed)(void *), void *arg);
