@@ -83,12 +83,15 @@ def admin_section(port, fleet, state=True, extra=""):
     return "\n".join(lines)
 
 
-def tcp_config(front, admin, nodes, access_log=None, workers=2):
+def tcp_config(front, admin, nodes, access_log=None, workers=2, health=None):
     lines = ["workers: %d" % workers, admin]
     if access_log:
         lines += ["log:", "  access_log: %s" % access_log]
     lines += ["listeners:", "  - {name: front, address: 127.0.0.1:%d, mode: tcp}" % front,
-              "pools:", "  p:", "    nodes:"]
+              "pools:", "  p:"]
+    if health:
+        lines.append("    health: %s" % health)
+    lines.append("    nodes:")
     for name, port in nodes:
         lines.append("      - {name: %s, address: 127.0.0.1:%d}" % (name, port))
     lines += ["routes:", "  - {name: all, pool: p, policy: weighted}", ""]
@@ -110,8 +113,9 @@ class AdminTcp(unittest.TestCase):
         self.fleet.threads.append(b)
         return b
 
-    def start(self, nodes, access_log=None, name="rtmplb"):
-        cfg = tcp_config(self.front, admin_section(self.aport, self.fleet), nodes, access_log)
+    def start(self, nodes, access_log=None, name="rtmplb", health=None):
+        cfg = tcp_config(self.front, admin_section(self.aport, self.fleet), nodes, access_log,
+                         health=health)
         p = self.fleet.rtmplb(cfg, name=name, wait_ports=[self.front])
         wait_port(self.aport, proc=p)
         return p
@@ -218,8 +222,10 @@ class AdminTcp(unittest.TestCase):
     def test_refused_reload_over_the_api_changes_nothing(self):
         a, b = self.backend("a"), self.backend("b")
         log = os.path.join(self.fleet.dir, "access.log")
-        lb = self.start([("a", a.port)], access_log=log)
-        good = open(lb.conf_path).read()
+        health = "{type: tcp, interval: 300ms, timeout: 200ms, rise: 1, fall: 1}"
+        lb = self.start([("a", a.port)], access_log=log, health=health)
+        with open(lb.conf_path) as f:
+            good = f.read()
         # Bad YAML: located errors, 4xx.
         with open(lb.conf_path, "w") as f:
             f.write(good.replace("pools:", "pools: [oops\n"))
@@ -230,7 +236,8 @@ class AdminTcp(unittest.TestCase):
         # An access log that cannot be opened, in a file that adds node b.
         bad = tcp_config(self.front, admin_section(self.aport, self.fleet),
                          [("a", a.port), ("b", b.port)],
-                         access_log=os.path.join(self.fleet.dir, "no", "such", "dir.log"))
+                         access_log=os.path.join(self.fleet.dir, "no", "such", "dir.log"),
+                         health=health)
         with open(lb.conf_path, "w") as f:
             f.write(bad)
         st, doc = self.api.post("/api/v1/reload", None)
@@ -242,11 +249,29 @@ class AdminTcp(unittest.TestCase):
         wait_for(lambda: len(access_lines(open(log).read())) >= 10, 10, "old log still written")
         st, m = self.api.get("/metrics")
         self.assertIn('rtmplb_reloads_total{result="failed"} 2', m)
+        time.sleep(1.0)  # three probe intervals: a node only in the refused file is never probed
+        self.assertEqual(b.accepted, 0)
+        self.assertGreater(a.accepted, 10)
         # A good file again: accepted.
         with open(lb.conf_path, "w") as f:
             f.write(good)
         st, doc = self.api.post("/api/v1/reload", None)
         self.assertEqual(st, 200, doc)
+
+    def test_reload_keeps_probes_of_unchanged_nodes(self):
+        a = self.backend("a")
+        lb = self.start([("a", a.port)], health="{type: tcp, interval: 5s, timeout: 1s}")
+        wait_for(lambda: a.accepted >= 1, 10, "first probe")
+        time.sleep(0.3)
+        before = a.accepted
+        for _ in range(10):
+            st, doc = self.api.post("/api/v1/reload", None)
+            self.assertEqual(st, 200, doc)
+        lb.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        # A reload that does not touch the node does not restart its probes:
+        # no new probe before the 5 s interval is over.
+        self.assertLessEqual(a.accepted - before, 1, "probes restarted by reloads")
 
     def test_bad_input_is_refused_clearly(self):
         a = self.backend("a")
