@@ -14,6 +14,7 @@
 #include "health/hc.h"
 #include "health/passive.h"
 #include "health/streams.h"
+#include "lb/admin/metrics.h"
 #include "lb/log.h"
 #include "lb/rtmp/amf.h"
 #include "lb/rtmp/chunk.h"
@@ -81,6 +82,7 @@ struct hc_target {
     bool closing;
     struct hc_conn *check_conn, *stats_conn;
     uint64_t checks;
+    uint64_t results[HC_RESULT__COUNT]; /* active probes, by result */
     /* The node's last stats: its streams (app/name, publisher, clients,
      * bitrate), kept for the admin API; totals go to the shared state. */
     struct hc_stream *streams;
@@ -96,6 +98,7 @@ struct hc_engine {
     void (*on_closed)(void *arg);
     void *arg;
     uint64_t seed;
+    struct lb_histo latency; /* active probes, seconds */
 };
 
 static double rnd01(struct hc_engine *e)
@@ -116,6 +119,8 @@ static void check_result(struct hc_target *t, enum hc_result r, const char *deta
 {
     uint64_t now = uv_now(t->e->loop);
     t->checks++;
+    if ((unsigned)r < HC_RESULT__COUNT)
+        t->results[r]++;
     /* Passive failures may have marked the node down meanwhile (workers):
      * then it must pass `rise` probes like any down node. */
     if (t->st.up && atomic_load(&t->live->health) == UPS_DOWN) {
@@ -201,8 +206,11 @@ static void finish(struct hc_conn *c, enum hc_result r, const char *detail)
     c->done = true;
     if (c->kind == CONN_CHECK) {
         t->check_conn = NULL;
-        if (!t->closing)
+        if (!t->closing) {
+            lb_histo_observe(&t->e->latency,
+                             (double)(uv_now(t->e->loop) - c->started_ms) / 1000.0);
             check_result(t, r, detail);
+        }
     } else {
         t->stats_conn = NULL;
         if (!t->closing)
@@ -547,6 +555,9 @@ struct hc_engine *hc_engine_new(uv_loop_t *loop, struct hc_index *index)
     e->loop = loop;
     e->index = index;
     e->seed = uv_hrtime() | 1;
+    static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,   0.25,   0.5,   1,    2.5,   5};
+    lb_histo_init(&e->latency, bounds, sizeof(bounds) / sizeof(bounds[0]));
     return e;
 }
 
@@ -672,6 +683,15 @@ void hc_engine_apply(struct hc_engine *e, const struct conf *c, struct ups_snaps
         close_target(t);
     }
 }
+
+void hc_engine_each_probe(struct hc_engine *e, hc_probe_cb cb, void *arg)
+{
+    for (struct hc_target *t = e->targets; t; t = t->next)
+        if (t->check)
+            cb(arg, t->pool, t->node, t->results, HC_RESULT__COUNT);
+}
+
+struct lb_histo *hc_engine_latency(struct hc_engine *e) { return &e->latency; }
 
 void hc_engine_each_stream(struct hc_engine *e, hc_stream_cb cb, void *arg)
 {

@@ -5,6 +5,7 @@
 #include "lb/admin/api.h"
 
 #include "conf/conf.h"
+#include "health/hc.h"
 #include "health/probe.h"
 #include "health/streams.h"
 #include "health/view.h"
@@ -777,6 +778,9 @@ static void h_reload(void *ud, const struct lb_http_request *req, struct lb_http
 
 /* ---- metrics ---------------------------------------------------------------------- */
 
+static void probe_sample(void *arg, const char *pool, const char *node, const uint64_t *results,
+                         size_t n);
+
 static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
 {
     struct lb_server *srv = a->srv;
@@ -918,9 +922,28 @@ static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
     struct lb_label kn[] = {{"kind", "node"}}, kr[] = {{"kind", "route"}};
     lb_metrics_u64(m, kn, 1, on);
     lb_metrics_u64(m, kr, 1, or);
+    if (srv->health) {
+        lb_metrics_family(m, "rtmplb_probe_results_total", LB_METRIC_COUNTER,
+                          "Active health probes, by result (the layer that failed).");
+        hc_engine_each_probe(srv->health, probe_sample, m);
+        lb_metrics_family(m, "rtmplb_probe_duration_seconds", LB_METRIC_HISTOGRAM,
+                          "Time an active health probe took.");
+        lb_metrics_histo(m, NULL, 0, hc_engine_latency(srv->health));
+    }
     lb_metrics_family(m, "rtmplb_admin_connections", LB_METRIC_GAUGE,
                       "Open admin HTTP connections.");
     lb_metrics_u64(m, NULL, 0, a->http ? lb_http_connections(a->http) : 0);
+}
+
+static void probe_sample(void *arg, const char *pool, const char *node, const uint64_t *results,
+                         size_t n)
+{
+    struct lb_metrics *m = arg;
+    for (size_t r = 0; r < n; r++) {
+        struct lb_label l[] = {
+            {"pool", pool}, {"node", node}, {"result", hc_result_name((enum hc_result)r)}};
+        lb_metrics_u64(m, l, 3, results[r]);
+    }
 }
 
 static void h_metrics(void *ud, const struct lb_http_request *req, struct lb_http_response *res)

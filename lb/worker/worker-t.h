@@ -68,6 +68,7 @@ struct lb_wreply_q {
     uv_mutex_t mu;
     struct lb_wreq *head, *tail;
     uv_async_t async;
+    bool closed; /* the control loop is going: answers are dropped */
 };
 
 struct lb_worker {

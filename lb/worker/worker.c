@@ -254,13 +254,19 @@ static void post_reply(struct lb_wreply_q *q, struct lb_wreq *r)
 {
     r->next = NULL;
     uv_mutex_lock(&q->mu);
+    if (q->closed) { /* stopping: nobody waits for it any more */
+        uv_mutex_unlock(&q->mu);
+        free(r->sessions);
+        free(r);
+        return;
+    }
     if (q->tail)
         q->tail->next = r;
     else
         q->head = r;
     q->tail = r;
+    uv_async_send(&q->async); /* under the lock: close waits for it */
     uv_mutex_unlock(&q->mu);
-    uv_async_send(&q->async);
 }
 
 static void run_requests(struct lb_worker *w)
@@ -309,6 +315,7 @@ int lb_wreply_init(struct lb_wreply_q *q, uv_loop_t *loop)
 {
     int rc;
     q->head = q->tail = NULL;
+    q->closed = false;
     if ((rc = uv_mutex_init(&q->mu)) < 0)
         return rc;
     if ((rc = uv_async_init(loop, &q->async, on_replies)) < 0)
@@ -319,6 +326,16 @@ int lb_wreply_init(struct lb_wreply_q *q, uv_loop_t *loop)
 
 void lb_wreply_close(struct lb_wreply_q *q)
 {
+    uv_mutex_lock(&q->mu);
+    q->closed = true;
+    struct lb_wreq *r = q->head;
+    q->head = q->tail = NULL;
+    uv_mutex_unlock(&q->mu);
+    for (struct lb_wreq *next; r; r = next) {
+        next = r->next;
+        free(r->sessions);
+        free(r);
+    }
     uv_close((uv_handle_t *)&q->async, NULL);
 }
 

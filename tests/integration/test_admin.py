@@ -249,6 +249,12 @@ class AdminTcp(unittest.TestCase):
         wait_for(lambda: len(access_lines(open(log).read())) >= 10, 10, "old log still written")
         st, m = self.api.get("/metrics")
         self.assertIn('rtmplb_reloads_total{result="failed"} 2', m)
+        ok_probes = re.search(r'rtmplb_probe_results_total\{pool="p",node="a",result="OK"\} (\d+)', m)
+        self.assertTrue(ok_probes and int(ok_probes.group(1)) >= 1, m)
+        self.assertIn("rtmplb_probe_duration_seconds_count", m)
+        r = subprocess.run(["promtool", "check", "metrics"], input=m, capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         time.sleep(1.0)  # three probe intervals: a node only in the refused file is never probed
         self.assertEqual(b.accepted, 0)
         self.assertGreater(a.accepted, 10)
