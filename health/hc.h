@@ -24,6 +24,7 @@ enum hc_result {
 #define X(name, text) HC_##name,
     HC_RESULT_MAP(X)
 #undef X
+    HC_RESULT__COUNT
 };
 
 const char *hc_result_name(enum hc_result r);

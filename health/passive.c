@@ -1,5 +1,6 @@
 #include "health/passive.h"
 
+#include "lb/admin/events.h"
 #include "lb/log.h"
 
 #include <stdio.h>
@@ -17,6 +18,9 @@ void hc_log_transition(const char *pool, const char *node, bool up, enum hc_resu
     if (checks)
         lb_log_u64(&l, "checks", checks);
     lb_log_end(&l);
+    lb_event_add(up ? "node_up" : "node_down", pool, node, "%s: %s%s%s%s", hc_result_name(r),
+                 reason ? reason : hc_result_text(r), detail ? " (" : "", detail ? detail : "",
+                 detail ? ")" : "");
 }
 
 void hc_passive_failure(struct ups_node *n, const char *why)

@@ -16,6 +16,7 @@
 #include "health/hc.h"
 #include "health/passive.h"
 #include "health/streams.h"
+#include "lb/admin/metrics.h"
 #include "lb/log.h"
 #include "lb/rtmp/amf.h"
 #include "lb/rtmp/chunk.h"
@@ -83,6 +84,7 @@ struct hc_target {
     bool closing;
     struct hc_conn *check_conn, *stats_conn;
     uint64_t checks;
+    uint64_t results[HC_RESULT__COUNT]; /* active probes, by result */
     /* The node's last stats: its streams (app/name, publisher, clients,
      * bitrate), kept for the admin API; totals go to the shared state. */
     struct hc_stream *streams;
@@ -98,6 +100,7 @@ struct hc_engine {
     void (*on_closed)(void *arg);
     void *arg;
     uint64_t seed;
+    struct lb_histo latency; /* active probes, seconds */
 };
 
 static double rnd01(struct hc_engine *e)
@@ -118,6 +121,8 @@ static void check_result(struct hc_target *t, enum hc_result r, const char *deta
 {
     uint64_t now = uv_now(t->e->loop);
     t->checks++;
+    if ((unsigned)r < HC_RESULT__COUNT)
+        t->results[r]++;
     /* Passive failures may have marked the node down meanwhile (workers):
      * then it must pass `rise` probes like any down node. */
     if (t->st.up && atomic_load(&t->live->health) == UPS_DOWN) {
@@ -243,8 +248,11 @@ static void finish(struct hc_conn *c, enum hc_result r, const char *detail)
     c->done = true;
     if (c->kind == CONN_CHECK) {
         t->check_conn = NULL;
-        if (!t->closing)
+        if (!t->closing) {
+            lb_histo_observe(&t->e->latency,
+                             (double)(uv_now(t->e->loop) - c->started_ms) / 1000.0);
             check_result(t, r, detail);
+        }
     } else {
         t->stats_conn = NULL;
         if (!t->closing)
@@ -585,80 +593,149 @@ struct hc_engine *hc_engine_new(uv_loop_t *loop, struct hc_index *index)
     e->loop = loop;
     e->index = index;
     e->seed = uv_hrtime() | 1;
+    static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,   0.25,   0.5,   1,    2.5,   5};
+    lb_histo_init(&e->latency, bounds, sizeof(bounds) / sizeof(bounds[0]));
     return e;
 }
 
-static bool node_keeps_stats(const struct conf *c, const char *pool, const char *node)
+/* The target a config asks for (no handles yet). */
+static struct hc_target *target_spec(struct hc_engine *e, const struct conf_pool *cp,
+                                     const struct conf_node *cn, struct ups_node *un)
 {
-    const struct conf_pool *cp = conf_find_pool(c, pool);
-    for (size_t i = 0; cp && i < cp->n_nodes; i++)
-        if (strcmp(cp->nodes[i].name, node) == 0)
-            return cp->nodes[i].stats.present;
-    return false;
+    struct hc_target *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->e = e;
+    t->pool = strdup(cp->name);
+    t->node = strdup(cn->name);
+    t->live = ups_node_live_ref(un->live);
+    memcpy(&t->addr, &cn->address.ss, cn->address.len);
+    t->check = cp->health.present;
+    t->type = cp->health.type;
+    t->app = strdup(cp->health.app ? cp->health.app : "live");
+    t->url = strdup(cp->health.url ? cp->health.url : "/");
+    t->p.interval_ms = (uint64_t)cp->health.interval_ms;
+    t->p.jitter_ms = cp->health.jitter_ms > 0 ? (uint64_t)cp->health.jitter_ms : 0;
+    t->p.timeout_ms = (uint64_t)cp->health.timeout_ms;
+    t->p.rise = (unsigned)cp->health.rise;
+    t->p.fall = (unsigned)cp->health.fall;
+    t->stats = cn->stats.present;
+    t->stats_kind = cn->stats.kind;
+    if (cn->stats.present) {
+        memcpy(&t->saddr, &cn->stats.addr.ss, cn->stats.addr.len);
+        t->spath = strdup(cn->stats.path);
+        t->shost = strdup(cn->stats.host);
+    }
+    t->stats_interval_ms = cp->health.present ? t->p.interval_ms : 2000;
+    return t;
+}
+
+static void free_spec(struct hc_target *t)
+{
+    ups_node_live_unref(t->live);
+    free(t->pool);
+    free(t->node);
+    free(t->app);
+    free(t->url);
+    free(t->spath);
+    free(t->shost);
+    free(t);
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Same node, same probes: the running target can go on as it is. */
+static bool same_target(const struct hc_target *a, const struct hc_target *b)
+{
+    return a->live == b->live && str_eq(a->pool, b->pool) && str_eq(a->node, b->node) &&
+           memcmp(&a->addr, &b->addr, sizeof(a->addr)) == 0 && a->check == b->check &&
+           a->type == b->type && str_eq(a->app, b->app) && str_eq(a->url, b->url) &&
+           a->p.interval_ms == b->p.interval_ms && a->p.jitter_ms == b->p.jitter_ms &&
+           a->p.timeout_ms == b->p.timeout_ms && a->p.rise == b->p.rise &&
+           a->p.fall == b->p.fall && a->stats == b->stats && a->stats_kind == b->stats_kind &&
+           memcmp(&a->saddr, &b->saddr, sizeof(a->saddr)) == 0 && str_eq(a->spath, b->spath) &&
+           str_eq(a->shost, b->shost) && a->stats_interval_ms == b->stats_interval_ms;
+}
+
+static void start_target(struct hc_engine *e, struct hc_target *t)
+{
+    /* Continue from the shared state: a reload keeps a down node down. */
+    t->st.up = atomic_load(&t->live->health) == UPS_UP;
+    t->st.since_ms = uv_now(e->loop);
+    uv_timer_init(e->loop, &t->check_timer);
+    uv_timer_init(e->loop, &t->stats_timer);
+    t->check_timer.data = t->stats_timer.data = t;
+    t->open_handles = 2;
+    e->open++;
+    if (t->check) /* first probe soon, spread over the jitter */
+        uv_timer_start(&t->check_timer, on_check_timer,
+                       1 + (uint64_t)(rnd01(e) * (double)(t->p.jitter_ms + 50)), 0);
+    if (t->stats)
+        uv_timer_start(&t->stats_timer, on_stats_timer, 1 + (uint64_t)(rnd01(e) * 100), 0);
 }
 
 void hc_engine_apply(struct hc_engine *e, const struct conf *c, struct ups_snapshot *snap)
 {
     struct hc_target *old = e->targets;
     e->targets = NULL;
-    for (struct hc_target *t = old, *n; t; t = n) {
-        n = t->next;
-        /* A node the new config drops (or whose stats it drops) must not
-         * leave its streams in the index: nothing would ever refresh them. */
-        if (t->stats && !node_keeps_stats(c, t->pool, t->node))
-            hc_index_clear_node(e->index, t->pool, t->node);
-        close_target(t);
-    }
     for (size_t p = 0; p < c->n_pools && p < snap->n_pools; p++) {
         const struct conf_pool *cp = &c->pools[p];
         struct ups_pool *pool = &snap->pools[p];
-        for (size_t i = 0; i < cp->n_nodes; i++) {
+        for (size_t i = 0; i < cp->n_nodes && i < pool->n_nodes; i++) {
             const struct conf_node *cn = &cp->nodes[i];
-            struct ups_node *un = &pool->nodes[i];
             if (!cp->health.present && !cn->stats.present)
                 continue;
-            struct hc_target *t = calloc(1, sizeof(*t));
+            struct hc_target *t = target_spec(e, cp, cn, &pool->nodes[i]);
             if (!t)
                 continue;
-            t->e = e;
-            t->pool = strdup(cp->name);
-            t->node = strdup(cn->name);
-            t->live = ups_node_live_ref(un->live);
-            memcpy(&t->addr, &cn->address.ss, cn->address.len);
-            t->check = cp->health.present;
-            t->type = cp->health.type;
-            t->app = strdup(cp->health.app ? cp->health.app : "live");
-            t->url = strdup(cp->health.url ? cp->health.url : "/");
-            t->p.interval_ms = (uint64_t)cp->health.interval_ms;
-            t->p.jitter_ms = cp->health.jitter_ms > 0 ? (uint64_t)cp->health.jitter_ms : 0;
-            t->p.timeout_ms = (uint64_t)cp->health.timeout_ms;
-            t->p.rise = (unsigned)cp->health.rise;
-            t->p.fall = (unsigned)cp->health.fall;
-            t->stats = cn->stats.present;
-            t->stats_kind = cn->stats.kind;
-            if (cn->stats.present) {
-                memcpy(&t->saddr, &cn->stats.addr.ss, cn->stats.addr.len);
-                t->spath = strdup(cn->stats.path);
-                t->shost = strdup(cn->stats.host);
+            /* A node whose probes did not change keeps its target: its
+             * rise/fall progress and the probe in flight go on. */
+            struct hc_target **pp = &old;
+            while (*pp && !same_target(*pp, t))
+                pp = &(*pp)->next;
+            if (*pp) {
+                struct hc_target *keep = *pp;
+                *pp = keep->next;
+                free_spec(t);
+                t = keep;
+            } else {
+                start_target(e, t);
             }
-            t->stats_interval_ms = cp->health.present ? t->p.interval_ms : 2000;
-            /* Continue from the shared state: a reload keeps a down node down. */
-            t->st.up = atomic_load(&un->live->health) == UPS_UP;
-            t->st.since_ms = uv_now(e->loop);
-            uv_timer_init(e->loop, &t->check_timer);
-            uv_timer_init(e->loop, &t->stats_timer);
-            t->check_timer.data = t->stats_timer.data = t;
-            t->open_handles = 2;
-            e->open++;
             t->next = e->targets;
             e->targets = t;
-            if (t->check) /* first probe soon, spread over the jitter */
-                uv_timer_start(&t->check_timer, on_check_timer,
-                               1 + (uint64_t)(rnd01(e) * (double)(t->p.jitter_ms + 50)), 0);
-            if (t->stats)
-                uv_timer_start(&t->stats_timer, on_stats_timer, 1 + (uint64_t)(rnd01(e) * 100), 0);
         }
     }
+    for (struct hc_target *t = old, *n; t; t = n) {
+        n = t->next;
+        /* What its stats said goes unless a new target polls them again. */
+        bool polled = false;
+        for (struct hc_target *k = e->targets; k; k = k->next)
+            if (k->stats && strcmp(k->pool, t->pool) == 0 && strcmp(k->node, t->node) == 0)
+                polled = true;
+        if (t->stats && !polled)
+            hc_index_clear_node(e->index, t->pool, t->node);
+        close_target(t);
+    }
+}
+
+void hc_engine_each_probe(struct hc_engine *e, hc_probe_cb cb, void *arg)
+{
+    for (struct hc_target *t = e->targets; t; t = t->next)
+        if (t->check)
+            cb(arg, t->pool, t->node, t->results, HC_RESULT__COUNT);
+}
+
+struct lb_histo *hc_engine_latency(struct hc_engine *e) { return &e->latency; }
+
+void hc_engine_each_stream(struct hc_engine *e, hc_stream_cb cb, void *arg)
+{
+    for (struct hc_target *t = e->targets; t; t = t->next)
+        for (size_t i = 0; t->stats && !t->stats_failing && i < t->n_streams; i++)
+            cb(arg, t->pool, t->node, &t->streams[i]);
 }
 
 void hc_engine_close(struct hc_engine *e, void (*on_closed)(void *), void *arg)

@@ -114,6 +114,9 @@ struct ups_route {
     int route_on;
     const struct ups_policy_ops *ops;
     void *state;
+    /* Sessions routed here by role (0 tcp/unknown, 1 publish, 2 play):
+     * counters the process owns and keeps across snapshots; NULL: none. */
+    _Atomic uint64_t *role_sessions;
 };
 
 /* Immutable once published; reference counted (RCU style). */

@@ -37,6 +37,12 @@ struct conn {
     bool shut_sent;
     bool stopped;    /* reading paused for backpressure */
     size_t lingered; /* bytes dropped while lingering */
+    struct lb_http_deferred *pending; /* a handler answers later */
+};
+
+struct lb_http_deferred {
+    struct conn *c; /* NULL once the connection is gone */
+    bool close;
 };
 
 struct lb_http_server {
@@ -187,7 +193,7 @@ static void on_write(uv_write_t *w, int status)
             begin_linger(c);
         return;
     }
-    if (c->stopped && queued <= WRITE_LOW) {
+    if (c->stopped && !c->pending && queued <= WRITE_LOW) {
         c->stopped = false;
         char *held = c->held;
         size_t n = c->held_len;
@@ -347,8 +353,57 @@ static void handle(struct conn *c)
     }
     struct lb_http_response res;
     memset(&res, 0, sizeof(res));
+    res.conn_ = c;
     rt->handler(s->cfg.ud, req, &res);
+    if (res.deferred && c->pending) {
+        c->pending->close = close;
+        free(res.body);
+        return;
+    }
     send_response(c, &res, close);
+}
+
+struct lb_http_deferred *lb_http_defer(struct lb_http_response *res)
+{
+    struct conn *c = res->conn_;
+    struct lb_http_deferred *d = c && !c->pending ? calloc(1, sizeof(*d)) : NULL;
+    if (!d)
+        return NULL;
+    d->c = c;
+    c->pending = d;
+    res->deferred = true;
+    return d;
+}
+
+void lb_http_finish(struct lb_http_deferred *d, struct lb_http_response *res)
+{
+    struct conn *c = d->c;
+    bool close = d->close;
+    free(d);
+    if (!c || c->closing || uv_is_closing((uv_handle_t *)&c->tcp)) {
+        if (c)
+            c->pending = NULL;
+        free(res->body);
+        res->body = NULL;
+        return;
+    }
+    c->pending = NULL;
+    send_response(c, res, close);
+    if (c->closing || uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    set_timer(c, PH_IDLE);
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_HIGH)
+        return; /* on_write resumes once it drains */
+    c->stopped = false;
+    char *held = c->held;
+    size_t n = c->held_len;
+    c->held = NULL;
+    c->held_len = 0;
+    process(c, held, n);
+    free(held);
+    if (!c->stopped && !c->closing && !uv_is_closing((uv_handle_t *)&c->tcp) &&
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        conn_close(c);
 }
 
 static void process(struct conn *c, const char *data, size_t len)
@@ -379,8 +434,10 @@ static void process(struct conn *c, const char *data, size_t len)
         lb_http_parser_next(&c->parser);
         if (c->closing)
             return;
-        set_timer(c, PH_IDLE);
-        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_HIGH) {
+        if (!c->pending)
+            set_timer(c, PH_IDLE);
+        if (c->pending ||
+            uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_HIGH) {
             /* The client does not read: keep the rest, stop reading. */
             if (len) {
                 c->held = malloc(len);
@@ -463,6 +520,10 @@ static void conn_close(struct conn *c)
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
     struct lb_http_server *s = c->srv;
+    if (c->pending) {
+        c->pending->c = NULL;
+        c->pending = NULL;
+    }
     if (c->refused)
         s->n_refusing--;
     else
@@ -483,6 +544,10 @@ static void on_timer(uv_timer_t *t)
 {
     struct conn *c = t->data;
     if (c->phase == PH_REQUEST && !c->closing) {
+        if (c->pending) {
+            c->pending->c = NULL;
+            c->pending = NULL;
+        }
         send_error(c, 408, "the request took too long", NULL, NULL, true);
         /* begin_linger runs from on_write; bound it anyway */
         if (!uv_is_closing((uv_handle_t *)&c->tcp) && !c->shut_sent)

@@ -23,6 +23,8 @@ struct lb_http_response {
     size_t body_len;
     char headers[512]; /* extra "Name: value\r\n" lines */
     size_t headers_len;
+    void *conn_;   /* the server's: lb_http_defer uses it */
+    bool deferred; /* set by lb_http_defer */
 };
 
 typedef void (*lb_http_handler)(void *ud, const struct lb_http_request *req,
@@ -72,6 +74,17 @@ void lb_http_reply_error(struct lb_http_response *res, int status, const char *f
     __attribute__((format(printf, 3, 4)));
 /* Adds a header line (name and value must hold no CR/LF: else ignored). */
 void lb_http_reply_header(struct lb_http_response *res, const char *name, const char *value);
+
+/* A handler that answers later (the data comes from another thread):
+ * lb_http_defer returns a handle, or NULL (out of memory: answer now). The
+ * connection reads no further request until lb_http_finish; the request's
+ * strings are gone once the handler returns, so copy what is needed. If the
+ * client goes away or the request times out (408) meanwhile, finish only
+ * frees. Every handle must be finished exactly once. */
+struct lb_http_deferred;
+struct lb_http_deferred *lb_http_defer(struct lb_http_response *res);
+/* Sends res (its body is taken) and frees d. */
+void lb_http_finish(struct lb_http_deferred *d, struct lb_http_response *res);
 
 /* The reason phrase of a status ("Not Found"). */
 const char *lb_http_status_text(int status);

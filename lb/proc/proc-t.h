@@ -11,8 +11,12 @@
 #include "lb/worker/worker-t.h"
 
 struct geo_db;
+struct lb_admin;
+struct ups_overrides;
 struct hc_engine;
 struct hc_index;
+
+#define LB_MAX_ROUTE_STATS 256
 
 struct lb_listener_spec {
     char *name;
@@ -43,6 +47,19 @@ struct lb_server {
     _Atomic unsigned workers_running;
     unsigned fd_capacity; /* sessions the open-file limit allows */
     size_t pipes_per_worker;
+    /* The control plane. */
+    struct lb_admin *admin;    /* the admin API, when admin is configured */
+    struct ups_overrides *ovr; /* runtime overrides, applied to every snapshot */
+    struct lb_wreply_q replies; /* workers' answers to requests */
+    bool replies_open;
+    _Atomic uint64_t reloads_ok, reloads_failed;
+    /* Sessions routed per route and role, by route name; kept across
+     * reloads (a route dropped by a reload keeps its slot). Never moves. */
+    struct lb_route_stat {
+        char name[64];
+        _Atomic uint64_t by_role[3]; /* tcp/unknown, publish, play */
+    } route_stats[LB_MAX_ROUTE_STATS];
+    size_t n_route_stats;
 };
 
 #endif

@@ -7,9 +7,12 @@
 #include "geo/geo.h"
 #include "health/probe.h"
 #include "health/streams.h"
+#include "lb/admin/api.h"
+#include "lb/admin/events.h"
 #include "lb/log.h"
 #include "lb/net.h"
 #include "lb/worker/worker.h"
+#include "upstream/override.h"
 #include "upstream/upstream.h"
 
 #include <errno.h>
@@ -76,6 +79,10 @@ static void close_control(struct lb_server *srv)
     uv_close((uv_handle_t *)&srv->sig_usr1, NULL);
     uv_close((uv_handle_t *)&srv->sig_usr2, NULL);
     uv_close((uv_handle_t *)&srv->worker_done, NULL);
+    if (srv->replies_open) {
+        lb_wreply_close(&srv->replies);
+        srv->replies_open = false;
+    }
 }
 
 /* A worker's thread says it finished draining. */
@@ -91,6 +98,7 @@ static void on_worker_done(uv_async_t *a)
     struct lb_server *srv = a->data;
     if (atomic_load(&srv->workers_running) > 0)
         return;
+    lb_admin_stop(srv);
     for (unsigned i = 0; i < srv->n_workers; i++)
         lb_worker_command(&srv->workers[i], LB_CMD_EXIT);
     if (srv->health) {
@@ -124,7 +132,7 @@ static void on_signal(uv_signal_t *h, int signum)
     if (srv->stopping)
         return;
     if (signum == SIGHUP)
-        lb_proc_reload(srv);
+        (void)lb_proc_reload(srv, NULL);
     else if (signum == SIGUSR1)
         lb_proc_reopen_logs(srv);
     else
@@ -207,6 +215,8 @@ static void free_server(struct lb_server *srv)
     ups_snapshot_unref(srv->snap);
     geo_unref(srv->geo);
     hc_index_free(srv->env.index);
+    ups_ovr_free(srv->ovr);
+    free(srv->env.lstats);
     if (srv->access_fd > 2)
         close(srv->access_fd);
     if (srv->retired_fd > 2)
@@ -266,10 +276,19 @@ static int start_control(struct lb_server *srv)
     if ((rc = uv_async_init(&srv->loop, &srv->worker_done, on_worker_done)) < 0)
         return rc;
     srv->worker_done.data = srv;
+    if ((rc = lb_wreply_init(&srv->replies, &srv->loop)) < 0)
+        return rc;
+    srv->replies_open = true;
     srv->health = hc_engine_new(&srv->loop, srv->env.index);
     if (!srv->health)
         return UV_ENOMEM;
     hc_engine_apply(srv->health, srv->conf, srv->snap);
+    char err[512];
+    if (lb_admin_start(srv, err, sizeof(err)) < 0) {
+        lb_log_msg(LB_LOG_ERROR, "admin", "admin.address %s: %s", srv->conf->admin.address.text,
+                   err);
+        return UV_EINVAL;
+    }
     return 0;
 }
 
@@ -283,6 +302,7 @@ static int start_workers(struct lb_server *srv)
         w->host.snap = ups_snapshot_ref(srv->snap);
         w->pipes_max = srv->pipes_per_worker;
         w->on_finished = worker_finished;
+        w->replies = &srv->replies;
         w->finished_arg = srv;
         int rc = lb_worker_start(w);
         if (rc < 0) {
@@ -296,7 +316,7 @@ static int start_workers(struct lb_server *srv)
 int lb_proc_run(const char *conf_path, struct conf *conf)
 {
     static struct lb_server srv; /* one per process; workers point into it */
-    char err[256];
+    char err[512];
 
     memset(&srv, 0, sizeof(srv));
     srv.conf_path = (char *)conf_path;
@@ -315,7 +335,15 @@ int lb_proc_run(const char *conf_path, struct conf *conf)
         srv.n_workers = 1;
     srv.workers = calloc(srv.n_workers, sizeof(*srv.workers));
     srv.env.index = hc_index_new();
-    if (!srv.workers || !srv.env.index || copy_listeners(&srv, conf) < 0) {
+    srv.ovr = ups_ovr_new();
+    srv.env.lstats = calloc(conf->n_listeners, sizeof(*srv.env.lstats));
+    srv.env.n_lstats = conf->n_listeners;
+    static const double preroute_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                             0.1,   0.25,   0.5,   1,    2.5,   5, 10};
+    lb_histo_init(&srv.env.preroute, preroute_bounds,
+                  sizeof(preroute_bounds) / sizeof(preroute_bounds[0]));
+    if (!srv.workers || !srv.env.index || !srv.ovr || !srv.env.lstats ||
+        copy_listeners(&srv, conf) < 0) {
         lb_log_msg(LB_LOG_ERROR, "start", "out of memory");
         free_server(&srv);
         return 1;
@@ -327,13 +355,22 @@ int lb_proc_run(const char *conf_path, struct conf *conf)
         free_server(&srv);
         return 2;
     }
-    srv.snap = ups_snapshot_build(conf, NULL, srv.n_workers, err, sizeof(err));
+    if (conf->admin.state_file) {
+        struct ups_msgs msgs = {0};
+        ups_ovr_load(srv.ovr, conf->admin.state_file, &msgs);
+        for (size_t i = 0; i < msgs.n; i++)
+            lb_log_msg(LB_LOG_WARN, "state_file", "%s", msgs.msg[i]);
+        ups_msgs_free(&msgs);
+        if (srv.ovr->n_nodes || srv.ovr->n_routes)
+            lb_log_msg(LB_LOG_INFO, "state_file", "%zu node and %zu route overrides from %s",
+                       srv.ovr->n_nodes, srv.ovr->n_routes, conf->admin.state_file);
+    }
+    srv.snap = lb_proc_build(&srv, conf, srv.geo, err, sizeof(err));
     if (!srv.snap) {
         lb_log_msg(LB_LOG_ERROR, "start", "%s", err);
         free_server(&srv);
         return 1;
     }
-    lb_proc_attach_geo(srv.snap, srv.geo);
     if (bind_listeners(&srv) < 0) {
         free_server(&srv);
         return 1;

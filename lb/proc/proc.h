@@ -13,8 +13,17 @@ int lb_proc_open_geo(const struct conf *c, struct geo_db **out);
 void lb_proc_attach_geo(struct ups_snapshot *snap, struct geo_db *db);
 /* Settings workers read, from c (atomics: safe while they run). */
 void lb_proc_apply_settings(struct lb_server *srv, const struct conf *c);
-/* Re-reads the config: all or nothing. */
-void lb_proc_reload(struct lb_server *srv);
+/* Re-reads the config: all or nothing. 0, or -1 with the located errors
+ * added to errs (may be NULL; the caller frees them). */
+struct ups_msgs;
+int lb_proc_reload(struct lb_server *srv, struct ups_msgs *errs);
+/* A snapshot of c with geo, the route counters and the overrides applied
+ * (stale overrides are reported and dropped). NULL with why in err. */
+struct ups_snapshot *lb_proc_build(struct lb_server *srv, const struct conf *c,
+                                   struct geo_db *geo, char *err, size_t errlen);
+/* The overrides changed: rebuild from the running config, publish, save. */
+int lb_proc_apply_overrides(struct lb_server *srv, char *err, size_t errlen);
+void lb_proc_save_overrides(struct lb_server *srv);
 /* SIGUSR1 / logrotate: reopen the access log file at its path. */
 void lb_proc_reopen_logs(struct lb_server *srv);
 

@@ -6,12 +6,18 @@
 #include "conf/conf.h"
 #include "geo/geo.h"
 #include "health/probe.h"
+#include "health/streams.h"
+#include "lb/admin/api.h"
+#include "lb/admin/events.h"
 #include "lb/log.h"
 #include "lb/worker/worker.h"
+#include "upstream/override.h"
 #include "upstream/upstream.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -137,53 +143,251 @@ static bool same_listeners(const struct lb_server *srv, const struct conf *c)
     return true;
 }
 
-static void refused(const char *what)
+/* ---- snapshots: config + overrides ---------------------------------------- */
+
+static _Atomic uint64_t *route_counters(struct lb_server *srv, const char *name)
 {
-    lb_log_msg(LB_LOG_ERROR, "reload_failed", "%s; keeping the running configuration", what);
+    for (size_t i = 0; i < srv->n_route_stats; i++)
+        if (strcmp(srv->route_stats[i].name, name) == 0)
+            return srv->route_stats[i].by_role;
+    if (srv->n_route_stats >= LB_MAX_ROUTE_STATS || strlen(name) >= 64)
+        return NULL;
+    struct lb_route_stat *rs = &srv->route_stats[srv->n_route_stats++];
+    snprintf(rs->name, sizeof(rs->name), "%s", name);
+    return rs->by_role;
 }
 
-void lb_proc_reload(struct lb_server *srv)
+static void log_msgs(struct ups_msgs *m, const char *event)
 {
-    struct conf_errors errs;
-    struct conf_load_opts opts = {.resolve_names = true};
-    char err[256];
+    for (size_t i = 0; i < m->n; i++)
+        lb_log_msg(LB_LOG_WARN, event, "%s", m->msg[i]);
+    ups_msgs_free(m);
+}
 
-    struct conf *c = conf_load_file(srv->conf_path, &opts, &errs);
-    if (!c) {
-        for (size_t i = 0; i < errs.n; i++)
-            lb_log_msg(LB_LOG_ERROR, "reload_failed", "%s", errs.msg[i]);
-        refused("the file is invalid");
-        conf_errors_free(&errs);
+void lb_proc_save_overrides(struct lb_server *srv)
+{
+    char err[512];
+    const char *path = srv->conf->admin.state_file;
+    if (!path || !srv->ovr)
         return;
+    if (ups_ovr_save(srv->ovr, path, err, sizeof(err)) < 0)
+        lb_log_msg(LB_LOG_ERROR, "state_file", "cannot save overrides to %s: %s", path, err);
+}
+
+struct ups_snapshot *lb_proc_build(struct lb_server *srv, const struct conf *c,
+                                   struct geo_db *geo, char *err, size_t errlen)
+{
+    /* One policy row more than workers: the control thread's (locate). */
+    struct ups_snapshot *snap = ups_snapshot_build(c, srv->snap, srv->n_workers + 1, err, errlen);
+    if (!snap)
+        return NULL;
+    lb_proc_attach_geo(snap, geo);
+    for (size_t i = 0; i < snap->n_routes; i++)
+        snap->routes[i].role_sessions = route_counters(srv, snap->routes[i].name);
+    if (srv->ovr) {
+        struct ups_msgs msgs = {0};
+        uint64_t before = srv->ovr->changes;
+        if (ups_ovr_apply(srv->ovr, snap, &msgs) < 0) {
+            ups_msgs_free(&msgs);
+            ups_snapshot_unref(snap);
+            snprintf(err, errlen, "out of memory applying the overrides");
+            return NULL;
+        }
+        for (size_t i = 0; i < msgs.n; i++)
+            lb_event_add("override", NULL, NULL, "%s", msgs.msg[i]);
+        log_msgs(&msgs, "override_discarded");
+        if (srv->ovr->changes != before)
+            lb_proc_save_overrides(srv);
+    }
+    return snap;
+}
+
+static void publish(struct lb_server *srv, struct ups_snapshot *snap)
+{
+    for (unsigned i = 0; i < srv->n_workers; i++)
+        lb_worker_publish_snapshot(&srv->workers[i], snap);
+    ups_snapshot_unref(srv->snap);
+    srv->snap = snap;
+}
+
+int lb_proc_apply_overrides(struct lb_server *srv, char *err, size_t errlen)
+{
+    struct ups_snapshot *snap = lb_proc_build(srv, srv->conf, srv->geo, err, errlen);
+    if (!snap)
+        return -1;
+    publish(srv, snap);
+    lb_proc_save_overrides(srv);
+    return 0;
+}
+
+/* ---- reload ---------------------------------------------------------------- */
+
+static void add_msg(struct ups_msgs *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_msg(struct ups_msgs *m, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    if (!m)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (m->n >= UPS_MSGS_MAX) {
+        m->dropped++;
+        return;
+    }
+    m->msg[m->n] = strdup(buf);
+    if (m->msg[m->n])
+        m->n++;
+}
+
+static int refused(struct lb_server *srv, struct ups_msgs *errs, const char *what)
+{
+    lb_log_msg(LB_LOG_ERROR, "reload_failed", "%s; keeping the running configuration", what);
+    add_msg(errs, "%s", what);
+    atomic_fetch_add(&srv->reloads_failed, 1);
+    lb_event_add("reload_failed", NULL, NULL, "%s", what);
+    return -1;
+}
+
+static const struct ups_node *find_node(const struct ups_snapshot *s, const char *pool,
+                                        const char *node)
+{
+    for (size_t p = 0; p < s->n_pools; p++) {
+        if (strcmp(s->pools[p].name, pool) != 0)
+            continue;
+        for (size_t i = 0; i < s->pools[p].n_nodes; i++)
+            if (strcmp(s->pools[p].nodes[i].name, node) == 0)
+                return &s->pools[p].nodes[i];
+    }
+    return NULL;
+}
+
+static const struct ups_route *find_route(const struct ups_snapshot *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_routes; i++)
+        if (strcmp(s->routes[i].name, name) == 0)
+            return &s->routes[i];
+    return NULL;
+}
+
+/* Logs what a reload changed; clears the stream index of removed nodes. */
+static void log_changes(struct lb_server *srv, const struct ups_snapshot *old,
+                        const struct ups_snapshot *now)
+{
+    unsigned added = 0, removed = 0, reweighted = 0, routes = 0, left = 0;
+    for (size_t p = 0; p < now->n_pools; p++)
+        for (size_t i = 0; i < now->pools[p].n_nodes; i++) {
+            const struct ups_node *n = &now->pools[p].nodes[i];
+            const struct ups_node *o = find_node(old, now->pools[p].name, n->name);
+            if (!o || o->live != n->live) {
+                added++;
+                lb_log_msg(LB_LOG_INFO, "reload_node_added", "pool=%s node=%s address=%s",
+                           now->pools[p].name, n->name, n->address_text);
+            } else if (o->weight != n->weight) {
+                reweighted++;
+                lb_log_msg(LB_LOG_INFO, "reload_node_reweighted", "pool=%s node=%s weight=%u->%u",
+                           now->pools[p].name, n->name, o->weight, n->weight);
+            }
+        }
+    for (size_t p = 0; p < old->n_pools; p++)
+        for (size_t i = 0; i < old->pools[p].n_nodes; i++) {
+            const struct ups_node *o = &old->pools[p].nodes[i];
+            const struct ups_node *n = find_node(now, old->pools[p].name, o->name);
+            if (n && n->live == o->live)
+                continue;
+            removed++;
+            unsigned live = atomic_load(&o->live->sessions);
+            left += live;
+            if (!n)
+                hc_index_clear_node(srv->env.index, old->pools[p].name, o->name);
+            lb_log_msg(LB_LOG_INFO, "reload_node_removed",
+                       "pool=%s node=%s address=%s live_sessions=%u", old->pools[p].name, o->name,
+                       o->address_text, live);
+        }
+    for (size_t i = 0; i < now->n_routes; i++) {
+        const struct ups_route *r = &now->routes[i];
+        const struct ups_route *o = find_route(old, r->name);
+        if (!o || strcmp(o->pool->name, r->pool->name) != 0 || o->policy != r->policy ||
+            i >= old->n_routes || strcmp(old->routes[i].name, r->name) != 0) {
+            routes++;
+            lb_log_msg(LB_LOG_INFO, "reload_route_changed", "route=%s pool=%s policy=%s%s",
+                       r->name, r->pool->name, conf_policy_name(r->policy), o ? "" : " (new)");
+        }
+    }
+    for (size_t i = 0; i < old->n_routes; i++)
+        if (!find_route(now, old->routes[i].name)) {
+            routes++;
+            lb_log_msg(LB_LOG_INFO, "reload_route_changed", "route=%s removed",
+                       old->routes[i].name);
+        }
+    struct lb_logline l;
+    lb_log_begin(&l, LB_LOG_INFO, "reload_changes");
+    lb_log_u64(&l, "nodes_added", added);
+    lb_log_u64(&l, "nodes_removed", removed);
+    lb_log_u64(&l, "nodes_reweighted", reweighted);
+    lb_log_u64(&l, "routes_changed", routes);
+    lb_log_u64(&l, "sessions_on_removed_nodes", left);
+    lb_log_end(&l);
+    lb_event_add("reload", NULL, NULL,
+                 "generation %llu: %u nodes added, %u removed, %u reweighted, %u routes changed, "
+                 "%u live sessions stay on removed nodes",
+                 (unsigned long long)now->generation, added, removed, reweighted, routes, left);
+}
+
+int lb_proc_reload(struct lb_server *srv, struct ups_msgs *errs)
+{
+    struct conf_errors cerrs;
+    struct conf_load_opts opts = {.resolve_names = true};
+    char err[512];
+
+    struct conf *c = conf_load_file(srv->conf_path, &opts, &cerrs);
+    if (!c) {
+        for (size_t i = 0; i < cerrs.n; i++) {
+            lb_log_msg(LB_LOG_ERROR, "reload_failed", "%s", cerrs.msg[i]);
+            add_msg(errs, "%s", cerrs.msg[i]);
+        }
+        conf_errors_free(&cerrs);
+        refused(srv, NULL, "the file is invalid");
+        return -1;
     }
     /* Open and build everything first ... */
     struct geo_db *geo;
     if (lb_proc_open_geo(c, &geo) < 0) {
-        refused("the geo database cannot be opened");
+        snprintf(err, sizeof(err), "%s:%u:%u: geo.database: cannot be opened", c->path,
+                 c->geo.database_mark.line, c->geo.database_mark.col);
         conf_free(c);
-        return;
+        return refused(srv, errs, err);
     }
     int afd = lb_proc_open_access_log(c);
     if (afd == -2) {
-        refused("the access log cannot be opened");
+        snprintf(err, sizeof(err), "log.access_log: %s cannot be opened: %s", c->log.access_log,
+                 strerror(errno));
         geo_unref(geo);
         conf_free(c);
-        return;
+        return refused(srv, errs, err);
     }
-    struct ups_snapshot *snap = ups_snapshot_build(c, srv->snap, srv->n_workers, err, sizeof(err));
-    if (!snap) {
-        refused(err);
+    char *token = NULL;
+    if (c->admin.present && conf_admin_token_load(c, &token, err, sizeof(err)) < 0) {
         if (afd > 2)
             close(afd);
         geo_unref(geo);
         conf_free(c);
-        return;
+        return refused(srv, errs, err);
+    }
+    struct ups_snapshot *snap = lb_proc_build(srv, c, geo, err, sizeof(err));
+    if (!snap) {
+        free(token);
+        if (afd > 2)
+            close(afd);
+        geo_unref(geo);
+        conf_free(c);
+        return refused(srv, errs, err);
     }
     /* ... then switch. */
     if (!same_listeners(srv, c))
         lb_log_msg(LB_LOG_WARN, "reload",
                    "listener changes need a restart; keeping the current listeners");
-    lb_proc_attach_geo(snap, geo);
     geo_unref(srv->geo);
     srv->geo = geo;
     if (srv->health)
@@ -192,12 +396,16 @@ void lb_proc_reload(struct lb_server *srv)
         swap_access_log(srv, afd);
     apply_log_settings(c);
     lb_proc_apply_settings(srv, c);
-    for (unsigned i = 0; i < srv->n_workers; i++)
-        lb_worker_publish_snapshot(&srv->workers[i], snap);
-    ups_snapshot_unref(srv->snap);
-    srv->snap = snap;
+    log_changes(srv, srv->snap, snap);
+    publish(srv, snap);
     conf_free(srv->conf);
     srv->conf = c;
+    lb_admin_reloaded(srv, token);
+    if (token) {
+        memset(token, 0, strlen(token));
+        free(token);
+    }
+    atomic_fetch_add(&srv->reloads_ok, 1);
     struct lb_logline l;
     lb_log_begin(&l, LB_LOG_INFO, "reloaded");
     lb_log_str(&l, "file", srv->conf_path);
@@ -205,4 +413,5 @@ void lb_proc_reload(struct lb_server *srv)
     lb_log_u64(&l, "pools", c->n_pools);
     lb_log_u64(&l, "routes", c->n_routes);
     lb_log_end(&l);
+    return 0;
 }

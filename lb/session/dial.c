@@ -41,6 +41,10 @@ void lb__route(struct lb_session *s)
     const struct ups_route *r = ups_route_select(s->snap, req, &s->cands);
     s->f.route = r;
     s->next_cand = 0;
+    lb_histo_observe(&s->h->env->preroute, (double)s->preroute_us / 1e6);
+    if (r && r->role_sessions)
+        atomic_fetch_add(&r->role_sessions[req->l4 || req->role < 0 || req->role > 2 ? 0 : req->role],
+                         1);
     if (!r) {
         lb__apply(s, s->f.ops->on_dials_failed(&s->f, LB_REASON_NO_ROUTE));
         return;

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "lb/admin/metrics.h"
 #include "lb/front/front.h"
 #include "lb/reason.h"
 #include "lb/xprt/xprt.h"
@@ -34,6 +35,13 @@ struct lb_env {
     _Atomic uint64_t pipes_created;
     _Atomic uint64_t pipe_fallbacks; /* transfers copied for want of a pipe */
     _Atomic uint64_t ends[LB_REASON__COUNT]; /* sessions ended, by reason */
+    /* Per listener (index in the config), for /metrics. */
+    struct lb_lstat {
+        _Atomic uint64_t accepted;
+        _Atomic uint64_t refused; /* max_sessions or out of descriptors */
+    } *lstats;
+    size_t n_lstats;
+    struct lb_histo preroute; /* accept -> route decided, seconds */
 };
 
 /* ---- pipes (DESIGN.md "Splice") --------------------------------------- */

@@ -9,6 +9,7 @@
 #include "upstream/upstream.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -69,6 +70,9 @@ static void on_emfile(struct lb_worker *w, struct lb_wlistener *l)
         w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
     atomic_fetch_add(&w->host.env->sessions_refused, 1);
+    size_t li = (size_t)(l - w->listeners);
+    if (li < w->host.env->n_lstats)
+        atomic_fetch_add(&w->host.env->lstats[li].refused, 1);
     pause_accepting(w);
     if (log_due(w))
         lb_log_msg(LB_LOG_WARN, "accept_emfile",
@@ -103,9 +107,13 @@ static void on_accept(uv_poll_t *h, int status, int events)
                            strerror(errno));
             return;
         }
+        size_t li = (size_t)(l - w->listeners);
+        struct lb_lstat *ls = li < env->n_lstats ? &env->lstats[li] : NULL;
         unsigned live = atomic_fetch_add(&env->sessions, 1);
         if (live >= atomic_load(&env->max_sessions)) {
             atomic_fetch_sub(&env->sessions, 1);
+            if (ls)
+                atomic_fetch_add(&ls->refused, 1);
             uint64_t refused = atomic_fetch_add(&env->sessions_refused, 1) + 1;
             if (log_due(w))
                 lb_log_msg(LB_LOG_WARN, "session_refused",
@@ -115,6 +123,8 @@ static void on_accept(uv_poll_t *h, int status, int events)
             continue;
         }
         atomic_fetch_add(&env->sessions_total, 1);
+        if (ls)
+            atomic_fetch_add(&ls->accepted, 1);
         lb_session_start(&w->host, &l->info, fd, (struct sockaddr *)&ss, len);
     }
 }
@@ -177,6 +187,158 @@ static void begin_stop(struct lb_worker *w)
         uv_timer_start(&w->drain_timer, on_drain_timeout, drain, 0);
 }
 
+/* ---- requests from the control thread ----------------------------------- */
+
+static const char *const sstate_names[] = {
+#define X(e, n) n,
+    LB_SSTATE_MAP(X)
+#undef X
+};
+
+static void copy_session(struct lb_worker *w, const struct lb_session *s, struct lb_wsession *o,
+                         uint64_t now_ns)
+{
+    static const char *const roles[] = {"-", "publish", "play"};
+    const struct ups_node *n = s->node ? s->node : s->log_node;
+    memset(o, 0, sizeof(*o));
+    snprintf(o->client, sizeof(o->client), "%s", s->client_text);
+    snprintf(o->listener, sizeof(o->listener), "%s", s->lst ? s->lst->name : "");
+    snprintf(o->role, sizeof(o->role), "%s",
+             !s->rtmp_mode ? "tcp" : (s->f.role >= 0 && s->f.role <= 2 ? roles[s->f.role] : "-"));
+    snprintf(o->app, sizeof(o->app), "%s", s->f.app ? s->f.app : "");
+    snprintf(o->stream, sizeof(o->stream), "%s", s->f.stream ? s->f.stream : "");
+    if (s->f.route) {
+        snprintf(o->route, sizeof(o->route), "%s", s->f.route->name);
+        snprintf(o->pool, sizeof(o->pool), "%s", s->f.route->pool->name);
+    }
+    if (n) {
+        snprintf(o->pool, sizeof(o->pool), "%s", n->pool->name);
+        snprintf(o->node, sizeof(o->node), "%s", n->name);
+    }
+    snprintf(o->country, sizeof(o->country), "%s", s->country);
+    o->state = s->state <= LB_SS_CLOSING ? sstate_names[s->state] : "?";
+    o->worker = w->id;
+    o->age_ms = (now_ns - s->t_accept_ns) / 1000000;
+    o->bytes_in = s->f.client_bytes + s->c2u.bytes;
+    o->bytes_out = s->f.upstream_bytes + s->u2c.bytes;
+}
+
+static void answer_sessions(struct lb_worker *w, struct lb_wreq *r)
+{
+    size_t n = 0;
+    uint64_t now = uv_hrtime();
+    for (struct lb_session *s = w->host.sessions; s; s = s->next)
+        n++;
+    r->sessions = n ? malloc(n * sizeof(*r->sessions)) : NULL;
+    r->n_sessions = 0;
+    if (!r->sessions)
+        return;
+    for (struct lb_session *s = w->host.sessions; s && r->n_sessions < n; s = s->next)
+        copy_session(w, s, &r->sessions[r->n_sessions++], now);
+}
+
+static void answer_close_node(struct lb_worker *w, struct lb_wreq *r)
+{
+    struct lb_session *s = w->host.sessions, *next;
+    for (; s; s = next) {
+        next = s->next; /* lb_session_end unlinks s only */
+        const struct ups_node *n = s->node;
+        if (!n || strcmp(n->name, r->node) != 0 || strcmp(n->pool->name, r->pool) != 0)
+            continue;
+        lb_session_end(s, (enum lb_reason)r->reason);
+        r->closed++;
+    }
+}
+
+static void post_reply(struct lb_wreply_q *q, struct lb_wreq *r)
+{
+    r->next = NULL;
+    uv_mutex_lock(&q->mu);
+    if (q->closed) { /* stopping: nobody waits for it any more */
+        uv_mutex_unlock(&q->mu);
+        free(r->sessions);
+        free(r);
+        return;
+    }
+    if (q->tail)
+        q->tail->next = r;
+    else
+        q->head = r;
+    q->tail = r;
+    uv_async_send(&q->async); /* under the lock: close waits for it */
+    uv_mutex_unlock(&q->mu);
+}
+
+static void run_requests(struct lb_worker *w)
+{
+    uv_mutex_lock(&w->inbox_mu);
+    struct lb_wreq *r = w->inbox;
+    w->inbox = NULL;
+    uv_mutex_unlock(&w->inbox_mu);
+    for (struct lb_wreq *next; r; r = next) {
+        next = r->next;
+        r->worker = w->id;
+        if (r->kind == LB_WREQ_SESSIONS)
+            answer_sessions(w, r);
+        else if (r->kind == LB_WREQ_CLOSE_NODE)
+            answer_close_node(w, r);
+        post_reply(w->replies, r);
+    }
+}
+
+void lb_worker_request(struct lb_worker *w, struct lb_wreq *r)
+{
+    uv_mutex_lock(&w->inbox_mu);
+    r->next = NULL;
+    struct lb_wreq **p = &w->inbox;
+    while (*p)
+        p = &(*p)->next;
+    *p = r;
+    uv_mutex_unlock(&w->inbox_mu);
+    uv_async_send(&w->wake);
+}
+
+static void on_replies(uv_async_t *a)
+{
+    struct lb_wreply_q *q = a->data;
+    uv_mutex_lock(&q->mu);
+    struct lb_wreq *r = q->head;
+    q->head = q->tail = NULL;
+    uv_mutex_unlock(&q->mu);
+    for (struct lb_wreq *next; r; r = next) {
+        next = r->next;
+        r->done(r);
+    }
+}
+
+int lb_wreply_init(struct lb_wreply_q *q, uv_loop_t *loop)
+{
+    int rc;
+    q->head = q->tail = NULL;
+    q->closed = false;
+    if ((rc = uv_mutex_init(&q->mu)) < 0)
+        return rc;
+    if ((rc = uv_async_init(loop, &q->async, on_replies)) < 0)
+        return rc;
+    q->async.data = q;
+    return 0;
+}
+
+void lb_wreply_close(struct lb_wreply_q *q)
+{
+    uv_mutex_lock(&q->mu);
+    q->closed = true;
+    struct lb_wreq *r = q->head;
+    q->head = q->tail = NULL;
+    uv_mutex_unlock(&q->mu);
+    for (struct lb_wreq *next; r; r = next) {
+        next = r->next;
+        free(r->sessions);
+        free(r);
+    }
+    uv_close((uv_handle_t *)&q->async, NULL);
+}
+
 static void on_wake(uv_async_t *a)
 {
     struct lb_worker *w = a->data;
@@ -187,6 +349,8 @@ static void on_wake(uv_async_t *a)
         ups_snapshot_unref(w->host.snap);
         w->host.snap = next;
     }
+    if (w->replies)
+        run_requests(w);
     if ((cmd & LB_CMD_STOP) && !w->stopping)
         begin_stop(w);
     if (cmd & LB_CMD_FORCE)
@@ -241,6 +405,8 @@ int lb_worker_start(struct lb_worker *w)
     int rc;
 
     if ((rc = uv_loop_init(&w->loop)) < 0)
+        return rc;
+    if ((rc = uv_mutex_init(&w->inbox_mu)) < 0)
         return rc;
     if ((rc = uv_async_init(&w->loop, &w->wake, on_wake)) < 0 ||
         (rc = uv_timer_init(&w->loop, &w->drain_timer)) < 0 ||

@@ -58,12 +58,54 @@ static void h_text(void *ud, const struct lb_http_request *req, struct lb_http_r
     lb_http_reply(res, 200, "text/plain; version=0.0.4", "m 1\n", 4);
 }
 
+/* Deferred answers: the handler answers 50 ms later from a timer. */
+static uv_loop_t *g_loop;
+static int g_later_done;
+
+struct later {
+    uv_timer_t t;
+    struct lb_http_deferred *d;
+    int n;
+};
+
+static void later_closed(uv_handle_t *h) { free(h->data); }
+
+static void later_fire(uv_timer_t *t)
+{
+    struct later *l = t->data;
+    struct lb_http_response res;
+    char body[64];
+    memset(&res, 0, sizeof(res));
+    int n = snprintf(body, sizeof(body), "later %d", l->n);
+    lb_http_reply(&res, 200, "text/plain", body, (size_t)n);
+    lb_http_finish(l->d, &res); /* the client may be gone: then it only frees */
+    g_later_done++;
+    uv_close((uv_handle_t *)&l->t, later_closed);
+}
+
+static void h_later(void *ud, const struct lb_http_request *req, struct lb_http_response *res)
+{
+    static int seq;
+    struct later *l = calloc(1, sizeof(*l));
+    l->d = lb_http_defer(res);
+    if (!l->d) {
+        free(l);
+        lb_http_reply_error(res, 500, "no defer");
+        return;
+    }
+    l->n = ++seq;
+    uv_timer_init(g_loop, &l->t);
+    l->t.data = l;
+    uv_timer_start(&l->t, later_fire, 50, 0);
+}
+
 static const struct lb_http_route ROUTES[] = {
     {{"GET", "/api/v1/echo"}, h_echo, false},
     {{"GET", "/api/v1/upstreams"}, h_echo, false},
     {{"POST", "/api/v1/pools/{pool}/nodes/{node}"}, h_node, true},
     {{"DELETE", "/api/v1/overrides"}, h_echo, true},
     {{"GET", "/metrics"}, h_text, false},
+    {{"GET", "/api/v1/later"}, h_later, false},
 };
 
 /* ---- fixture -------------------------------------------------------------- */
@@ -135,6 +177,7 @@ static void run(struct lb_http_config cfg, void (*client)(struct fx *))
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     char err[256];
     assert_int_equal(uv_loop_init(&f.loop), 0);
+    g_loop = &f.loop;
     cfg.routes = ROUTES;
     cfg.n_routes = sizeof(ROUTES) / sizeof(ROUTES[0]);
     assert_int_equal(lb_http_start(&f.srv, &f.loop, (struct sockaddr *)&sin, &cfg, err,
@@ -581,6 +624,43 @@ static void c_backpressure(struct fx *f)
     free(r);
 }
 
+/* A deferred answer keeps the connection's order: a request pipelined
+ * behind it is answered after it; a client that leaves before the answer
+ * costs nothing; the server goes on. */
+static void c_deferred(struct fx *f)
+{
+    struct rd *r = calloc(1, sizeof(*r));
+    struct resp res;
+    r->fd = dial(f->port);
+    CHECK(f, r->fd >= 0, "dial");
+    send_str(r->fd, "GET /api/v1/later HTTP/1.1\r\nHost: x\r\n" AUTH "\r\n"
+                    "GET /api/v1/echo?a=1 HTTP/1.1\r\nHost: x\r\n" AUTH "\r\n");
+    read_resp(r, &res);
+    CHECK(f, res.status == 200 && strncmp(res.body, "later ", 6) == 0, "first: %d %s",
+          res.status, res.body);
+    read_resp(r, &res);
+    CHECK(f, res.status == 200 && strstr(res.body, "\"a\":\"1\""), "second: %d %s", res.status,
+          res.body);
+    /* again on the same connection */
+    send_str(r->fd, "GET /api/v1/later HTTP/1.1\r\nHost: x\r\n" AUTH "\r\n");
+    read_resp(r, &res);
+    CHECK(f, res.status == 200 && strncmp(res.body, "later ", 6) == 0, "third: %d %s",
+          res.status, res.body);
+    close(r->fd);
+    /* a client that leaves before its answer */
+    int fd = dial(f->port);
+    send_str(fd, "GET /api/v1/later HTTP/1.1\r\nHost: x\r\n" AUTH "\r\n");
+    close(fd);
+    usleep(200 * 1000);
+    r->len = 0;
+    r->fd = dial(f->port);
+    send_str(r->fd, "GET /api/v1/echo HTTP/1.1\r\nHost: x\r\n" AUTH "\r\n");
+    read_resp(r, &res);
+    CHECK(f, res.status == 200, "after a gone client: %d", res.status);
+    close(r->fd);
+    free(r);
+}
+
 /* ---- tests ---------------------------------------------------------------- */
 
 static struct lb_http_config base(void)
@@ -615,6 +695,13 @@ static void test_slow_and_idle_clients(void **st)
 
 static void test_backpressure(void **st) { run(base(), c_backpressure); }
 
+static void test_deferred(void **st)
+{
+    g_later_done = 0;
+    run(base(), c_deferred);
+    assert_int_equal(g_later_done, 3);
+}
+
 static void test_route_match_pure(void **st)
 {
     struct lb_http_parser p;
@@ -627,7 +714,7 @@ static void test_route_match_pure(void **st)
     assert_int_equal(lb_http_parser_feed(&p, req, sizeof(req) - 1, &used, &status, &why),
                      LB_HTTP_REQUEST);
     assert_int_equal(used, sizeof(req) - 1);
-    assert_int_equal(lb_http_match(&p, &ROUTES[0].match, sizeof(ROUTES[0]), 5, allow,
+    assert_int_equal(lb_http_match(&p, &ROUTES[0].match, sizeof(ROUTES[0]), 6, allow,
                                    sizeof(allow)),
                      2);
     assert_string_equal(lb_http_param(&p.req, "pool"), "a/b");
@@ -659,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_connection_cap),
         cmocka_unit_test(test_slow_and_idle_clients),
         cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_deferred),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
