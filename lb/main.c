@@ -1,6 +1,7 @@
 /* rtmplb: command line. See ../shared/INTERFACE.md "Command line". */
 #include "conf/conf.h"
 #include "geo/geo.h"
+#include "lb/admin/api.h"
 #include "lb/proc/proc.h"
 #include "lb/log.h"
 
@@ -133,5 +134,5 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
-    return lb_proc_run(path, c);
+    return lb_proc_run(path, c, &lb_admin_control);
 }

@@ -1085,3 +1085,9 @@ void lb_admin_stop(struct lb_server *srv)
     a->http = NULL;
     uv_close((uv_handle_t *)&a->drain_timer, admin_freed);
 }
+
+const struct lb_control_ops lb_admin_control = {
+    .start = lb_admin_start,
+    .reloaded = lb_admin_reloaded,
+    .stop = lb_admin_stop,
+};

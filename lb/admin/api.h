@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 struct lb_server;
+struct lb_control_ops;
 
 /* Starts the admin server when the config has an admin section (token
  * from admin.token_file). 0, or -1 with why in err. */
@@ -16,6 +17,8 @@ int lb_admin_start(struct lb_server *srv, char *err, size_t errlen);
 void lb_admin_reloaded(struct lb_server *srv, const char *token);
 /* Closes the server (stop). */
 void lb_admin_stop(struct lb_server *srv);
+/* The three above, for lb_proc_run. */
+extern const struct lb_control_ops lb_admin_control;
 /* The overrides changed (start, API): (re)arm the drain deadline timer. */
 void lb_admin_schedule_drains(struct lb_server *srv);
 

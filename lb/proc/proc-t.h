@@ -27,7 +27,18 @@ struct lb_listener_spec {
     char *address_text;
 };
 
+struct lb_server;
+
+/* The admin server as the process sees it: main.c hands these in, so the
+ * process never includes the admin module (which calls down into it). */
+struct lb_control_ops {
+    int (*start)(struct lb_server *srv, char *err, size_t errlen);
+    void (*reloaded)(struct lb_server *srv, const char *token);
+    void (*stop)(struct lb_server *srv);
+};
+
 struct lb_server {
+    const struct lb_control_ops *ctl; /* NULL: no admin server */
     char *conf_path;
     struct conf *conf;
     uv_loop_t loop; /* control loop, main thread */

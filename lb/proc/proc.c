@@ -7,7 +7,6 @@
 #include "geo/geo.h"
 #include "health/probe.h"
 #include "health/streams.h"
-#include "lb/admin/api.h"
 #include "lb/admin/events.h"
 #include "lb/log.h"
 #include "lb/net.h"
@@ -98,7 +97,8 @@ static void on_worker_done(uv_async_t *a)
     struct lb_server *srv = a->data;
     if (atomic_load(&srv->workers_running) > 0)
         return;
-    lb_admin_stop(srv);
+    if (srv->ctl)
+        srv->ctl->stop(srv);
     for (unsigned i = 0; i < srv->n_workers; i++)
         lb_worker_command(&srv->workers[i], LB_CMD_EXIT);
     if (srv->health) {
@@ -284,7 +284,7 @@ static int start_control(struct lb_server *srv)
         return UV_ENOMEM;
     hc_engine_apply(srv->health, srv->conf, srv->snap);
     char err[512];
-    if (lb_admin_start(srv, err, sizeof(err)) < 0) {
+    if (srv->ctl && srv->ctl->start(srv, err, sizeof(err)) < 0) {
         lb_log_msg(LB_LOG_ERROR, "admin", "admin.address %s: %s", srv->conf->admin.address.text,
                    err);
         return UV_EINVAL;
@@ -313,12 +313,13 @@ static int start_workers(struct lb_server *srv)
     return 0;
 }
 
-int lb_proc_run(const char *conf_path, struct conf *conf)
+int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_control_ops *ctl)
 {
     static struct lb_server srv; /* one per process; workers point into it */
     char err[512];
 
     memset(&srv, 0, sizeof(srv));
+    srv.ctl = ctl;
     srv.conf_path = (char *)conf_path;
     srv.conf = conf;
     srv.retired_fd = -1;

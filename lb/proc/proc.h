@@ -4,7 +4,7 @@
 #include "lb/proc/proc-t.h"
 
 /* Runs rtmplb with a checked config (takes it). Returns the exit code. */
-int lb_proc_run(const char *conf_path, struct conf *conf);
+int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_control_ops *ctl);
 
 /* reload.c */
 /* Opens the access log named in c: an fd, -1 for "off", -2 on error (logged). */

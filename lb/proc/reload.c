@@ -7,7 +7,6 @@
 #include "geo/geo.h"
 #include "health/probe.h"
 #include "health/streams.h"
-#include "lb/admin/api.h"
 #include "lb/admin/events.h"
 #include "lb/log.h"
 #include "lb/worker/worker.h"
@@ -400,7 +399,8 @@ int lb_proc_reload(struct lb_server *srv, struct ups_msgs *errs)
     publish(srv, snap);
     conf_free(srv->conf);
     srv->conf = c;
-    lb_admin_reloaded(srv, token);
+    if (srv->ctl)
+        srv->ctl->reloaded(srv, token);
     if (token) {
         memset(token, 0, strlen(token));
         free(token);
