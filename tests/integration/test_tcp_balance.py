@@ -345,6 +345,11 @@ class TcpBalance(unittest.TestCase):
         s.sendall(b"ping")
         self.assertEqual(recv_exact(s, 4), b"ping")
         lb.send_signal(signal.SIGTERM)
+        # The signal is handled (and the live sessions counted) before any
+        # probe of the listener below could become a session of its own.
+        wait_for(lambda: "no longer accepting" in self.fleet.log_text("rtmplb"), 10,
+                 "the SIGTERM line", 0.05)
+        self.assertIn("draining 1 sessions", self.fleet.log_text("rtmplb"))
 
         def refused():
             try:
@@ -360,7 +365,6 @@ class TcpBalance(unittest.TestCase):
         self.assertIsNone(lb.poll())
         s.close()
         self.assertEqual(lb.wait(10), 0)
-        self.assertIn("draining 1 sessions", self.fleet.log_text("rtmplb"))
 
     def test_drain_deadline_closes_stragglers(self):
         e = self.backend("e", mode="echo")
