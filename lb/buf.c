@@ -9,6 +9,13 @@ int lb_buf_reserve(struct lb_buf *b, size_t more, size_t limit)
         b->off = b->len = 0;
     if (b->len + more <= b->cap)
         return 0;
+    if (b->off) { /* reuse what was consumed before growing */
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+        if (b->len + more <= b->cap)
+            return 0;
+    }
     if (more > limit || b->len > limit - more)
         return -1;
     size_t cap = b->cap ? b->cap : 256;

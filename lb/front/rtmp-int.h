@@ -12,6 +12,8 @@
 #define RP_MAX_TIDS 8
 #define RP_UIN_CAP (256 * 1024)  /* origin bytes held while patching */
 #define RP_COUT_HIGH (256 * 1024) /* stop reading the origin above this */
+/* to_client while patching: what is held back plus one read past the mark */
+#define RP_COUT_LIMIT (RP_COUT_HIGH + RP_UIN_CAP + 16384)
 
 /*   HANDSHAKE  read C0C1, answer S0S1S2 at once, read C2
  *   LOCAL      decode the client's chunks, answer connect/createStream,
@@ -56,6 +58,8 @@ struct rtmp_phase {
     struct rtmp_chunk_dec *udec;
     struct rtmp_asm uas;
     bool u_scs_seen;
+    uint32_t next_chunk;  /* a Set Chunk Size parsed but not yet forwarded */
+    size_t next_chunk_at; /* stream position where it ends; 0: none */
 };
 
 /* rtmp.c */

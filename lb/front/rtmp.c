@@ -51,7 +51,7 @@ struct lb_action lb_rp_fail(struct lb_front *f, enum lb_reason reason, const cha
     else if (r->have_connect_tid)
         n = rtmp_reply_connect_rejected(msg, sizeof(msg), r->connect_tid, f->message,
                                         r->client_chunk);
-    if (n && lb_buf_append(&f->to_client, msg, n, SIZE_MAX / 2) < 0)
+    if (n && lb_buf_append(&f->to_client, msg, n, RP_COUT_LIMIT + sizeof(msg)) < 0)
         return lb_act_close(LB_REASON_INTERNAL_ERROR);
     r->st = RP_FAILED;
     f->deadline_ms = 0;
@@ -386,6 +386,8 @@ static struct lb_action rp_timer(struct lb_front *f)
     case RP_PATCH:
         return lb_rp_fail(f, LB_REASON_ORIGIN_TIMEOUT, "origin %s did not answer in time",
                           f->node ? f->node->name : "?");
+    case RP_HANDOVER: /* a side never took what was queued for it */
+        return lb_act_close(LB_REASON_IDLE_TIMEOUT);
     default:
         return lb_act(LB_ACT_CONTINUE);
     }

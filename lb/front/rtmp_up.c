@@ -51,13 +51,18 @@ static int forward(struct lb_front *f, size_t n)
     struct rtmp_phase *r = st(f);
     if (n == 0)
         return 0;
-    if (lb_buf_append(&f->to_client, r->uin.data, n, SIZE_MAX / 2) < 0)
+    if (lb_buf_append(&f->to_client, r->uin.data, n, RP_COUT_LIMIT) < 0)
         return -1;
     memmove(r->uin.data, r->uin.data + n, r->uin.len - n);
     r->uin.len -= n;
     r->uin_base += n;
     r->uin_parsed -= n;
     r->uin_whole -= n;
+    /* The client reads at a new chunk size once it has the message. */
+    if (r->next_chunk_at && r->uin_base >= r->next_chunk_at) {
+        r->client_chunk = r->next_chunk;
+        r->next_chunk_at = 0;
+    }
     return 0;
 }
 
@@ -147,7 +152,10 @@ static struct lb_action message(struct lb_front *f, const struct rtmp_msg *m)
         return origin_fail(f, m->start, LB_REASON_ORIGIN_PROTOCOL, what);
     }
     r->u_scs_seen = true;
-    r->client_chunk = v; /* forwarded verbatim: the client reads at it too */
+    /* Forwarded verbatim: the client reads at it too, once it has it.
+     * Position of its end: the decoder has just consumed it. */
+    r->next_chunk = v;
+    r->next_chunk_at = r->uin_base + r->uin_parsed;
     return lb_act(LB_ACT_CONTINUE);
 }
 
@@ -203,7 +211,8 @@ static struct lb_action patch(struct lb_front *f)
     if (!done)
         return lb_act(LB_ACT_CONTINUE);
     r->st = RP_HANDOVER;
-    f->deadline_ms = 0;
+    /* The origin deadline still bounds the flush before the splice. */
+    f->deadline_ms = r->origin_deadline;
     lb_rp_free_origin_side(r);
     return lb_act_splice(LB_SPLICE_C2U | LB_SPLICE_U2C);
 }
@@ -215,7 +224,8 @@ static struct lb_action handshake_done(struct lb_front *f, const uint8_t *rest, 
 
     f->upstream_bytes -= 1 + 2 * RTMP_HS_SIZE; /* the node's handshake is not the client's */
     if (lb_buf_append(&f->to_upstream, rtmp_hs_client_c2(r->hc), RTMP_HS_SIZE, 1u << 20) < 0 ||
-        lb_buf_append(&f->to_upstream, r->b.data, r->b.len, 1u << 24) < 0)
+        lb_buf_append(&f->to_upstream, r->b.data, r->b.len,
+                      (size_t)f->lim->preroute_bytes + 2 * RTMP_HS_SIZE) < 0)
         return lb_act_close(LB_REASON_INTERNAL_ERROR);
     lb_buf_free(&r->b);
     free(r->hc);

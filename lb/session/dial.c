@@ -198,15 +198,18 @@ void lb__dial_next(struct lb_session *s)
         s->f.node = n;
         s->f.dials++;
         int fd = socket(n->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
+        if (fd < 0 && !local_shortage(errno)) { /* e.g. no IPv6 here: this node's fault */
+            lb__node_failed(s, LB_REASON_DIAL_FAILED, errno);
+            return;
+        }
+        if (fd < 0) { /* out of descriptors or memory: not the node's fault */
             int err = errno;
             ups_node_release(n);
             s->node = NULL;
             s->f.node = NULL;
             lb_log_msg(LB_LOG_WARN, "dial", "client %s: no socket for node %s: %s",
                        s->client_text, n->name, strerror(err));
-            lb__close_req(s, local_shortage(err) ? LB_REASON_INTERNAL_ERROR
-                                                 : LB_REASON_DIAL_FAILED, err);
+            lb__close_req(s, LB_REASON_INTERNAL_ERROR, err);
             return;
         }
         s->upstream.fd = fd;

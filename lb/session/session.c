@@ -256,6 +256,10 @@ void lb__settle(struct lb_session *s)
             break;
         promote(s);
     }
+    /* No RTMP peer half-closes on purpose: a client gone before the
+     * hand-over is gone (not the origin's fault when it closes next). */
+    if (s->rtmp_mode && s->front_live && s->c2u.state == LB_DIR_DONE)
+        lb__close_req(s, LB_REASON_CLIENT_CLOSED, 0);
     if (s->state == LB_SS_FAILING && s->close_req == LB_REASON_NONE &&
         !lb_buf_pending(&s->f.to_client) && !s->client_shut) {
         s->client.ops->shutdown(&s->client);
@@ -295,7 +299,9 @@ static void discard_client(struct lb_session *s)
         ssize_t n = s->client.ops->read(&s->client, sink, sizeof(sink));
         if (n == -EAGAIN)
             return;
-        if (n <= 0) {
+        if (n <= 0) { /* what is still queued goes first, if it can */
+            if (lb_buf_pending(&s->f.to_client))
+                flush_buf(s, &s->f.to_client, &s->client, true);
             lb__close_req(s, s->reason, 0);
             return;
         }
@@ -388,6 +394,10 @@ static void on_timer(uv_timer_t *t)
         if (s->front_live && s->f.deadline_ms && now >= s->f.deadline_ms) {
             s->f.now_ms = now;
             lb__apply(s, s->f.ops->on_timer(&s->f));
+            /* A phase that let its deadline pass without moving it has no
+             * use for the timer: never spin on a due deadline. */
+            if (s->front_live && s->f.deadline_ms && now >= s->f.deadline_ms)
+                s->f.deadline_ms = 0;
         }
         break;
     case LB_SS_SPLICING:

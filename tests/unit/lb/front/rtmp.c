@@ -813,8 +813,10 @@ static bool origin_outcome_ok(struct drv *d, const struct client *c, const struc
         print_error("first action %d dirs %u\n", d->act[0].kind, d->act[0].dirs);
         return false;
     }
-    if (d->f.ops->wants(&d->f) != 0 || d->f.deadline_ms != 0) {
-        print_error("still wants %u / deadline %llu after the hand-over\n",
+    /* After the hand-over the phase reads nothing; its deadline stays, to
+     * bound the flush before the splice (a side that never drains). */
+    if (d->f.ops->wants(&d->f) != 0 || d->f.deadline_ms == 0) {
+        print_error("still wants %u / no deadline (%llu) after the hand-over\n",
                     d->f.ops->wants(&d->f), (unsigned long long)d->f.deadline_ms);
         return false;
     }
