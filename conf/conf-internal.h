@@ -21,6 +21,8 @@ enum conf_kind {
     CK_UNSUPPORTED, /* in the contract, not in this build: error with why */
     CK_DOUBLE,      /* double in [min, max] */
     CK_STRLIST,     /* char ** at off, size_t count at count_off; validate each */
+    CK_STRMAP,      /* mapping of strings to strings: char ** at off holding
+                     * key, value, key, value...; pairs at count_off */
 };
 
 #define CF_REQUIRED 1u

@@ -104,7 +104,17 @@ struct conf_match {
     char **continent;
     size_t n_continent;
     struct conf_mark geo_mark;
+    /* Query arguments of the stream name or tcUrl that must all be equal:
+     * args[2i] the key, args[2i+1] its value (decoded text). */
+    char **args;
+    size_t n_args; /* pairs */
+    struct conf_mark args_mark;
 };
+
+/* Bounds of a route's match.args: pairs, and bytes of a key or a value
+ * (a stream name holds at most 255). */
+#define CONF_MAX_ROUTE_ARGS 16
+#define CONF_MAX_ARG_LEN 255
 
 struct conf_route {
     struct conf_mark mark;

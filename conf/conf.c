@@ -265,6 +265,8 @@ static const struct conf_field match_fields[] = {
     {"continent", CK_STRLIST, OFF(struct conf_match, continent), CF_MARK,
      OFF(struct conf_match, geo_mark), 0, 0, NULL, NULL, OFF(struct conf_match, n_continent), 7,
      NULL, check_continent},
+    {"args", CK_STRMAP, OFF(struct conf_match, args), CF_MARK, OFF(struct conf_match, args_mark),
+     0, 0, NULL, NULL, OFF(struct conf_match, n_args), CONF_MAX_ROUTE_ARGS, NULL, NULL},
     F_END};
 static const struct conf_type match_type = {"match", sizeof(struct conf_match), CONF_NO_OFF,
                                             CONF_NO_OFF, OFF(struct conf_match, present), NULL,
@@ -341,7 +343,7 @@ static const char *const kind_names[] = {
     [CK_DURATION] = "duration", [CK_SIZE] = "size",       [CK_BOOL] = "bool",
     [CK_ENUM] = "enum",        [CK_ADDR] = "address",    [CK_STRUCT] = "mapping",
     [CK_SEQ] = "list",         [CK_NAMED_MAP] = "map",   [CK_UNSUPPORTED] = "unsupported",
-    [CK_DOUBLE] = "number",    [CK_STRLIST] = "list",
+    [CK_DOUBLE] = "number",    [CK_STRLIST] = "list",    [CK_STRMAP] = "map",
 };
 
 /* A value as a config file would spell it: 10s, 500ms, 2m, 64KiB, 1MiB. */
@@ -507,7 +509,7 @@ static bool same_addr(const struct conf_addr *a, const struct conf_addr *b)
 static bool route_takes_tcp(const struct conf_route *r, const char *listener)
 {
     const struct conf_match *m = &r->match;
-    if (m->role != CONF_ROLE_ANY || m->app || m->stream)
+    if (m->role != CONF_ROLE_ANY || m->app || m->stream || m->n_args)
         return false;
     return !m->listener || strcmp(m->listener, listener) == 0;
 }
@@ -619,7 +621,12 @@ static void cross_check(struct conf_ctx *ctx, struct conf *c)
                             "duplicate route name \"%s\" (first at line %u)", r->name,
                             c->routes[j].name_mark.line);
             }
-        if (r->route_on == CONF_ROUTE_ON_CONNECT &&
+        if (r->route_on == CONF_ROUTE_ON_CONNECT && r->match.n_args) {
+            snprintf(path, sizeof(path), "routes[%zu].match.args", i);
+            conf__error(ctx, r->match.args_mark, path,
+                        "a route_on: connect route is chosen at connect, before the stream's "
+                        "args are known: it may not match args");
+        } else if (r->route_on == CONF_ROUTE_ON_CONNECT &&
             (r->match.role != CONF_ROLE_ANY || r->match.stream)) {
             snprintf(path, sizeof(path), "routes[%zu].route_on", i);
             conf__error(ctx, r->mark, path,

@@ -155,6 +155,65 @@ static void walk_seq(struct conf_ctx *ctx, const struct conf_field *f, yaml_node
 static void walk_named_map(struct conf_ctx *ctx, const struct conf_field *f, yaml_node_t *n,
                            void *obj);
 
+/* A mapping of strings to strings (route match args): keys non-empty,
+ * unique and free of '=', '&' and '?'; values any scalar but a bare null;
+ * both at most CONF_MAX_ARG_LEN bytes; at most max_count pairs. */
+static void walk_strmap(struct conf_ctx *ctx, const struct conf_field *f, yaml_node_t *n,
+                        void *obj)
+{
+    if (n->type != YAML_MAPPING_NODE) {
+        conf__error_here(ctx, conf__mark(n), "must be a mapping of names to values (got %s)",
+                         node_kind(n));
+        return;
+    }
+    yaml_node_pair_t *start = n->data.mapping.pairs.start;
+    size_t count = (size_t)(n->data.mapping.pairs.top - start);
+    if (count == 0 || (f->max_count && count > f->max_count)) {
+        conf__error_here(ctx, conf__mark(n), "must give 1..%zu names (got %zu)", f->max_count,
+                         count);
+        return;
+    }
+    char **kv = calloc(2 * count, sizeof(char *));
+    if (!kv) {
+        conf__error_here(ctx, conf__mark(n), "out of memory");
+        return;
+    }
+    *AT(obj, f->off, char **) = kv;
+    *AT(obj, f->count_off, size_t) = count;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *k = yaml_document_get_node(ctx->doc, start[i].key);
+        yaml_node_t *v = yaml_document_get_node(ctx->doc, start[i].value);
+        const char *key = scalar(ctx, k);
+        if (!key)
+            continue;
+        size_t old = path_push_key(ctx, key);
+        const char *val = NULL;
+        if (!*key || strcspn(key, "=&?") != strlen(key))
+            conf__error_here(ctx, conf__mark(k), "a name must be non-empty, without '=', '&' or '?'");
+        else if (strlen(key) > CONF_MAX_ARG_LEN)
+            conf__error_here(ctx, conf__mark(k), "a name is at most %d bytes", CONF_MAX_ARG_LEN);
+        else if (is_null(v))
+            conf__error_here(ctx, conf__mark(v), "needs a value (\"\" for an empty one)");
+        else if ((val = scalar(ctx, v)) && strlen(val) > CONF_MAX_ARG_LEN)
+            conf__error_here(ctx, conf__mark(v), "a value is at most %d bytes", CONF_MAX_ARG_LEN);
+        else if (val) {
+            for (size_t j = 0; j < i; j++)
+                if (kv[2 * j] && strcmp(kv[2 * j], key) == 0) {
+                    conf__error_here(ctx, conf__mark(k), "duplicate name");
+                    val = NULL;
+                    break;
+                }
+            if (val) {
+                kv[2 * i] = strdup(key);
+                kv[2 * i + 1] = strdup(val);
+                if (!kv[2 * i] || !kv[2 * i + 1])
+                    conf__error_here(ctx, conf__mark(k), "out of memory");
+            }
+        }
+        path_pop(ctx, old);
+    }
+}
+
 static void walk_value(struct conf_ctx *ctx, const struct conf_field *f, yaml_node_t *n, void *obj)
 {
     const char *s, *why;
@@ -306,6 +365,9 @@ static void walk_value(struct conf_ctx *ctx, const struct conf_field *f, yaml_no
         }
         return;
     }
+    case CK_STRMAP:
+        walk_strmap(ctx, f, n, obj);
+        return;
     }
 }
 
@@ -487,6 +549,14 @@ void conf__free_struct(const struct conf_type *t, void *obj)
             for (size_t i = 0; list && i < count; i++)
                 free(list[i]);
             free(list);
+            break;
+        }
+        case CK_STRMAP: {
+            char **kv = *AT(obj, f->off, char **);
+            size_t count = *AT(obj, f->count_off, size_t);
+            for (size_t i = 0; kv && i < 2 * count; i++)
+                free(kv[i]);
+            free(kv);
             break;
         }
         case CK_SEQ:

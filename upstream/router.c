@@ -24,14 +24,38 @@ static bool geo_matches(const struct ups_route *r, const struct ups_request *req
     return true;
 }
 
+const char *ups_request_arg(const struct ups_request *req, const char *key)
+{
+    for (size_t i = 0; req->args && i < req->n_args; i++)
+        if (strcmp(req->args[i].key, key) == 0)
+            return req->args[i].value;
+    return NULL;
+}
+
+/* Every arg of the route is in the request, with the same value. */
+static bool args_match(const struct ups_route *r, const struct ups_request *req)
+{
+    for (size_t i = 0; i < r->n_args; i++) {
+        const char *v = ups_request_arg(req, r->args[i].key);
+        if (!v || strcmp(v, r->args[i].value) != 0)
+            return false;
+    }
+    return true;
+}
+
 bool ups_route_matches(const struct ups_route *r, const struct ups_request *req)
+{
+    return ups_route_matches_stream(r, req) && (req->l4 || args_match(r, req));
+}
+
+bool ups_route_matches_stream(const struct ups_route *r, const struct ups_request *req)
 {
     if (r->listener && (!req->listener || strcmp(r->listener, req->listener) != 0))
         return false;
     if (!geo_matches(r, req))
         return false;
-    if (req->l4) /* a tcp listener has no role, app or stream to match */
-        return r->role == CONF_ROLE_ANY && !r->app && !r->stream;
+    if (req->l4) /* a tcp listener has no role, app, stream or args to match */
+        return r->role == CONF_ROLE_ANY && !r->app && !r->stream && !r->n_args;
     if (r->role != CONF_ROLE_ANY && r->role != req->role)
         return false;
     if (r->app && fnmatch(r->app, req->app ? req->app : "", 0) != 0)
@@ -124,7 +148,9 @@ const struct ups_route *ups_route_find_connect(const struct ups_snapshot *s,
         if (!geo_matches(r, req))
             continue;
         /* The first route that may match decides: route_on: stream waits
-         * for the stream name. */
+         * for the stream name (and its args: a route with args may match
+         * once they are known, whatever the tcUrl said, since the stream's
+         * own args come first). */
         return r->route_on == CONF_ROUTE_ON_CONNECT ? r : NULL;
     }
     return NULL;

@@ -69,6 +69,11 @@ static void free_snapshot(struct ups_snapshot *s)
         free(rt->stream);
         free_list(rt->country, rt->n_country);
         free_list(rt->continent, rt->n_continent);
+        for (size_t a = 0; rt->args && a < rt->n_args; a++) {
+            free((char *)rt->args[a].key);
+            free((char *)rt->args[a].value);
+        }
+        free(rt->args);
     }
     free(s->routes);
     if (s->geo && s->geo_release)
@@ -159,6 +164,18 @@ struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_s
         rt->continent = dup_list(cr->match.continent, cr->match.n_continent);
         rt->n_continent = rt->continent ? cr->match.n_continent : 0;
         rt->route_on = cr->route_on;
+        if (cr->match.n_args) {
+            rt->args = calloc(cr->match.n_args, sizeof(*rt->args));
+            if (!rt->args)
+                goto oom;
+            rt->n_args = cr->match.n_args;
+            for (size_t a = 0; a < rt->n_args; a++) {
+                rt->args[a].key = strdup(cr->match.args[2 * a]);
+                rt->args[a].value = strdup(cr->match.args[2 * a + 1]);
+                if (!rt->args[a].key || !rt->args[a].value)
+                    goto oom;
+            }
+        }
         if (!rt->name || (cr->match.listener && !rt->listener) || (cr->match.app && !rt->app) ||
             (cr->match.stream && !rt->stream))
             goto oom;

@@ -67,6 +67,15 @@ struct ups_stream_view {
     void *ctx;
 };
 
+/* A query argument of the stream name or tcUrl ("line=hk"), decoded. */
+struct ups_arg {
+    const char *key;
+    const char *value;
+};
+
+/* Bound on the args a request carries (stream's first, then tcUrl's). */
+#define UPS_MAX_ARGS 16
+
 /* What the front door learned about a session. Strings are borrowed. */
 struct ups_request {
     const char *listener;
@@ -74,6 +83,10 @@ struct ups_request {
     int role;        /* enum conf_role */
     const char *app;
     const char *stream;
+    /* Query args (stream's, then tcUrl's: the first of a key wins); they
+     * select a route, never change which stream it is. */
+    const struct ups_arg *args;
+    size_t n_args;
     unsigned worker; /* index of the calling worker thread */
     uint64_t now_ms; /* monotonic, for slow start */
     bool at_connect; /* rtmp connect of a route_on: connect route: role and stream unknown */
@@ -109,6 +122,8 @@ struct ups_route {
     size_t n_country;
     char **continent;
     size_t n_continent;
+    struct ups_arg *args; /* all must equal the request's; owned */
+    size_t n_args;
     struct ups_pool *pool;
     int policy;
     int route_on;

@@ -25,6 +25,11 @@ const struct ups_route *ups_route_select(const struct ups_snapshot *s,
                                          const struct ups_request *req,
                                          struct ups_candidates *out);
 bool ups_route_matches(const struct ups_route *r, const struct ups_request *req);
+/* Matches everything but args: listener, geo, role, app, stream (what
+ * decides the lines a viewer may choose between). */
+bool ups_route_matches_stream(const struct ups_route *r, const struct ups_request *req);
+/* The request's value of an arg (the first with that key), or NULL. */
+const char *ups_request_arg(const struct ups_request *req, const char *key);
 /* The first route matching req, without choosing nodes; then the nodes to
  * try for it, in order (what ups_route_select does in one step). */
 const struct ups_route *ups_route_find(const struct ups_snapshot *s, const struct ups_request *req);

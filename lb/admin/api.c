@@ -5,6 +5,7 @@
 #include "lb/admin/api.h"
 
 #include "conf/conf.h"
+#include "geo/geo.h"
 #include "health/hc.h"
 #include "health/probe.h"
 #include "health/streams.h"
@@ -464,6 +465,22 @@ static const char *skip_reason(const struct ups_node *n, bool primary_chosen)
     return "not_ranked";
 }
 
+/* The listener named, or the first rtmp one; NULL when none (answered 404). */
+static const struct lb_listener_spec *find_listener(struct lb_server *srv, const char *name,
+                                                    struct lb_http_response *res)
+{
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        const struct lb_listener_spec *l = &srv->listeners[i];
+        if (name ? strcmp(l->name, name) == 0 : l->mode == CONF_MODE_RTMP)
+            return l;
+    }
+    if (name)
+        lb_http_reply_error(res, 404, "no listener %s", name);
+    else
+        lb_http_reply_error(res, 404, "no rtmp listener: name one with ?listener=");
+    return NULL;
+}
+
 static void h_locate(void *ud, const struct lb_http_request *req, struct lb_http_response *res)
 {
     struct lb_admin *a = ud;
@@ -484,23 +501,10 @@ static void h_locate(void *ud, const struct lb_http_request *req, struct lb_http
         lb_http_reply_error(res, 400, "role is publish or play");
         return;
     }
-    if (!listener) {
-        for (size_t i = 0; i < srv->n_listeners && !listener; i++)
-            if (srv->listeners[i].mode == CONF_MODE_RTMP)
-                listener = srv->listeners[i].name;
-        if (!listener) {
-            lb_http_reply_error(res, 404, "no rtmp listener: name one with ?listener=");
-            return;
-        }
-    } else {
-        bool known = false;
-        for (size_t i = 0; i < srv->n_listeners; i++)
-            known |= strcmp(srv->listeners[i].name, listener) == 0;
-        if (!known) {
-            lb_http_reply_error(res, 404, "no listener %s", listener);
-            return;
-        }
-    }
+    const struct lb_listener_spec *ls = find_listener(srv, listener, res);
+    if (!ls)
+        return;
+    listener = ls->name;
     struct ups_stream_view view = hc_index_view(srv->env.index);
     struct ups_request q = {
         .listener = listener,
@@ -571,6 +575,45 @@ static void h_locate(void *ud, const struct lb_http_request *req, struct lb_http
     json_object_object_add(root, "node", json_object_new_string(c.node[0]->name));
     json_object_object_add(root, "url", json_object_new_string(url));
     lb_http_reply_json(res, 200, root);
+}
+
+/* ---- lines -------------------------------------------------------------------- */
+
+/* The lines a viewer may switch between (a player's "swap line" button):
+ * for the caller's own address (geo), every pool a play of app/stream may
+ * reach, with the rtmp:// URL whose args select it. */
+static void h_lines(void *ud, const struct lb_http_request *req, struct lb_http_response *res)
+{
+    struct lb_admin *a = ud;
+    struct lb_server *srv = a->srv;
+    const char *app = lb_http_query(req, "app");
+    const char *stream = lb_http_query(req, "stream");
+    if (!app || !*app || !stream || !*stream) {
+        lb_http_reply_error(res, 400, "app and stream are required");
+        return;
+    }
+    if (strlen(app) >= 256 || strlen(stream) >= 256) {
+        lb_http_reply_error(res, 400, "app and stream are at most 255 bytes");
+        return;
+    }
+    const struct lb_listener_spec *ls = find_listener(srv, lb_http_query(req, "listener"), res);
+    if (!ls)
+        return;
+    struct geo_info gi = {0};
+    const struct geo_db *geo = srv->snap->geo;
+    if (geo && req->peer)
+        geo_lookup(geo, req->peer, &gi);
+    char host[320];
+    struct lb_lines_query q = {
+        .listener = ls->name,
+        .host = lb_view_url_host((const struct sockaddr *)&ls->addr, req->host, host,
+                                 sizeof(host)),
+        .app = app,
+        .stream = stream,
+        .country = gi.country,
+        .continent = gi.continent,
+    };
+    lb_http_reply_json(res, 200, lb_view_lines(srv->snap, &q));
 }
 
 /* ---- mutations ---------------------------------------------------------------- */
@@ -1011,6 +1054,7 @@ static const struct lb_http_route routes[] = {
     {{"GET", "/api/v1/streams"}, h_streams, false},
     {{"GET", "/api/v1/events"}, h_events, false},
     {{"GET", "/api/v1/locate"}, h_locate, false},
+    {{"GET", "/api/v1/lines"}, h_lines, false},
     {{"GET", "/api/v1/overrides"}, h_overrides, false},
     {{"DELETE", "/api/v1/overrides"}, h_clear, true},
     {{"POST", "/api/v1/pools/{pool}/nodes/{node}"}, h_node, true},

@@ -354,7 +354,13 @@ static void handle(struct conn *c)
     struct lb_http_response res;
     memset(&res, 0, sizeof(res));
     res.conn_ = c;
+    struct sockaddr_storage peer;
+    int plen = sizeof(peer);
+    req->peer = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) == 0
+                    ? (const struct sockaddr *)&peer
+                    : NULL;
     rt->handler(s->cfg.ud, req, &res);
+    req->peer = NULL;
     if (res.deferred && c->pending) {
         c->pending->close = close;
         free(res.body);

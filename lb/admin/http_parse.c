@@ -89,6 +89,7 @@ static int on_header_field_complete(llhttp_t *llh)
     p->which = strcasecmp(f, "authorization") == 0  ? 1
                : strcasecmp(f, "content-type") == 0 ? 2
                : strcasecmp(f, "expect") == 0       ? 3
+               : strcasecmp(f, "host") == 0         ? 4
                                                     : 0;
     sb_clear(&p->field);
     sb_clear(&p->value);
@@ -115,6 +116,11 @@ static int on_header_value_complete(llhttp_t *llh)
         if (dst->p) /* a repeated Authorization is ambiguous: refuse it */
             return p->which == 1 ? user_error(p, 400, "more than one Authorization header") : 0;
         if (sb_add(dst, v, p->value.len) < 0)
+            return user_error(p, 503, "out of memory");
+    } else if (p->which == 4) {
+        if (p->host.p) /* RFC 9112 3.2: more than one Host is a 400 */
+            return user_error(p, 400, "more than one Host header");
+        if (sb_add(&p->host, v, p->value.len) < 0)
             return user_error(p, 503, "out of memory");
     } else if (p->which == 3) {
         if (strcasecmp(v, "100-continue") != 0)
@@ -156,6 +162,7 @@ static int on_message_complete(llhttp_t *llh)
     r->body_len = p->body.len;
     r->authorization = p->auth.p;
     r->content_type = p->ctype.p;
+    r->host = p->host.p;
     r->keep_alive = llhttp_should_keep_alive(llh);
     return HPE_PAUSED; /* one request at a time: the caller answers it first */
 }
@@ -203,6 +210,7 @@ void lb_http_parser_next(struct lb_http_parser *p)
     sb_clear(&p->body);
     sb_free(&p->auth); /* NULL again: "absent" */
     sb_free(&p->ctype);
+    sb_free(&p->host);
     p->which = 0;
     p->started = false;
     p->headers_done = false;

@@ -8,6 +8,7 @@
 #include <llhttp.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #define LB_HTTP_MAX_QUERY 32
 #define LB_HTTP_MAX_PARAMS 4
@@ -37,6 +38,10 @@ struct lb_http_request {
     size_t body_len;
     const char *authorization; /* NULL when absent */
     const char *content_type;
+    const char *host; /* the Host header, NULL when absent */
+    /* The client's address (set by the server before the handler runs;
+     * NULL when unknown). */
+    const struct sockaddr *peer;
     bool expect_continue;
     bool keep_alive;
 };
@@ -53,8 +58,9 @@ struct lb_http_parser {
     size_t header_bytes;
     int err_status; /* our own errors: 431, 413 */
     const char *err_reason;
-    struct lb_http_sbuf url, field, value, body, auth, ctype;
-    int which; /* header being captured: 0 none, 1 authorization, 2 content-type, 3 expect */
+    struct lb_http_sbuf url, field, value, body, auth, ctype, host;
+    int which; /* header being captured: 0 none, 1 authorization, 2 content-type, 3 expect,
+                * 4 host */
     struct lb_http_request req;
     char *decoded; /* storage for query and params */
 };

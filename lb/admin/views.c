@@ -5,6 +5,9 @@
 #include "upstream/override.h"
 #include "upstream/upstream.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 static json_object *u64(uint64_t v) { return json_object_new_int64((int64_t)v); }
@@ -99,6 +102,14 @@ static json_object *str_list(char *const *l, size_t n)
     return a;
 }
 
+static json_object *args_view(const struct ups_route *r)
+{
+    json_object *a = json_object_new_object();
+    for (size_t i = 0; i < r->n_args; i++)
+        json_object_object_add(a, r->args[i].key, json_object_new_string(r->args[i].value));
+    return a;
+}
+
 static json_object *match_view(const struct ups_route *r)
 {
     json_object *m = json_object_new_object();
@@ -115,6 +126,8 @@ static json_object *match_view(const struct ups_route *r)
         json_object_object_add(m, "country", str_list(r->country, r->n_country));
     if (r->n_continent)
         json_object_object_add(m, "continent", str_list(r->continent, r->n_continent));
+    if (r->n_args)
+        json_object_object_add(m, "args", args_view(r));
     return m;
 }
 
@@ -157,4 +170,173 @@ json_object *lb_view_routes(const struct ups_snapshot *s, const struct ups_overr
     }
     json_object_object_add(root, "routes", routes);
     return root;
+}
+
+/* ---- lines ------------------------------------------------------------------ */
+
+/* Every arg of sub is in r with the same value. */
+static bool args_subset(const struct ups_route *sub, const struct ups_route *r)
+{
+    for (size_t i = 0; i < sub->n_args; i++) {
+        size_t k = 0;
+        while (k < r->n_args && strcmp(r->args[k].key, sub->args[i].key) != 0)
+            k++;
+        if (k == r->n_args || strcmp(r->args[k].value, sub->args[i].value) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Appends s to out, percent-encoding all but RFC 3986 unreserved bytes. */
+static void url_encode(char *out, size_t cap, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(out);
+    for (const unsigned char *p = (const unsigned char *)s; *p && n + 4 < cap; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            out[n++] = (char)*p;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
+        }
+    }
+    out[n] = '\0';
+}
+
+static json_object *line_json(const struct ups_route *r, const struct lb_lines_query *q,
+                              bool is_default)
+{
+    json_object *j = json_object_new_object();
+    const struct ups_pool *p = r->pool;
+    json_object_object_add(j, "pool", json_object_new_string(p->name));
+    json_object_object_add(j, "route", json_object_new_string(r->name));
+    json_object_object_add(j, "policy", json_object_new_string(r->ops->name));
+    json_object_object_add(j, "args", args_view(r));
+    json_object_object_add(j, "default", json_object_new_boolean(is_default));
+    char url[2048];
+    snprintf(url, sizeof(url), "rtmp://%s/%s/%s", q->host, q->app, q->stream);
+    for (size_t i = 0; i < r->n_args; i++) {
+        size_t n = strlen(url);
+        snprintf(url + n, sizeof(url) - n, "%s", i ? "&" : "?");
+        url_encode(url, sizeof(url), r->args[i].key);
+        n = strlen(url);
+        snprintf(url + n, sizeof(url) - n, "=");
+        url_encode(url, sizeof(url), r->args[i].value);
+    }
+    json_object_object_add(j, "url", json_object_new_string(url));
+    unsigned up = 0, avail = 0;
+    for (size_t i = 0; i < p->n_nodes; i++) {
+        up += atomic_load(&p->nodes[i].live->health) == UPS_UP;
+        avail += ups_node_available(&p->nodes[i]);
+    }
+    json_object *h = json_object_new_object();
+    json_object_object_add(h, "up", u64(up));
+    json_object_object_add(h, "total", u64(p->n_nodes));
+    json_object_object_add(h, "available", u64(avail));
+    json_object_object_add(j, "nodes", h);
+    return j;
+}
+
+json_object *lb_view_lines(const struct ups_snapshot *s, const struct lb_lines_query *q)
+{
+    struct ups_request req = {
+        .listener = q->listener,
+        .role = CONF_ROLE_PLAY,
+        .app = q->app,
+        .stream = q->stream,
+        .country = q->country,
+        .continent = q->continent,
+    };
+    /* Routes are at most 1024 (conf). */
+    const struct ups_route *reach[1024];
+    size_t n = 0;
+    const struct ups_route *dflt = NULL;
+    for (size_t i = 0; i < s->n_routes && n < 1024 && !dflt; i++) {
+        const struct ups_route *r = &s->routes[i];
+        if (!ups_route_matches_stream(r, &req))
+            continue;
+        bool shadowed = false;
+        for (size_t k = 0; k < n && !shadowed; k++)
+            shadowed = args_subset(reach[k], r);
+        if (shadowed)
+            continue;
+        reach[n++] = r;
+        if (r->n_args == 0)
+            dflt = r;
+    }
+    json_object *root = json_object_new_object(), *lines = json_object_new_array();
+    json_object_object_add(root, "app", json_object_new_string(q->app));
+    json_object_object_add(root, "stream", json_object_new_string(q->stream));
+    json_object_object_add(root, "listener", json_object_new_string(q->listener));
+    json_object_object_add(root, "country",
+                           q->country && *q->country ? json_object_new_string(q->country) : NULL);
+    for (size_t i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = reach[k]->pool == reach[i]->pool;
+        if (seen)
+            continue;
+        const struct ups_route *best = reach[i];
+        for (size_t k = i + 1; k < n; k++)
+            if (reach[k]->pool == best->pool && reach[k]->n_args < best->n_args)
+                best = reach[k];
+        json_object_array_add(lines, line_json(best, q, dflt && dflt->pool == best->pool));
+    }
+    json_object_object_add(root, "lines", lines);
+    return root;
+}
+
+/* A Host header's host: a name or IPv4 of [A-Za-z0-9.-], or "[v6]". */
+static bool host_part(const char *h, char *out, size_t cap)
+{
+    size_t len;
+    if (h[0] == '[') {
+        const char *end = strchr(h, ']');
+        if (!end)
+            return false;
+        len = (size_t)(end - h) + 1;
+        for (size_t i = 1; i + 1 < len; i++)
+            if (!strchr("0123456789abcdefABCDEF:.", h[i]))
+                return false;
+    } else {
+        len = strcspn(h, ":");
+        for (size_t i = 0; i < len; i++)
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-", h[i]))
+                return false;
+    }
+    const char *rest = h + len;
+    if (*rest == ':')
+        rest += 1 + strspn(rest + 1, "0123456789");
+    if (len == 0 || len >= cap || *rest)
+        return false;
+    memcpy(out, h, len);
+    out[len] = '\0';
+    return true;
+}
+
+const char *lb_view_url_host(const struct sockaddr *addr, const char *host_header, char *out,
+                             size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN], host[300];
+    unsigned port = 0;
+    bool any = false;
+    if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
+        inet_ntop(AF_INET6, &a6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(a6->sin6_port);
+        any = IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr);
+        snprintf(host, sizeof(host), "[%s]", ip);
+    } else {
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)addr;
+        inet_ntop(AF_INET, &a4->sin_addr, ip, sizeof(ip));
+        port = ntohs(a4->sin_port);
+        any = a4->sin_addr.s_addr == htonl(INADDR_ANY);
+        snprintf(host, sizeof(host), "%s", ip);
+    }
+    if (any && !(host_header && host_part(host_header, host, sizeof(host))))
+        snprintf(host, sizeof(host), "localhost");
+    snprintf(out, cap, "%s:%u", host, port);
+    return out;
 }

@@ -6,7 +6,9 @@
 #define LB_ADMIN_VIEWS_H
 
 #include <json-c/json.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "conf/conf-t.h"
 #include "upstream/override-t.h"
@@ -28,5 +30,31 @@ json_object *lb_view_upstreams(const struct ups_snapshot *s, const struct ups_ov
  * | null, "config": {"pool", "policy"} (when c is given)}]} */
 json_object *lb_view_routes(const struct ups_snapshot *s, const struct ups_overrides *o,
                             const struct conf *c);
+
+/* GET /api/v1/lines: the lines (pools) a play of app/stream on listener
+ * may reach for a caller from country/continent (NULL: unknown), whatever
+ * args it adds. Routes are taken in order, matched on everything but args
+ * (ups_route_matches_stream); a route is left out when an earlier one
+ * matching too asks for a subset of its args (it would take its sessions),
+ * and the first without args ends the list (it takes every session left).
+ * One line per pool: the route with the fewest args that reaches it.
+ * {"app", "stream", "listener", "lines": [{"pool", "route", "policy",
+ * "args": {k: v}, "default": bool (a URL without args lands here), "url":
+ * "rtmp://HOST/app/stream[?k=v&...]", "nodes": {"up", "total",
+ * "available"}}]}. host is "ADDR:PORT" for the URLs. */
+struct lb_lines_query {
+    const char *listener;
+    const char *host;
+    const char *app, *stream;
+    const char *country, *continent;
+};
+json_object *lb_view_lines(const struct ups_snapshot *s, const struct lb_lines_query *q);
+
+/* The host:port of rtmp:// URLs for a listener bound to addr: its own
+ * address, or when it listens on every address (0.0.0.0, ::), the host of
+ * the request's Host header (NULL, or not a plain host name or address:
+ * "localhost") with the listener's port. Returns out. */
+const char *lb_view_url_host(const struct sockaddr *addr, const char *host_header, char *out,
+                             size_t cap);
 
 #endif

@@ -31,6 +31,13 @@ struct rp_tid {
     bool create_stream;
 };
 
+/* The args of the routing request: the stream's, then the tcUrl's, split
+ * from copies of their queries held in text. */
+struct rp_args {
+    struct ups_arg a[UPS_MAX_ARGS];
+    char text[];
+};
+
 struct rtmp_phase {
     enum rp_state st;
     bool passthrough; /* route_on: connect */
@@ -43,6 +50,8 @@ struct rtmp_phase {
     uint32_t client_chunk; /* the client's read chunk size */
     uint64_t origin_deadline;
     struct amf_limits amf;
+    char *tc_query;            /* connect's tcUrl (or app) query, NULL if none */
+    struct rp_args *args;      /* what f->req.args points into; NULL if none */
     /* client side */
     struct rtmp_hs_server *hs; /* HANDSHAKE only */
     struct lb_buf b;           /* client bytes after C2: the replay */

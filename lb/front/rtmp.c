@@ -115,6 +115,36 @@ static int set_name(char **dst, const char *v)
     return 0;
 }
 
+/* f->req.args from the stream's query and the tcUrl's (the stream's come
+ * first, so they win on a key both carry). -1: out of memory. */
+static int set_args(struct lb_front *f, const char *stream_query)
+{
+    struct rtmp_phase *r = st(f);
+    const char *tq = r->tc_query ? r->tc_query : "";
+    size_t sl = strlen(stream_query), tl = strlen(tq);
+    struct rtmp_arg split[UPS_MAX_ARGS];
+
+    free(r->args);
+    r->args = NULL;
+    f->req.args = NULL;
+    f->req.n_args = 0;
+    if (sl == 0 && tl == 0)
+        return 0;
+    r->args = malloc(sizeof(*r->args) + sl + tl + 2);
+    if (!r->args)
+        return -1;
+    char *sq = r->args->text, *tcq = sq + sl + 1;
+    memcpy(sq, stream_query, sl + 1);
+    memcpy(tcq, tq, tl + 1);
+    size_t n = rtmp_args_split(sq, split, UPS_MAX_ARGS);
+    n += rtmp_args_split(tcq, split + n, UPS_MAX_ARGS - n);
+    for (size_t i = 0; i < n; i++)
+        r->args->a[i] = (struct ups_arg){split[i].key, split[i].value};
+    f->req.args = r->args->a;
+    f->req.n_args = n;
+    return 0;
+}
+
 static struct lb_action route(struct lb_front *f, int role)
 {
     struct rtmp_phase *r = st(f);
@@ -177,6 +207,8 @@ static struct lb_action on_connect(struct lb_front *f, const struct rtmp_cmd *cm
     r->have_connect_tid = true;
     if (set_name(&f->app, cmd->app) < 0)
         return lb_act_close(LB_REASON_INTERNAL_ERROR);
+    if (cmd->tc_args[0] && set_name(&r->tc_query, cmd->tc_args) < 0)
+        return lb_act_close(LB_REASON_INTERNAL_ERROR);
     struct ups_request q = f->req;
     q.app = f->app;
     q.at_connect = true;
@@ -219,7 +251,7 @@ static struct lb_action command(struct lb_front *f, const struct rtmp_msg *m)
     case RTMP_CMD_PLAY:
         if (!r->connected)
             return protocol_error(f, LB_REASON_CLIENT_PUB_BEFORE_CONNECT, "publish or play before connect");
-        if (set_name(&f->stream, cmd.stream) < 0)
+        if (set_name(&f->stream, cmd.stream) < 0 || set_args(f, cmd.stream_args) < 0)
             return lb_act_close(LB_REASON_INTERNAL_ERROR);
         return route(f, cmd.kind == RTMP_CMD_PUBLISH ? CONF_ROLE_PUBLISH : CONF_ROLE_PLAY);
     default:
@@ -249,7 +281,10 @@ static struct lb_action parse_local(struct lb_front *f)
         struct rtmp_msg m;
         const char *why = NULL;
         size_t used;
-        rtmp_chunk_next(r->cdec, r->b.data + r->b_parsed, r->b.len - r->b_parsed, &used, &ev);
+        /* An empty buffer may have no memory yet; the decoder may still owe
+         * an event, so it is called all the same. */
+        const uint8_t *p = r->b.data ? r->b.data + r->b_parsed : (const uint8_t *)"";
+        rtmp_chunk_next(r->cdec, p, r->b.len - r->b_parsed, &used, &ev);
         r->b_parsed += used;
         if (ev.type == RTMP_EV_NEED_MORE)
             break;
@@ -459,6 +494,10 @@ static void rp_free(struct lb_front *f)
     rtmp_asm_free(&r->cas);
     lb_buf_free(&r->b);
     lb_rp_free_origin_side(r);
+    free(r->tc_query);
+    free(r->args);
+    f->req.args = NULL;
+    f->req.n_args = 0;
     free(r);
     f->state = NULL;
 }

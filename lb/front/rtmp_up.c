@@ -170,7 +170,8 @@ static struct lb_action patch(struct lb_front *f)
         struct rtmp_msg m;
         const char *why = NULL;
         size_t used, at = r->uin_parsed;
-        rtmp_chunk_next(r->udec, r->uin.data + at, r->uin.len - at, &used, &ev);
+        const uint8_t *p = r->uin.data ? r->uin.data + at : (const uint8_t *)"";
+        rtmp_chunk_next(r->udec, p, r->uin.len - at, &used, &ev);
         /* Always advance: a chunk header may be consumed before NEED_MORE. */
         r->uin_parsed += used;
         if (!r->udec->in_payload || r->udec->chunk_left == 0)

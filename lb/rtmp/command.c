@@ -26,6 +26,62 @@ static int copy_str(const struct amf_value *v, char *out, size_t cap, const char
     return 0;
 }
 
+/* The query after '?' in s, into out ("" if none); s is left as is. */
+static void query_of(const char *s, char *out, size_t cap)
+{
+    const char *q = strchr(s, '?');
+    snprintf(out, cap, "%s", q ? q + 1 : "");
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* In place; a malformed escape, or one that decodes to NUL, stays as sent. */
+static void pct_decode(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r;) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0 &&
+            (hi | lo) != 0) {
+            *w++ = (char)(hi << 4 | lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+}
+
+size_t rtmp_args_split(char *query, struct rtmp_arg *out, size_t cap)
+{
+    size_t n = 0;
+    char *p = query;
+    while (p && *p && n < cap) {
+        char *amp = strchr(p, '&');
+        if (amp)
+            *amp = '\0';
+        char *eq = strchr(p, '=');
+        if (eq)
+            *eq = '\0';
+        char *val = eq ? eq + 1 : p + strlen(p);
+        pct_decode(p);
+        pct_decode(val);
+        if (*p)
+            out[n++] = (struct rtmp_arg){p, val};
+        p = amp ? amp + 1 : NULL;
+    }
+    return n;
+}
+
 void rtmp_normalise_stream(char *s)
 {
     char *q = strchr(s, '?');
@@ -95,6 +151,9 @@ int rtmp_cmd_parse(const uint8_t *body, size_t len, bool amf3, const struct amf_
                                    : 0;
         if (!out->app[0])
             rtmp_app_from_tcurl(out->tc_url, out->app, sizeof(out->app));
+        query_of(out->tc_url, out->tc_args, sizeof(out->tc_args));
+        if (!out->tc_args[0])
+            query_of(out->app, out->tc_args, sizeof(out->tc_args));
         rtmp_normalise_app(out->app);
     } else if (amf_str_eq(name, "createStream")) {
         out->kind = RTMP_CMD_CREATE_STREAM;
@@ -102,6 +161,7 @@ int rtmp_cmd_parse(const uint8_t *body, size_t len, bool amf3, const struct amf_
         out->kind = amf_str_eq(name, "publish") ? RTMP_CMD_PUBLISH : RTMP_CMD_PLAY;
         if (copy_str(amf_top(&doc, 3), out->stream, sizeof(out->stream), why) < 0)
             return -1;
+        query_of(out->stream, out->stream_args, sizeof(out->stream_args));
         rtmp_normalise_stream(out->stream);
     } else {
         out->kind = RTMP_CMD_OTHER;

@@ -24,8 +24,23 @@ struct rtmp_cmd {
     char app[RTMP_NAME_MAX];    /* connect: normalised app */
     char tc_url[RTMP_NAME_MAX]; /* connect: as sent */
     char stream[RTMP_NAME_MAX]; /* publish/play: normalised name */
+    /* The raw queries (after '?', "" if none) that normalising dropped:
+     * connect: the tcUrl's (else the app's); publish/play: the stream's. */
+    char tc_args[RTMP_NAME_MAX];
+    char stream_args[RTMP_NAME_MAX];
     int object_encoding;        /* connect: 0 (AMF0) or 3 (AMF3) */
 };
+
+/* One "key=value" of a query; both point into the split buffer. */
+struct rtmp_arg {
+    const char *key;
+    const char *value;
+};
+
+/* Splits a raw query ("a=1&line=hk&flag") in place into at most cap args,
+ * percent-decoding keys and values ("flag" alone: value ""). Empty keys and
+ * args past cap are dropped. Returns how many were written. */
+size_t rtmp_args_split(char *query, struct rtmp_arg *out, size_t cap);
 
 /* Reads a command message body (type 20, or 17 with amf3). Returns 0, or -1
  * with *why set (malformed AMF, or a name/app too long). */

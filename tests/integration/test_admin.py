@@ -506,5 +506,102 @@ class AdminRtmp(unittest.TestCase):
         self.assertTrue(sw and sw[0]["node"] == "c" and "routed" in sw[0]["sources"], streams)
 
 
+# ---- viewer line choice: routes on args, GET /api/v1/lines -------------------
+
+class AdminLines(unittest.TestCase):
+    """Two lines (pools) a and b, each one nginx-rtmp origin; a route on
+    args {line: b} before the catch-all. A viewer's ?line=b lands on b, no
+    arg on a, and /api/v1/lines lists both with the URL that selects each."""
+
+    def setUp(self):
+        self.fleet = Fleet()
+        self.front = free_port()
+        self.aport = free_port()
+        self.api = Api(self.aport)
+        self.log = os.path.join(self.fleet.dir, "access.log")
+
+    def tearDown(self):
+        self.fleet.stop()
+
+    def test_args_pick_the_line_and_lines_lists_them(self):
+        a = self.fleet.nginx_origin("a", free_port(), free_port())
+        b = self.fleet.nginx_origin("b", free_port(), free_port())
+        cfg = "\n".join([
+            "workers: 2", admin_section(self.aport, self.fleet, state=False),
+            "log:", "  access_log: %s" % self.log,
+            "listeners:", "  - {name: rtmp, address: 127.0.0.1:%d, mode: rtmp}" % self.front,
+            "pools:",
+            "  line-a: {nodes: [{name: a, address: 127.0.0.1:%d}]}" % a.rtmp_port,
+            "  line-b: {nodes: [{name: b, address: 127.0.0.1:%d}]}" % b.rtmp_port,
+            "routes:",
+            "  - {name: choose-b, match: {app: live, args: {line: b}}, pool: line-b}",
+            "  - {name: rest, match: {}, pool: line-a}", ""])
+        p = self.fleet.rtmplb(cfg, wait_ports=[self.front])
+        wait_port(self.aport, proc=p)
+        base = "rtmp://127.0.0.1:%d/live/room1" % self.front
+
+        # The lines a viewer of live/room1 may choose between.
+        st, doc = self.api.get("/api/v1/lines?app=live&stream=room1")
+        self.assertEqual(st, 200, doc)
+        got = [(l["pool"], l["route"], l["args"], l["url"], l["default"], l["nodes"])
+               for l in doc["lines"]]
+        one = {"up": 1, "total": 1, "available": 1}
+        self.assertEqual(got, [("line-b", "choose-b", {"line": "b"}, base + "?line=b", False, one),
+                               ("line-a", "rest", {}, base, True, one)], doc)
+        self.assertEqual((doc["app"], doc["stream"], doc["listener"]), ("live", "room1", "rtmp"))
+        # Another app: only the catch-all may serve it.
+        st, doc = self.api.get("/api/v1/lines?app=vod&stream=room1")
+        self.assertEqual([l["pool"] for l in doc["lines"]], ["line-a"], doc)
+        for bad in ("/api/v1/lines?app=live", "/api/v1/lines?stream=room1",
+                    "/api/v1/lines?app=&stream=x", "/api/v1/lines"):
+            st, doc = self.api.get(bad)
+            self.assertEqual(st, 400, (bad, doc))
+            self.assertIn("required", doc["error"])
+        st, doc = self.api.get("/api/v1/lines?app=live&stream=room1&listener=nope")
+        self.assertEqual(st, 404, doc)
+        st, doc = self.api.get("/api/v1/lines?app=live&stream=room1", token="")
+        self.assertEqual(st, 401, doc)
+
+        # Publishers meet on the normalised name: room1?line=b is room1 on b.
+        self.fleet.publish(base + "?line=b", name="pub-b")
+        wait_for(lambda: nginx_streams(b.http_port).get("room1", (False, 0))[0], 20,
+                 "room1 published on b")
+        self.assertNotIn("room1", nginx_streams(a.http_port))
+        self.fleet.publish(base, name="pub-a")
+        wait_for(lambda: nginx_streams(a.http_port).get("room1", (False, 0))[0], 20,
+                 "room1 published on a")
+
+        # Each line's URL from /lines, played by ffmpeg, lands on its origin.
+        for line, origin, node, route in (("line-b", b, "b", "choose-b"),
+                                          ("line-a", a, "a", "rest")):
+            url = next(l["url"] for l in self.api.get(
+                "/api/v1/lines?app=live&stream=room1")[1]["lines"] if l["pool"] == line)
+            seen = {}
+
+            def on_node(node=node, origin=origin, seen=seen):
+                st, ss = self.api.get("/api/v1/sessions?stream=live/room1")
+                plays = [s for s in ss["sessions"] if s["role"] == "play"]
+                seen["plays"] = plays
+                seen["nclients"] = nginx_streams(origin.http_port).get("room1", (False, 0))[1]
+                return (len(plays) == 1 and plays[0]["node"] == node and
+                        seen["nclients"] >= 2)  # its publisher and this player
+            frames = self.fleet.play_frames(url, 25, name="play-" + line, until=on_node)
+            self.assertGreaterEqual(frames, 25, url)
+            self.assertTrue(seen["plays"] and seen["plays"][0]["node"] == node, seen)
+            self.assertEqual((seen["plays"][0]["route"], seen["plays"][0]["stream"]),
+                             (route, "room1"), seen)
+            self.assertGreaterEqual(seen["nclients"], 2, seen)
+            wait_for(lambda: not any(s["role"] == "play" for s in self.api.get(
+                "/api/v1/sessions?stream=live/room1")[1]["sessions"]), 15, "the play ended")
+        # The access log names the node, the route and the normalised stream.
+        def logged_plays():
+            with open(self.log) as f:
+                return [l for l in access_lines(f.read()) if l.get("role") == "play"]
+        wait_for(lambda: len(logged_plays()) >= 2, 15, "play lines logged")
+        plays = logged_plays()
+        self.assertEqual(sorted((l["node"], l["route"], l["stream"]) for l in plays),
+                         [("a", "rest", "room1"), ("b", "choose-b", "room1")], plays)
+
+
 if __name__ == "__main__":
     harness.main()

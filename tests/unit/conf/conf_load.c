@@ -288,6 +288,62 @@ static void test_route_on_connect_needs_no_stream(void **st)
                  "stream are known: its match may name only listener and app");
 }
 
+/* A second route after BASE's, lines 13-15, whose match is line 15. */
+static char *with_args_route(const char *match_line, const char *route_on)
+{
+    static char text[4096];
+    snprintf(text, sizeof(text), "%s  - name: hk\n    pool: origins%s\n%s", BASE, route_on,
+             match_line);
+    return text;
+}
+
+static void test_route_args(void **st)
+{
+    struct conf_errors errs;
+    const char *text = with_args_route("    match: {args: {line: hk, quality: \"\", n: 1}}\n", "");
+    struct conf *c = load(text, &errs);
+    assert_non_null(c);
+    assert_int_equal(errs.n, 0);
+    assert_int_equal(c->n_routes, 2);
+    assert_int_equal(c->routes[0].match.n_args, 0);
+    assert_null(c->routes[0].match.args);
+    const struct conf_match *m = &c->routes[1].match;
+    assert_int_equal(m->n_args, 3);
+    assert_string_equal(m->args[0], "line");
+    assert_string_equal(m->args[1], "hk");
+    assert_string_equal(m->args[2], "quality");
+    assert_string_equal(m->args[3], "");
+    assert_string_equal(m->args[4], "n");
+    assert_string_equal(m->args[5], "1");
+    assert_int_equal(m->args_mark.line, 15);
+    conf_free(c);
+
+    expect_error(with_args_route("    match: {args: [line, hk]}\n", ""),
+                 "t.yaml:15:19: routes[1].match.args: must be a mapping of names to values "
+                 "(got a list)");
+    expect_error(with_args_route("    match: {args: {}}\n", ""),
+                 "t.yaml:15:19: routes[1].match.args: must give 1..16 names (got 0)");
+    expect_error(with_args_route("    match: {args: {line: }}\n", ""),
+                 "t.yaml:15:26: routes[1].match.args.line: needs a value (\"\" for an empty one)");
+    expect_error(with_args_route("    match: {args: {line: {a: b}}}\n", ""),
+                 "t.yaml:15:26: routes[1].match.args.line: must be a single value (got a mapping)");
+    expect_error(with_args_route("    match: {args: {line: a, line: b}}\n", ""),
+                 "t.yaml:15:29: routes[1].match.args.line: duplicate name");
+    expect_error(with_args_route("    match: {args: {\"a=b\": x}}\n", ""),
+                 "t.yaml:15:20: routes[1].match.args.a=b: a name must be non-empty, without '=', "
+                 "'&' or '?'");
+    char many[600] = "    match: {args: {";
+    for (int i = 0; i < 17; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sk%d: v", i ? ", " : "", i);
+    strcat(many, "}}\n");
+    expect_error(with_args_route(many, ""),
+                 "t.yaml:15:19: routes[1].match.args: must give 1..16 names (got 17)");
+    /* route_on: connect is chosen before the stream (and its args) is read. */
+    expect_error(with_args_route("    match: {args: {line: hk}}\n", "\n    route_on: connect"),
+                 "t.yaml:16:19: routes[1].match.args: a route_on: connect route is chosen at "
+                 "connect, before the stream's args are known: it may not match args");
+}
+
 static void test_geo_and_proxy_keys(void **st)
 {
     struct conf_errors errs;
@@ -468,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_tcp_listener_without_route),
         cmocka_unit_test(test_rtmp_default_mode),
         cmocka_unit_test(test_route_on_connect_needs_no_stream),
+        cmocka_unit_test(test_route_args),
         cmocka_unit_test(test_rtmp_limits),
         cmocka_unit_test(test_geo_and_proxy_keys),
         cmocka_unit_test(test_health_keys),

@@ -180,6 +180,89 @@ static void test_survives_reload_and_discards_stale(void **st)
     test_fx_free(&fx);
 }
 
+static char path[128]; /* the state file, in the group's temporary directory */
+
+/* The reload: pool sg gone (main's swap target), a moved to a new address
+ * (a new live record: the state must follow the name), b unchanged. */
+static const char CONF3[] =
+    "listeners: [{name: l, address: 127.0.0.1:1935, mode: tcp}]\n"
+    "pools:\n"
+    "  hk: {nodes: [{name: a, address: 127.0.0.1:11, weight: 2},\n"
+    "               {name: b, address: 127.0.0.1:2}]}\n"
+    "routes:\n"
+    "  - {name: main, match: {}, pool: hk, policy: weighted}\n"
+    "  - {name: other, match: {listener: l}, pool: hk}\n";
+
+static void test_reload_edge_cases(void **st)
+{
+    struct test_fx fx = test_fx_load(CONF1, 1);
+    struct ups_overrides *o = ups_ovr_new();
+    struct ups_msgs msgs = {0};
+    char err[256];
+    assert_int_equal(ups_ovr_set_state(o, fx.snap, "hk", "a", "disabled", 0, err, sizeof(err)), 0);
+    assert_int_equal(ups_ovr_set_route_pool(o, fx.snap, "main", "sg", err, sizeof(err)), 0);
+    assert_int_equal(
+        ups_ovr_set_route_policy(o, fx.snap, "main", "least_sessions", err, sizeof(err)), 0);
+    struct ups_snapshot *s1 = rebuild(fx.conf, fx.snap, o, &msgs);
+    assert_int_equal(msgs.n, 0);
+    struct ups_node_live *old_a = node(s1, "hk", "a")->live;
+    assert_int_equal(atomic_load(&old_a->admin), UPS_DISABLED);
+
+    struct conf_errors errs;
+    struct conf_load_opts opts = {.resolve_names = false};
+    struct conf *c3 = conf_load_buffer("t3.yaml", CONF3, strlen(CONF3), &opts, &errs);
+    assert_non_null(c3);
+    uint64_t changes = o->changes;
+    struct ups_snapshot *s2 = rebuild(c3, s1, o, &msgs);
+    /* The swap to a pool the file dropped is reported and undone; the
+     * policy half of the same override stays. */
+    assert_int_equal(msgs.n, 1);
+    assert_string_equal(msgs.msg[0],
+                        "override of route main discarded: pool sg is no longer in the "
+                        "configuration");
+    ups_msgs_free(&msgs);
+    assert_string_equal(s2->routes[0].pool->name, "hk");
+    assert_string_equal(s2->routes[0].ops->name, "least_sessions");
+    const struct ups_route_override *ro = ups_ovr_find_route(o, "main");
+    assert_non_null(ro);
+    assert_null(ro->pool);
+    assert_true(ro->has_policy);
+    assert_true(o->changes > changes); /* the caller saves the state file again */
+    /* a moved: a new live record, and the state override is on it. */
+    struct ups_node *a2 = node(s2, "hk", "a");
+    assert_ptr_not_equal(a2->live, old_a);
+    assert_int_equal(atomic_load(&a2->live->admin), UPS_DISABLED);
+    assert_string_equal(first_candidate(s2), "b");
+
+    /* The saved file holds what survived, nothing stale. */
+    assert_int_equal(ups_ovr_save(o, path, err, sizeof(err)), 0);
+    struct ups_overrides *o2 = ups_ovr_new();
+    ups_ovr_load(o2, path, &msgs);
+    assert_int_equal(msgs.n, 0);
+    json_object *j = ups_ovr_to_json(o2);
+    assert_string_equal(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN),
+                        "{\"version\":1,\"nodes\":[{\"pool\":\"hk\",\"node\":\"a\","
+                        "\"state\":\"disabled\"}],\"routes\":[{\"route\":\"main\","
+                        "\"policy\":\"least_sessions\"}]}");
+    json_object_put(j);
+
+    /* Cleared, then the next build: a is enabled again, on the live record
+     * it shares with the snapshot still in force. */
+    assert_true(ups_ovr_clear_state(o, "hk", "a"));
+    struct ups_snapshot *s3 = rebuild(c3, s2, o, &msgs);
+    assert_int_equal(msgs.n, 0);
+    assert_ptr_equal(node(s3, "hk", "a")->live, a2->live);
+    assert_int_equal(atomic_load(&a2->live->admin), UPS_ENABLED);
+
+    ups_snapshot_unref(s3);
+    ups_snapshot_unref(s2);
+    ups_snapshot_unref(s1);
+    conf_free(c3);
+    ups_ovr_free(o2);
+    ups_ovr_free(o);
+    test_fx_free(&fx);
+}
+
 static void test_patch_bodies(void **st)
 {
     struct test_fx fx = test_fx_load(CONF1, 1);
@@ -255,7 +338,7 @@ static void test_patch_bodies(void **st)
 
 /* ---- persistence ---------------------------------------------------------- */
 
-static char dir[64], path[128];
+static char dir[64];
 
 static int setup(void **st)
 {
@@ -402,6 +485,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_and_apply),
         cmocka_unit_test(test_survives_reload_and_discards_stale),
+        cmocka_unit_test(test_reload_edge_cases),
         cmocka_unit_test(test_patch_bodies),
         cmocka_unit_test(test_persist_and_load),
         cmocka_unit_test(test_corrupt_and_stale_file),

@@ -137,11 +137,106 @@ static void test_stream_location_serves_from_backup_and_draining(void **st)
     conf_free(c);
 }
 
+static const char ARGS_TEXT[] =
+    "listeners:\n"
+    "  - {name: r, address: 127.0.0.1:1935}\n"
+    "  - {name: t, address: 127.0.0.1:1936, mode: tcp}\n"
+    "pools:\n"
+    "  pa: {nodes: [{name: a, address: 127.0.0.1:1}]}\n"
+    "  pb: {nodes: [{name: b, address: 127.0.0.1:2}]}\n"
+    "  phk: {nodes: [{name: hk, address: 127.0.0.1:3}]}\n"
+    "routes:\n"
+    "  - {name: line-b, match: {app: live, args: {line: b}}, pool: pb}\n"
+    "  - {name: line-hk-hd, match: {args: {line: hk, q: hd}}, pool: phk}\n"
+    "  - {name: conn, match: {app: vod}, pool: pa, route_on: connect}\n"
+    "  - {name: tcp, match: {listener: t}, pool: pa}\n"
+    "  - {name: default, match: {app: live}, pool: pa}\n";
+
+/* The route for a play of app/room1 with these args (key, value, ...). */
+static const char *route_args(struct ups_snapshot *s, const char *app, const char *const *kv,
+                              size_t n)
+{
+    struct ups_arg args[8];
+    for (size_t i = 0; i < n; i++)
+        args[i] = (struct ups_arg){kv[2 * i], kv[2 * i + 1]};
+    struct ups_request req = {.listener = "r", .role = CONF_ROLE_PLAY, .app = app,
+                              .stream = "room1", .args = args, .n_args = n};
+    struct ups_candidates c;
+    const struct ups_route *r = ups_route_select(s, &req, &c);
+    if (r) /* the stream it is stays the same: args only pick the route */
+        assert_int_equal(c.n, 1);
+    return r ? r->name : "none";
+}
+
+#define ROUTE(app, ...)                                                                            \
+    route_args(s, app, (const char *const[]){__VA_ARGS__},                                         \
+               sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *) / 2)
+
+static void test_args(void **st)
+{
+    struct conf_errors errs;
+    struct conf_load_opts opts = {.resolve_names = false};
+    char err[128];
+    struct conf *c = conf_load_buffer("t.yaml", ARGS_TEXT, strlen(ARGS_TEXT), &opts, &errs);
+    assert_non_null(c);
+    struct ups_snapshot *s = ups_snapshot_build(c, NULL, 1, err, sizeof(err));
+    assert_non_null(s);
+    assert_int_equal(s->routes[0].n_args, 1);
+    assert_string_equal(s->routes[0].args[0].key, "line");
+    assert_string_equal(s->routes[0].args[0].value, "b");
+
+    assert_string_equal(route_args(s, "live", NULL, 0), "default");
+    assert_string_equal(ROUTE("live", "line", "b"), "line-b");
+    assert_string_equal(ROUTE("live", "x", "1", "line", "b"), "line-b");
+    assert_string_equal(ROUTE("live", "line", "B"), "default"); /* values are exact */
+    assert_string_equal(ROUTE("live", "Line", "b"), "default"); /* keys too */
+    assert_string_equal(ROUTE("live", "line", "b2"), "default");
+    assert_string_equal(ROUTE("live", "line", ""), "default");
+    assert_string_equal(ROUTE("other", "line", "b"), "none"); /* args do not replace app */
+    /* Every arg of a route must be there and equal. */
+    assert_string_equal(ROUTE("live", "line", "hk"), "default");
+    assert_string_equal(ROUTE("live", "q", "hd"), "default");
+    assert_string_equal(ROUTE("live", "q", "hd", "line", "hk"), "line-hk-hd");
+    assert_string_equal(ROUTE("other", "q", "hd", "line", "hk"), "line-hk-hd");
+    assert_string_equal(ROUTE("live", "q", "sd", "line", "hk"), "default");
+    /* The first of a key wins: the stream's args come before the tcUrl's. */
+    assert_string_equal(ROUTE("live", "line", "a", "line", "b"), "default");
+    assert_string_equal(ROUTE("live", "line", "b", "line", "a"), "line-b");
+
+    /* ups_route_matches_stream ignores args; ups_route_matches does not. */
+    struct ups_request plain = {.listener = "r", .role = CONF_ROLE_PLAY, .app = "live",
+                                .stream = "room1"};
+    assert_true(ups_route_matches_stream(&s->routes[0], &plain));
+    assert_false(ups_route_matches(&s->routes[0], &plain));
+    assert_null(ups_request_arg(&plain, "line"));
+
+    /* A tcp session has no args: a route with args never takes it. */
+    struct ups_request tcp = {.listener = "t", .l4 = true};
+    struct ups_candidates cands;
+    const struct ups_route *r = ups_route_select(s, &tcp, &cands);
+    assert_non_null(r);
+    assert_string_equal(r->name, "tcp");
+    assert_false(ups_route_matches_stream(&s->routes[1], &tcp));
+
+    /* At connect, a route with args may still match once the stream's args
+     * are read: routing waits (NULL) even if the tcUrl's args disagree. */
+    struct ups_arg tc[] = {{"line", "zz"}};
+    struct ups_request at = {.listener = "r", .app = "live", .at_connect = true, .args = tc,
+                             .n_args = 1};
+    assert_null(ups_route_find_connect(s, &at));
+    at.app = "vod"; /* line-hk-hd matches any app: it comes first */
+    assert_null(ups_route_find_connect(s, &at));
+
+    ups_snapshot_unref(s);
+    conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matching),
         cmocka_unit_test(test_stream_location_serves_from_backup_and_draining),
+        cmocka_unit_test(test_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,6 +35,11 @@ static void h_echo(void *ud, const struct lb_http_request *req, struct lb_http_r
         json_object_object_add(q, req->query[i].name, json_object_new_string(req->query[i].value));
     json_object_object_add(j, "query", q);
     json_object_object_add(j, "path", json_object_new_string(req->path));
+    json_object_object_add(j, "host", req->host ? json_object_new_string(req->host) : NULL);
+    char peer[64] = "";
+    if (req->peer && req->peer->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)req->peer)->sin_addr, peer, sizeof(peer));
+    json_object_object_add(j, "peer", req->peer ? json_object_new_string(peer) : NULL);
     lb_http_reply_json(res, 200, j);
 }
 
@@ -400,6 +405,15 @@ static void c_errors(struct fx *f)
           "%s", res.body);
     one(f, "GET /api/v1/echo?a=%zz HTTP/1.1\r\nHost: x\r\n" AUTH "\r\n", &res);
     CHECK(f, res.status == 400, "bad escape: %d", res.status);
+    /* Handlers see the Host header and the client's address (GET /lines). */
+    one(f, "GET /api/v1/echo HTTP/1.1\r\nhost: live.example:8080\r\n" AUTH "\r\n", &res);
+    CHECK(f, res.status == 200, "%d", res.status);
+    CHECK(f, strstr(res.body, "\"host\":\"live.example:8080\",\"peer\":\"127.0.0.1\"") != NULL,
+          "%s", res.body);
+    one(f, "GET /api/v1/echo HTTP/1.0\r\n" AUTH "\r\n", &res);
+    CHECK(f, strstr(res.body, "\"host\":null") != NULL, "%s", res.body);
+    one(f, "GET /api/v1/echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n" AUTH "\r\n", &res);
+    CHECK(f, res.status == 400, "two Host headers: %d", res.status);
 
     /* Malformed: 400 JSON, then the server closes. */
     struct rd *r = calloc(1, sizeof(*r));

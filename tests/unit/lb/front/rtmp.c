@@ -23,6 +23,7 @@
 #include "lb/rtmp/handshake.h"
 #include "lb/rtmp/message.h"
 #include "tests/unit/support.h"
+#include "upstream/upstream.h"
 
 /* ---- allocation counter (the linker's --wrap) ------------------------------ */
 
@@ -388,7 +389,7 @@ static size_t connect_body(uint8_t *b, size_t cap, double tid, const char *app)
     p = amf0_put_key(p, end, "flashVer");
     p = amf0_put_string(p, end, "LNX 9,0,124,2");
     p = amf0_put_key(p, end, "tcUrl");
-    p = amf0_put_string(p, end, "rtmp://127.0.0.1:1935/live");
+    p = amf0_put_string(p, end, "rtmp://127.0.0.1:1935/live?line=hk&token=tc");
     p = amf0_put_key(p, end, "fpad");
     p = amf0_put_bool(p, end, false);
     p = amf0_put_key(p, end, "capabilities");
@@ -742,6 +743,15 @@ static void client_until_route(struct drv *d, const struct client *c, size_t ca,
     assert_false(d->f.req.at_connect);
     assert_string_equal(d->f.req.app, "live");
     assert_string_equal(d->f.req.stream, "cam1");
+    /* The args the names carried: the stream's first, then the tcUrl's. */
+    assert_int_equal(d->f.req.n_args, 3);
+    assert_string_equal(d->f.req.args[0].key, role == CL_PUBLISH ? "key" : "token");
+    assert_string_equal(d->f.req.args[0].value, role == CL_PUBLISH ? "secret" : "x");
+    assert_string_equal(d->f.req.args[1].key, "line");
+    assert_string_equal(d->f.req.args[1].value, "hk");
+    assert_string_equal(d->f.req.args[2].key, "token");
+    assert_string_equal(d->f.req.args[2].value, "tc");
+    assert_string_equal(ups_request_arg(&d->f.req, "token"), role == CL_PUBLISH ? "tc" : "x");
     assert_string_equal(d->f.hs_kind, "simple");
     assert_int_equal(d->f.deadline_ms, T0 + HS_MS);
     /* Everything up to publish/play was read; the rest may wait. */

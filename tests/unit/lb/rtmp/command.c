@@ -102,6 +102,81 @@ static void test_parse_commands(void **st)
     assert_string_equal(why, "name or URL too long");
 }
 
+/* The queries normalising drops are kept raw: the tcUrl's (else the
+ * app's) at connect, the stream's at publish/play. */
+static void test_args_kept(void **st)
+{
+    uint8_t b[512], *p, *end = b + sizeof(b);
+    struct rtmp_cmd c;
+    const char *why;
+    size_t n = connect_body(b, sizeof(b), "live", "rtmp://x:1935/live?line=hk&t=1", 0);
+    assert_int_equal(rtmp_cmd_parse(b, n, false, &LIM, &c, &why), 0);
+    assert_string_equal(c.app, "live");
+    assert_string_equal(c.tc_url, "rtmp://x:1935/live?line=hk&t=1");
+    assert_string_equal(c.tc_args, "line=hk&t=1");
+    n = connect_body(b, sizeof(b), "live?line=sg", "rtmp://x/live", 0);
+    assert_int_equal(rtmp_cmd_parse(b, n, false, &LIM, &c, &why), 0);
+    assert_string_equal(c.app, "live");
+    assert_string_equal(c.tc_args, "line=sg"); /* the tcUrl had none */
+    n = connect_body(b, sizeof(b), NULL, "rtmp://x/live/_definst_?line=b", 0);
+    assert_int_equal(rtmp_cmd_parse(b, n, false, &LIM, &c, &why), 0);
+    assert_string_equal(c.app, "live");
+    assert_string_equal(c.tc_args, "line=b");
+    n = connect_body(b, sizeof(b), "live", "rtmp://x/live", 0);
+    assert_int_equal(rtmp_cmd_parse(b, n, false, &LIM, &c, &why), 0);
+    assert_string_equal(c.tc_args, "");
+
+    for (int pub = 0; pub <= 1; pub++) {
+        p = b;
+        p = amf0_put_string(p, end, pub ? "publish" : "play");
+        p = amf0_put_number(p, end, 4);
+        p = amf0_put_null(p, end);
+        p = amf0_put_string(p, end, "room1?line=b&x=%41");
+        assert_int_equal(rtmp_cmd_parse(b, (size_t)(p - b), false, &LIM, &c, &why), 0);
+        assert_string_equal(c.stream, "room1"); /* the key stays normalised */
+        assert_string_equal(c.stream_args, "line=b&x=%41");
+        assert_string_equal(c.tc_args, "");
+    }
+    p = b;
+    p = amf0_put_string(p, end, "play");
+    p = amf0_put_number(p, end, 4);
+    p = amf0_put_null(p, end);
+    p = amf0_put_string(p, end, "room1");
+    assert_int_equal(rtmp_cmd_parse(b, (size_t)(p - b), false, &LIM, &c, &why), 0);
+    assert_string_equal(c.stream_args, "");
+}
+
+static void test_args_split(void **st)
+{
+    struct rtmp_arg a[4];
+    char q1[] = "line=hk&empty=&flag&&=nokey&pct=a%20b%3D&bad=%zz&nul=%00";
+    size_t n = rtmp_args_split(q1, a, 4);
+    assert_int_equal(n, 4); /* bounded by cap */
+    assert_string_equal(a[0].key, "line");
+    assert_string_equal(a[0].value, "hk");
+    assert_string_equal(a[1].key, "empty");
+    assert_string_equal(a[1].value, "");
+    assert_string_equal(a[2].key, "flag");
+    assert_string_equal(a[2].value, "");
+    assert_string_equal(a[3].key, "pct"); /* "" and "=nokey" dropped */
+    assert_string_equal(a[3].value, "a b=");
+
+    struct rtmp_arg b[8];
+    char q2[] = "bad=%zz&nul=%00&k%3Dx=v&last=1%";
+    n = rtmp_args_split(q2, b, 8);
+    assert_int_equal(n, 4);
+    assert_string_equal(b[0].value, "%zz"); /* malformed: kept as sent */
+    assert_string_equal(b[1].value, "%00"); /* never a NUL */
+    assert_string_equal(b[2].key, "k=x");
+    assert_string_equal(b[2].value, "v");
+    assert_string_equal(b[3].value, "1%");
+
+    char q3[] = "";
+    assert_int_equal(rtmp_args_split(q3, b, 8), 0);
+    char q4[] = "a=1";
+    assert_int_equal(rtmp_args_split(q4, b, 0), 0);
+}
+
 /* Decodes one or more messages from out; returns the last message's body. */
 static size_t decode_all(const uint8_t *in, size_t n, uint32_t chunk, uint8_t *types,
                          size_t *count, uint8_t *last_body)
@@ -203,6 +278,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normalise),
         cmocka_unit_test(test_parse_commands),
+        cmocka_unit_test(test_args_kept),
+        cmocka_unit_test(test_args_split),
         cmocka_unit_test(test_connect_reply),
         cmocka_unit_test(test_create_stream_reply_and_peek),
         cmocka_unit_test(test_long_error_descriptions_are_chunked),
