@@ -10,7 +10,7 @@ set -euo pipefail
 build=(gcc make cmake pkg-config libuv1-dev libssl-dev libmaxminddb-dev libyaml-dev node-llhttp
        libxml2-dev libjson-c-dev)
 run=(nginx libnginx-mod-rtmp ffmpeg procps curl python3)
-test=(libcmocka-dev clang libclang-rt-14-dev python3 python3-yaml rtmpdump gstreamer1.0-tools
+test=(libcmocka-dev clang libclang-rt-14-dev python3 python3-yaml prometheus rtmpdump gstreamer1.0-tools
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 bench=(haproxy iperf3)
 geo=(libmaxmind-db-writer-perl mmdb-bin)

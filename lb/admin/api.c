@@ -937,6 +937,12 @@ static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
     lb_metrics_family(m, "rtmplb_pipes_created_total", LB_METRIC_COUNTER,
                       "Kernel pipes created for splice.");
     lb_metrics_u64(m, NULL, 0, atomic_load(&srv->env.pipes_created));
+    lb_metrics_family(m, "rtmplb_pipes_in_use", LB_METRIC_GAUGE,
+                      "Pipes lent to sessions with bytes in flight now.");
+    uint64_t in_use = 0;
+    for (unsigned i = 0; i < srv->n_workers; i++)
+        in_use += atomic_load_explicit(&srv->workers[i].host.pipes.in_use, memory_order_relaxed);
+    lb_metrics_u64(m, NULL, 0, in_use);
     lb_metrics_family(m, "rtmplb_pipe_fallbacks_total", LB_METRIC_COUNTER,
                       "Transfers copied through user space for want of a pipe.");
     lb_metrics_u64(m, NULL, 0, atomic_load(&srv->env.pipe_fallbacks));

@@ -45,12 +45,14 @@ bool lb_pipe_get(struct lb_pipepool *pp, struct lb_pipe *out)
             atomic_fetch_add(pp->created_all, 1);
     }
     pp->n_out++;
+    atomic_store_explicit(&pp->in_use, pp->n_out, memory_order_relaxed);
     return true;
 }
 
 void lb_pipe_put(struct lb_pipepool *pp, struct lb_pipe *p, bool empty)
 {
     pp->n_out--;
+    atomic_store_explicit(&pp->in_use, pp->n_out, memory_order_relaxed);
     if (empty && pp->n_idle < pp->max_idle) {
         pp->idle[pp->n_idle++] = *p;
     } else {

@@ -60,6 +60,7 @@ struct lb_pipepool {
     size_t n_live; /* idle + borrowed */
     size_t max_live;
     size_t pipe_size; /* bytes one pipe holds */
+    _Atomic size_t in_use; /* n_out for the control thread (relaxed: this worker's line) */
     uint64_t created;   /* by this worker */
     uint64_t fallbacks; /* transfers this worker copied for want of a pipe */
     _Atomic uint64_t *created_all; /* the process's counters (metrics) */

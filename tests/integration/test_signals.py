@@ -99,5 +99,37 @@ routes: [{name: all, pool: backends}]
         self.assertEqual(self.fleet.stop_proc(self.lb), 0)
 
 
+class ReloadAccessLog(unittest.TestCase):
+    """Switching the access log between a file, off and stderr by reload
+    must not leak descriptors (it leaked one per switch: +10 after 20)."""
+
+    def test_switching_the_access_log_does_not_leak_descriptors(self):
+        f = Fleet()
+        self.addCleanup(f.stop)
+        port = free_port()
+        access = os.path.join(f.dir, "access.log")
+        text = """
+workers: 1
+log: {access_log: %s}
+listeners: [{name: tcp, address: 127.0.0.1:%d, mode: tcp}]
+pools: {p: {nodes: [{name: n, address: 127.0.0.1:1}]}}
+routes: [{name: all, pool: p}]
+"""
+        lb = f.rtmplb(text % (access, port), wait_ports=[port])
+        fds = lambda: len(os.listdir("/proc/%d/fd" % lb.pid))
+        before = fds()
+        for i, target in enumerate(["off", access, "stderr", access] * 5):
+            with open(lb.conf_path, "w") as c:
+                c.write(text % (target, port))
+            lb.send_signal(signal.SIGHUP)
+            wait_for(lambda: len(re.findall(r"reloaded", f.log_text("rtmplb"))) > i, 10,
+                     "reload %d" % (i + 1))
+        after = fds()
+        print("descriptors before %d, after 20 reloads switching the access log: %d"
+              % (before, after))
+        self.assertLessEqual(after, before + 1)
+        self.assertIsNone(lb.poll())
+
+
 if __name__ == "__main__":
     harness.main()
