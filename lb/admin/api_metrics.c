@@ -1,0 +1,216 @@
+/* The admin API's /metrics: Prometheus text format 0.0.4, label values
+ * from closed sets only (listener, route, pool, node, role, reason). */
+#include "lb/admin/api.h"
+#include "lb/admin/api-int.h"
+
+#include "conf/conf.h"
+#include "geo/geo.h"
+#include "health/hc.h"
+#include "health/probe.h"
+#include "health/streams.h"
+#include "health/view.h"
+#include "lb/admin/events.h"
+#include "lb/admin/http.h"
+#include "lb/admin/metrics.h"
+#include "lb/admin/views.h"
+#include "lb/log.h"
+#include "lb/proc/proc.h"
+#include "lb/worker/worker.h"
+#include "upstream/override.h"
+#include "upstream/upstream.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void probe_sample(void *arg, const char *pool, const char *node, const uint64_t *results,
+                         size_t n);
+
+static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
+{
+    struct lb_server *srv = a->srv;
+    const struct ups_snapshot *s = srv->snap;
+    uint64_t now = uv_now(&srv->loop);
+    char ver[32];
+    snprintf(ver, sizeof(ver), "%s", RTMPLB_VERSION);
+
+    lb_metrics_family(m, "rtmplb_build_info", LB_METRIC_GAUGE, "Version of this rtmplb build.");
+    struct lb_label bl[] = {{"version", ver}};
+    lb_metrics_u64(m, bl, 1, 1);
+    lb_metrics_family(m, "rtmplb_config_generation", LB_METRIC_GAUGE,
+                      "Generation of the routing snapshot in force (grows on every reload or "
+                      "override change).");
+    lb_metrics_u64(m, NULL, 0, s->generation);
+    lb_metrics_family(m, "rtmplb_uptime_seconds", LB_METRIC_GAUGE, "Seconds since start.");
+    lb_metrics_double(m, NULL, 0, (double)(now - a->t_start_ms) / 1000.0);
+
+#define NODE_FAMILY(fname, type, help, expr)                                               \
+    lb_metrics_family(m, fname, type, help);                                               \
+    for (size_t p = 0; p < s->n_pools; p++)                                                \
+        for (size_t i = 0; i < s->pools[p].n_nodes; i++) {                                 \
+            const struct ups_node *n = &s->pools[p].nodes[i];                              \
+            struct lb_label l[] = {{"pool", s->pools[p].name}, {"node", n->name}};         \
+            lb_metrics_u64(m, l, 2, (uint64_t)(expr));                                     \
+        }
+    NODE_FAMILY("rtmplb_node_up", LB_METRIC_GAUGE, "1 when health checks say the node is up.",
+                atomic_load(&n->live->health) == UPS_UP)
+    lb_metrics_family(m, "rtmplb_node_admin_state", LB_METRIC_GAUGE,
+                      "The operator's state of the node (1 for the state in force).");
+    for (size_t p = 0; p < s->n_pools; p++)
+        for (size_t i = 0; i < s->pools[p].n_nodes; i++) {
+            const struct ups_node *n = &s->pools[p].nodes[i];
+            int adm = atomic_load(&n->live->admin);
+            for (int st = UPS_ENABLED; st <= UPS_DISABLED; st++) {
+                struct lb_label l[] = {{"pool", s->pools[p].name},
+                                       {"node", n->name},
+                                       {"state", ups_admin_name(st)}};
+                lb_metrics_u64(m, l, 3, adm == st);
+            }
+        }
+    NODE_FAMILY("rtmplb_node_weight", LB_METRIC_GAUGE, "Weight in force (overrides included).",
+                n->weight)
+    NODE_FAMILY("rtmplb_node_effective_weight", LB_METRIC_GAUGE,
+                "Weight now, during slow start less than the weight.",
+                ups_effective_weight(n, now))
+    NODE_FAMILY("rtmplb_node_sessions", LB_METRIC_GAUGE, "Live sessions on the node.",
+                atomic_load(&n->live->sessions))
+    NODE_FAMILY("rtmplb_node_sessions_total", LB_METRIC_COUNTER,
+                "Sessions that reached the node.", atomic_load(&n->live->sessions_total))
+    NODE_FAMILY("rtmplb_node_bytes_from_client_total", LB_METRIC_COUNTER,
+                "Bytes clients sent to the node (ended sessions).",
+                atomic_load(&n->live->bytes_from_client))
+    NODE_FAMILY("rtmplb_node_bytes_to_client_total", LB_METRIC_COUNTER,
+                "Bytes the node sent to clients (ended sessions).",
+                atomic_load(&n->live->bytes_to_client))
+    NODE_FAMILY("rtmplb_node_dial_failures_total", LB_METRIC_COUNTER,
+                "Dials to the node that failed.", atomic_load(&n->live->dial_failures))
+    NODE_FAMILY("rtmplb_node_passive_failures", LB_METRIC_GAUGE,
+                "Consecutive sessions that failed to reach the node now.",
+                atomic_load(&n->live->passive_fails))
+    NODE_FAMILY("rtmplb_node_stats_clients", LB_METRIC_GAUGE,
+                "Clients the node's own stats report.", atomic_load(&n->live->stats_clients))
+#undef NODE_FAMILY
+
+    static const char *const roles[] = {"tcp", "publish", "play"};
+    lb_metrics_family(m, "rtmplb_route_sessions_total", LB_METRIC_COUNTER,
+                      "Sessions routed by the route, by role.");
+    for (size_t i = 0; i < srv->n_route_stats; i++)
+        for (int r = 0; r < 3; r++) {
+            struct lb_label l[] = {{"route", srv->route_stats[i].name}, {"role", roles[r]}};
+            lb_metrics_u64(m, l, 2, atomic_load(&srv->route_stats[i].by_role[r]));
+        }
+    lb_metrics_family(m, "rtmplb_route_info", LB_METRIC_GAUGE,
+                      "The pool and policy each route uses now (1).");
+    for (size_t i = 0; i < s->n_routes; i++) {
+        const struct ups_route *r = &s->routes[i];
+        struct lb_label l[] = {{"route", r->name},
+                               {"pool", r->pool->name},
+                               {"policy", conf_policy_name(r->policy)}};
+        lb_metrics_u64(m, l, 3, 1);
+    }
+
+    lb_metrics_family(m, "rtmplb_listener_accepted_total", LB_METRIC_COUNTER,
+                      "Connections accepted, by listener.");
+    for (size_t i = 0; i < srv->env.n_lstats; i++) {
+        struct lb_label l[] = {{"listener", srv->listeners[i].name}};
+        lb_metrics_u64(m, l, 1, atomic_load(&srv->env.lstats[i].accepted));
+    }
+    lb_metrics_family(m, "rtmplb_listener_refused_total", LB_METRIC_COUNTER,
+                      "Connections refused at accept (max_sessions, out of descriptors).");
+    for (size_t i = 0; i < srv->env.n_lstats; i++) {
+        struct lb_label l[] = {{"listener", srv->listeners[i].name}};
+        lb_metrics_u64(m, l, 1, atomic_load(&srv->env.lstats[i].refused));
+    }
+
+    lb_metrics_family(m, "rtmplb_sessions", LB_METRIC_GAUGE, "Live sessions, all listeners.");
+    lb_metrics_u64(m, NULL, 0, atomic_load(&srv->env.sessions));
+    lb_metrics_family(m, "rtmplb_sessions_total", LB_METRIC_COUNTER, "Sessions accepted.");
+    lb_metrics_u64(m, NULL, 0, atomic_load(&srv->env.sessions_total));
+    lb_metrics_family(m, "rtmplb_session_ends_total", LB_METRIC_COUNTER,
+                      "Sessions ended, by reason (the access log's reason=).");
+    for (int r = 1; r < LB_REASON__COUNT; r++) {
+        struct lb_label l[] = {{"reason", lb_reason_name((enum lb_reason)r)}};
+        lb_metrics_u64(m, l, 1, atomic_load(&srv->env.ends[r]));
+    }
+    lb_metrics_family(m, "rtmplb_preroute_seconds", LB_METRIC_HISTOGRAM,
+                      "Time from accept to the routing decision.");
+    lb_metrics_histo(m, NULL, 0, &srv->env.preroute);
+
+    lb_metrics_family(m, "rtmplb_pipes_created_total", LB_METRIC_COUNTER,
+                      "Kernel pipes created for splice.");
+    lb_metrics_u64(m, NULL, 0, atomic_load(&srv->env.pipes_created));
+    lb_metrics_family(m, "rtmplb_pipes_in_use", LB_METRIC_GAUGE,
+                      "Pipes lent to sessions with bytes in flight now.");
+    uint64_t in_use = 0;
+    for (unsigned i = 0; i < srv->n_workers; i++)
+        in_use += atomic_load_explicit(&srv->workers[i].host.pipes.in_use, memory_order_relaxed);
+    lb_metrics_u64(m, NULL, 0, in_use);
+    lb_metrics_family(m, "rtmplb_pipe_fallbacks_total", LB_METRIC_COUNTER,
+                      "Transfers copied through user space for want of a pipe.");
+    lb_metrics_u64(m, NULL, 0, atomic_load(&srv->env.pipe_fallbacks));
+    lb_metrics_family(m, "rtmplb_max_sessions", LB_METRIC_GAUGE,
+                      "Sessions allowed now (limits.max_sessions capped by descriptors).");
+    lb_metrics_u64(m, NULL, 0, atomic_load(&srv->env.max_sessions));
+    lb_metrics_family(m, "rtmplb_fd_session_capacity", LB_METRIC_GAUGE,
+                      "Sessions the open-file limit leaves room for.");
+    lb_metrics_u64(m, NULL, 0, srv->fd_capacity);
+    lb_metrics_family(m, "rtmplb_fd_pipes_per_worker", LB_METRIC_GAUGE,
+                      "Pipes each worker may hold.");
+    lb_metrics_u64(m, NULL, 0, srv->pipes_per_worker);
+
+    lb_metrics_family(m, "rtmplb_reloads_total", LB_METRIC_COUNTER, "Reloads, by result.");
+    struct lb_label ok[] = {{"result", "ok"}}, bad[] = {{"result", "failed"}};
+    lb_metrics_u64(m, ok, 1, atomic_load(&srv->reloads_ok));
+    lb_metrics_u64(m, bad, 1, atomic_load(&srv->reloads_failed));
+
+    size_t on = 0, or = 0;
+    for (size_t i = 0; i < srv->ovr->n_nodes; i++)
+        on += srv->ovr->nodes[i].has_weight + srv->ovr->nodes[i].has_state;
+    for (size_t i = 0; i < srv->ovr->n_routes; i++)
+        or += (srv->ovr->routes[i].pool != NULL) + srv->ovr->routes[i].has_policy;
+    lb_metrics_family(m, "rtmplb_overrides", LB_METRIC_GAUGE,
+                      "Runtime overrides in force, by kind.");
+    struct lb_label kn[] = {{"kind", "node"}}, kr[] = {{"kind", "route"}};
+    lb_metrics_u64(m, kn, 1, on);
+    lb_metrics_u64(m, kr, 1, or);
+    if (srv->health) {
+        lb_metrics_family(m, "rtmplb_probe_results_total", LB_METRIC_COUNTER,
+                          "Active health probes, by result (the layer that failed).");
+        hc_engine_each_probe(srv->health, probe_sample, m);
+        lb_metrics_family(m, "rtmplb_probe_duration_seconds", LB_METRIC_HISTOGRAM,
+                          "Time an active health probe took.");
+        lb_metrics_histo(m, NULL, 0, hc_engine_latency(srv->health));
+    }
+    lb_metrics_family(m, "rtmplb_admin_connections", LB_METRIC_GAUGE,
+                      "Open admin HTTP connections.");
+    lb_metrics_u64(m, NULL, 0, a->http ? lb_http_connections(a->http) : 0);
+}
+
+static void probe_sample(void *arg, const char *pool, const char *node, const uint64_t *results,
+                         size_t n)
+{
+    struct lb_metrics *m = arg;
+    for (size_t r = 0; r < n; r++) {
+        struct lb_label l[] = {
+            {"pool", pool}, {"node", node}, {"result", hc_result_name((enum hc_result)r)}};
+        lb_metrics_u64(m, l, 3, results[r]);
+    }
+}
+
+void lb__admin_metrics(void *ud, const struct lb_http_request *req, struct lb_http_response *res)
+{
+    struct lb_metrics m;
+    (void)req;
+    lb_metrics_init(&m);
+    metrics_write(ud, &m);
+    if (m.failed) {
+        lb_http_reply_error(res, 500, "metrics: %s", m.why ? m.why : "out of memory");
+    } else {
+        lb_http_reply(res, 200, "text/plain; version=0.0.4; charset=utf-8", m.buf, m.len);
+    }
+    lb_metrics_free(&m);
+}
+
+/* ---- drain deadlines ------------------------------------------------------------- */
