@@ -130,8 +130,10 @@ static void connected(struct lb_session *s)
     int one = 1;
     uint8_t pp[PP_MAX_HEADER];
 
-    uv_poll_stop(&s->upoll);
-    s->uev = 0;
+    /* The poll stays started: settle re-points it (events and callback) in
+     * one uv_poll_start. A stop then start costs libuv two epoll_ctl calls
+     * (ADD fails with EEXIST, then MOD). */
+    s->uev = -1;
     s->dial_deadline = 0;
     hc_passive_success(n);
     atomic_fetch_add(&n->live->sessions_total, 1);
