@@ -72,7 +72,7 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" --target rtmplb >/dev/null
 mkdir -p "$state"
 
-for port in $front 19351 19352 18081 18082; do
+for port in $front 19351 19352 18081 18082 18080; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
     echo "fleet: 127.0.0.1:$port is already in use; free it or stop what holds it" >&2
     exit 1
@@ -117,6 +117,12 @@ EOF
   wait_port "$2" 10 "origin-$1"
 done
 
+# The admin API's bearer token (the config points at this file).
+if [ ! -s "$state/admin.token" ]; then
+  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$state/admin.token")
+fi
+chmod 600 "$state/admin.token"
+token=$(cat "$state/admin.token")
 ./build/rtmplb -t -c $conf
 ./build/rtmplb -c $conf >"$state/rtmplb.log" 2>&1 &
 echo $! > "$state/rtmplb.pid"
@@ -163,6 +169,14 @@ stream lands on one origin, and its players follow it there:
   ffmpeg -re -i FILE -c copy -f flv rtmp://127.0.0.1:$front/live/NAME
 Watch the sessions rtmplb routes:
   tail -f $state/rtmplb.log
+Steer it (admin API on http://127.0.0.1:18080; the status page is still to come):
+  T="Authorization: Bearer $token"
+  curl -H "\$T" http://127.0.0.1:18080/api/v1/upstreams     # origins: health, weight, sessions
+  curl -H "\$T" http://127.0.0.1:18080/api/v1/sessions      # live sessions
+  curl -H "\$T" 'http://127.0.0.1:18080/api/v1/locate?app=live&stream=$stream&role=play'
+  curl -H "\$T" -X POST -d '{"state":"draining"}' http://127.0.0.1:18080/api/v1/pools/origins/nodes/$on
+  curl -H "\$T" -X DELETE http://127.0.0.1:18080/api/v1/overrides
+  curl -H "\$T" http://127.0.0.1:18080/metrics              # Prometheus
 Stop it all:
   scripts/fleet.sh stop
 EOF

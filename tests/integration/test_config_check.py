@@ -42,7 +42,7 @@ class ConfigCheck(unittest.TestCase):
                     token = os.path.join(tmp.dir, "admin.token")
                     with open(os.open(token, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
                         f.write("s3cret-token\n")
-                    text = text.replace("/etc/rtmplb/admin.token", token)
+                    text = re.sub(r"token_file: \S+", "token_file: " + token, text)
                 if text != open(path).read():
                     path = os.path.join(tmp.dir, os.path.basename(path))
                     with open(path, "w") as f:
