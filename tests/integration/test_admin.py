@@ -449,6 +449,43 @@ class AdminRtmp(unittest.TestCase):
         wait_for(look, timeout, "%s published on an origin" % stream)
         return found[0]
 
+    def test_admin_abuse_never_stalls_a_play(self):
+        a = self.origin("a")
+        self.start({"hk": [("a", a)]})
+        self.fleet.publish(self.url("cam"), name="pub-cam")
+        self.where([a], "cam")
+        player = self.fleet.start_play(self.url("cam"), name="viewer")
+        self.addCleanup(self.fleet.stop_proc, player)
+        wait_for(lambda: self.fleet.frame_count("viewer") >= 25, 40, "the play to start", 0.2)
+        before = self.fleet.frame_count("viewer")
+        # Slow, huge and broken admin clients, and a crowd, all at once.
+        slow = [socket.create_connection(("127.0.0.1", self.aport), timeout=10) for _ in range(20)]
+        for c in slow:
+            c.sendall(b"GET /api/v1/upstreams HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        big = socket.create_connection(("127.0.0.1", self.aport), timeout=10)
+        try:
+            big.sendall(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * (1 << 20))
+        except OSError:
+            pass
+        junk = socket.create_connection(("127.0.0.1", self.aport), timeout=10)
+        junk.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+
+        def one(_):
+            try:
+                return self.api.get("/metrics")[0]
+            except OSError as e:
+                return str(e)
+        with concurrent.futures.ThreadPoolExecutor(200) as ex:
+            got = list(ex.map(one, range(400)))
+        for c in slow + [big, junk]:
+            c.close()
+        self.assertTrue(all(x in (200, 503) for x in got), set(got))
+        # The play went on decoding all along, and still does.
+        wait_for(lambda: self.fleet.frame_count("viewer") >= before + 50, 40,
+                 "50 more frames while the admin server was abused", 0.2)
+        self.assertIsNone(player.poll())
+        self.assertEqual(self.api.get("/api/v1/upstreams")[0], 200)
+
     def test_drain_swap_and_locate(self):
         a, b, c = self.origin("a"), self.origin("b"), self.origin("c")
         self.start({"hk": [("a", a), ("b", b)], "sg": [("c", c)]})
