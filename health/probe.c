@@ -546,9 +546,9 @@ static void schedule(struct hc_target *t, enum conn_kind kind)
 
 /* ---- targets and the engine ----------------------------------------------------- */
 
-static void free_target(struct hc_target *t)
+/* A target's own memory (a spec that never started, or the end of one). */
+static void free_spec(struct hc_target *t)
 {
-    struct hc_engine *e = t->e;
     ups_node_live_unref(t->live);
     free(t->streams);
     free(t->pool);
@@ -558,6 +558,12 @@ static void free_target(struct hc_target *t)
     free(t->spath);
     free(t->shost);
     free(t);
+}
+
+static void free_target(struct hc_target *t)
+{
+    struct hc_engine *e = t->e;
+    free_spec(t);
     if (--e->open == 0 && e->closing) {
         void (*cb)(void *) = e->on_closed;
         void *arg = e->arg;
@@ -629,18 +635,6 @@ static struct hc_target *target_spec(struct hc_engine *e, const struct conf_pool
     }
     t->stats_interval_ms = cp->health.present ? t->p.interval_ms : 2000;
     return t;
-}
-
-static void free_spec(struct hc_target *t)
-{
-    ups_node_live_unref(t->live);
-    free(t->pool);
-    free(t->node);
-    free(t->app);
-    free(t->url);
-    free(t->spath);
-    free(t->shost);
-    free(t);
 }
 
 static bool str_eq(const char *a, const char *b)
