@@ -60,9 +60,12 @@ listeners: [{name: rtmp, address: 127.0.0.1:%d}]
         """The access-log line whose fields match (client= may be given as a
         port number), waiting for it up to timeout."""
         port = match.pop("port", None)
+        # Client ports come round again: only lines written after that
+        # client connected can be its session's.
+        since = getattr(self, "_marks", {}).get(port, 0)
         deadline = time.monotonic() + timeout
         while True:
-            for x in access_lines(self.log()):
+            for x in access_lines(self.log())[since:]:
                 if port is not None and not x.get("client", "").endswith(":%d" % port):
                     continue
                 if all(x.get(k) == v for k, v in match.items()):
@@ -72,8 +75,12 @@ listeners: [{name: rtmp, address: 127.0.0.1:%d}]
             time.sleep(0.05)
 
     def client(self, timeout=10.0, source=None):
+        mark = len(access_lines(self.log()))
         c = rf.RawClient(self.front, timeout=timeout, source=source)
         self.addCleanup(c.close)
+        if not hasattr(self, "_marks"):
+            self._marks = {}
+        self._marks[c.sock.getsockname()[1]] = mark
         return c
 
 
@@ -234,7 +241,8 @@ class OriginFaults(FrontDoorCase):
                     port = c.sock.getsockname()[1]
                     c.close()
                     want = STREAM_NOT_FOUND if role == "play" else PUBLISH_DENIED
-                    x = self.session(port=port, timeout=6)
+                    # Client ports come round again: match the stream too.
+                    x = self.session(port=port, timeout=6, app=app, stream="s-" + role)
                     print("%-12s %-7s -> %s in %.2fs; log reason=%s" % (
                         app, role, o, took, x and x.get("reason")))
                     self.assertEqual((o.kind, o.code, o.level), ("status", want, "error"), repr(o))
