@@ -17,6 +17,8 @@ struct ups_node_override {
     int state;           /* enum ups_admin */
     int64_t close_at_ms; /* draining: wall-clock ms (Unix epoch) after which the
                             remaining sessions are closed; 0 = never */
+    bool close_done;     /* this deadline's close has run (not persisted: after a
+                            restart what is left is closed again) */
 };
 
 struct ups_route_override {

@@ -299,6 +299,7 @@ int ups_ovr_set_state(struct ups_overrides *o, const struct ups_snapshot *s, con
     n->has_state = true;
     n->state = st;
     n->close_at_ms = close_at_ms;
+    n->close_done = false;
     o->changes++;
     return 0;
 }
@@ -471,8 +472,10 @@ int ups_ovr_patch_node(struct ups_overrides *o, const struct ups_snapshot *s, co
         ups_ovr_clear_state(o, pool, node);
     else if (has_c) { /* close_after alone: a new deadline (or none) for the drain */
         struct ups_node_override *n = find_node(o, pool, node);
-        if (n && n->has_state && n->state == UPS_DRAINING)
+        if (n && n->has_state && n->state == UPS_DRAINING) {
             n->close_at_ms = close_at;
+            n->close_done = false;
+        }
         o->changes++;
     }
     return 0;

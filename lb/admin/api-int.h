@@ -16,7 +16,6 @@ struct lb_admin {
     struct lb_server *srv;
     struct lb_http_server *http;
     uv_timer_t drain_timer;
-    int64_t drains_done_ms; /* deadlines up to here have fired */
     uint64_t t_start_ms;
 };
 

@@ -447,23 +447,25 @@ static void h_reload(void *ud, const struct lb_http_request *req, struct lb_http
 
 /* ---- metrics ---------------------------------------------------------------------- */
 
+/* Drain deadlines are wall-clock (they survive restarts in the state
+ * file); the monotonic timer only says when to look again, and each
+ * deadline's close runs once. */
 static void on_drain_timer(uv_timer_t *t)
 {
     struct lb_admin *a = t->data;
     struct lb_server *srv = a->srv;
     int64_t now = wall_ms();
     for (size_t i = 0; i < srv->ovr->n_nodes; i++) {
-        const struct ups_node_override *no = &srv->ovr->nodes[i];
-        if (!no->has_state || no->state != UPS_DRAINING || !no->close_at_ms)
+        struct ups_node_override *no = &srv->ovr->nodes[i];
+        if (!no->has_state || no->state != UPS_DRAINING || !no->close_at_ms || no->close_done ||
+            no->close_at_ms > now)
             continue;
-        if (no->close_at_ms <= a->drains_done_ms || no->close_at_ms > now)
-            continue;
+        no->close_done = true;
         lb_log_msg(LB_LOG_INFO, "drain_deadline",
                    "pool=%s node=%s: closing the sessions still open", no->pool, no->node);
         lb_event_add("drain_deadline", no->pool, no->node, "drain deadline: closing what is left");
         lb__admin_close_node_sessions(srv, no->pool, no->node, LB_REASON_ADMIN_DRAINED);
     }
-    a->drains_done_ms = now;
     lb_admin_schedule_drains(srv);
 }
 
@@ -475,7 +477,7 @@ void lb_admin_schedule_drains(struct lb_server *srv)
     int64_t next = 0;
     for (size_t i = 0; i < srv->ovr->n_nodes; i++) {
         const struct ups_node_override *no = &srv->ovr->nodes[i];
-        if (!no->has_state || no->state != UPS_DRAINING || no->close_at_ms <= a->drains_done_ms)
+        if (!no->has_state || no->state != UPS_DRAINING || !no->close_at_ms || no->close_done)
             continue;
         if (!next || no->close_at_ms < next)
             next = no->close_at_ms;
@@ -484,7 +486,8 @@ void lb_admin_schedule_drains(struct lb_server *srv)
     if (!next)
         return;
     int64_t delay = next - wall_ms();
-    uv_timer_start(&a->drain_timer, on_drain_timer, delay > 0 ? (uint64_t)delay : 0, 0);
+    /* Never 0 from the timer's own callback: 1 ms at least. */
+    uv_timer_start(&a->drain_timer, on_drain_timer, delay > 0 ? (uint64_t)delay : 1, 0);
 }
 
 /* ---- server ---------------------------------------------------------------------------- */
@@ -521,7 +524,6 @@ int lb_admin_start(struct lb_server *srv, char *err, size_t errlen)
     }
     a->srv = srv;
     a->t_start_ms = uv_now(&srv->loop);
-    a->drains_done_ms = wall_ms();
     struct lb_http_config cfg = {
         .routes = routes,
         .n_routes = sizeof(routes) / sizeof(routes[0]),
