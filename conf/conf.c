@@ -491,6 +491,11 @@ int conf_policy_from_name(const char *name)
 
 const char *conf_mode_name(int mode) { return mode == CONF_MODE_TCP ? "tcp" : "rtmp"; }
 
+const char *conf_role_name(int role)
+{
+    return role == CONF_ROLE_PUBLISH ? "publish" : role == CONF_ROLE_PLAY ? "play" : "-";
+}
+
 const struct conf_pool *conf_find_pool(const struct conf *c, const char *name)
 {
     for (size_t i = 0; i < c->n_pools; i++)

@@ -32,6 +32,8 @@ const char *conf_policy_name(int policy);
 /* enum conf_policy of a policy's name, or -1. */
 int conf_policy_from_name(const char *name);
 const char *conf_mode_name(int mode);
+/* "publish", "play", or "-" (not known: tcp, or before publish/play). */
+const char *conf_role_name(int role);
 
 /* Scalar parsers (conf_value.c); return 0 or -1 with a message in err. */
 int conf_parse_duration_ms(const char *s, int64_t *out, const char **err);

@@ -4,6 +4,7 @@
 #include "lb/session/internal.h"
 
 #include "health/streams.h"
+#include "conf/conf.h"
 #include "lb/log.h"
 #include "upstream/upstream.h"
 
@@ -77,8 +78,7 @@ static void access_log(struct lb_session *s)
     if (s->snap && s->snap->geo)
         lb_log_str(&l, "country", s->country[0] ? s->country : NULL);
     if (s->f.hs_kind) {
-        static const char *const roles[] = {"-", "publish", "play"};
-        lb_log_str(&l, "role", roles[s->f.role]);
+        lb_log_str(&l, "role", conf_role_name(s->f.role));
         lb_log_str(&l, "app", s->f.app);
         lb_log_str(&l, "stream", s->f.stream);
         lb_log_str(&l, "handshake", s->f.hs_kind);

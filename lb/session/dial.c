@@ -7,6 +7,7 @@
 #include "geo/geo.h"
 #include "health/passive.h"
 #include "health/streams.h"
+#include "conf/conf.h"
 #include "lb/log.h"
 #include "lb/net.h"
 #include "lb/proxy_proto.h"
@@ -154,8 +155,7 @@ static void connected(struct lb_session *s)
     lb_log_str(&l, "client", s->client_text);
     lb_log_str(&l, "listener", s->lst->name);
     if (s->f.hs_kind) {
-        static const char *const roles[] = {"-", "publish", "play"};
-        lb_log_str(&l, "role", roles[s->f.role]);
+        lb_log_str(&l, "role", conf_role_name(s->f.role));
         lb_log_str(&l, "app", s->f.app);
         lb_log_str(&l, "stream", s->f.stream);
     }

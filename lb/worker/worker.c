@@ -4,6 +4,7 @@
  * through `cmd`, `next_snap` and the `wake` async handle. */
 #include "lb/worker/worker.h"
 
+#include "conf/conf.h"
 #include "lb/log.h"
 #include "lb/session/session.h"
 #include "upstream/upstream.h"
@@ -198,13 +199,12 @@ static const char *const sstate_names[] = {
 static void copy_session(struct lb_worker *w, const struct lb_session *s, struct lb_wsession *o,
                          uint64_t now_ns)
 {
-    static const char *const roles[] = {"-", "publish", "play"};
     const struct ups_node *n = s->node ? s->node : s->log_node;
     memset(o, 0, sizeof(*o));
     snprintf(o->client, sizeof(o->client), "%s", s->client_text);
     snprintf(o->listener, sizeof(o->listener), "%s", s->lst ? s->lst->name : "");
     snprintf(o->role, sizeof(o->role), "%s",
-             !s->rtmp_mode ? "tcp" : (s->f.role >= 0 && s->f.role <= 2 ? roles[s->f.role] : "-"));
+             !s->rtmp_mode ? "tcp" : conf_role_name(s->f.role));
     snprintf(o->app, sizeof(o->app), "%s", s->f.app ? s->f.app : "");
     snprintf(o->stream, sizeof(o->stream), "%s", s->f.stream ? s->f.stream : "");
     if (s->f.route) {
