@@ -76,7 +76,16 @@ routes: [{name: r, pool: p}]
             prepare(self.connect())
         time.sleep(1.0)
         self.assertIsNone(self.lb.poll())
-        return (rss_kib(self.lb.pid) - first) / (2 * n)
+        grown = rss_kib(self.lb.pid) - first
+        # Every session measured must still be held, not closed by rtmplb.
+        for sock in self.socks:
+            sock.settimeout(0)
+            try:
+                self.assertNotEqual(sock.recv(1), b"",
+                                    "rtmplb closed a session that was being measured")
+            except BlockingIOError:
+                pass
+        return grown / (2 * n)
 
     def release(self):
         for s in self.socks:
