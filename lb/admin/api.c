@@ -493,19 +493,19 @@ void lb_admin_schedule_drains(struct lb_server *srv)
 /* ---- server ---------------------------------------------------------------------------- */
 
 static const struct lb_http_route routes[] = {
-    {{"GET", "/api/v1/upstreams"}, h_upstreams, false},
-    {{"GET", "/api/v1/routes"}, h_routes, false},
-    {{"GET", "/api/v1/sessions"}, lb__admin_sessions, false},
-    {{"GET", "/api/v1/streams"}, lb__admin_streams, false},
-    {{"GET", "/api/v1/events"}, h_events, false},
-    {{"GET", "/api/v1/locate"}, h_locate, false},
-    {{"GET", "/api/v1/lines"}, h_lines, false},
-    {{"GET", "/api/v1/overrides"}, h_overrides, false},
-    {{"DELETE", "/api/v1/overrides"}, h_clear, true},
-    {{"POST", "/api/v1/pools/{pool}/nodes/{node}"}, h_node, true},
-    {{"POST", "/api/v1/routes/{route}"}, h_route, true},
-    {{"POST", "/api/v1/reload"}, h_reload, true},
-    {{"GET", "/metrics"}, lb__admin_metrics, false},
+    {{"GET", "/api/v1/upstreams"}, h_upstreams, LB_HTTP_READ},
+    {{"GET", "/api/v1/routes"}, h_routes, LB_HTTP_READ},
+    {{"GET", "/api/v1/sessions"}, lb__admin_sessions, LB_HTTP_READ},
+    {{"GET", "/api/v1/streams"}, lb__admin_streams, LB_HTTP_READ},
+    {{"GET", "/api/v1/events"}, h_events, LB_HTTP_READ},
+    {{"GET", "/api/v1/locate"}, h_locate, LB_HTTP_READ},
+    {{"GET", "/api/v1/lines"}, h_lines, LB_HTTP_READ},
+    {{"GET", "/api/v1/overrides"}, h_overrides, LB_HTTP_READ},
+    {{"DELETE", "/api/v1/overrides"}, h_clear, LB_HTTP_WRITE},
+    {{"POST", "/api/v1/pools/{pool}/nodes/{node}"}, h_node, LB_HTTP_WRITE},
+    {{"POST", "/api/v1/routes/{route}"}, h_route, LB_HTTP_WRITE},
+    {{"POST", "/api/v1/reload"}, h_reload, LB_HTTP_WRITE},
+    {{"GET", "/metrics"}, lb__admin_metrics, LB_HTTP_READ},
 };
 
 int lb_admin_start(struct lb_server *srv, char *err, size_t errlen)

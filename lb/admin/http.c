@@ -342,9 +342,10 @@ static void handle(struct conn *c)
         return;
     }
     const struct lb_http_route *rt = &s->cfg.routes[i];
-    if (rt->mutation || !s->cfg.public_read) {
-        const char *why;
-        int st = check_auth(s, req, &why);
+    const char *why = NULL;
+    int st = check_auth(s, req, &why);
+    req->may_read = st == 0 || s->cfg.public_read;
+    if (rt->auth == LB_HTTP_WRITE || (rt->auth == LB_HTTP_READ && !s->cfg.public_read)) {
         if (st) {
             send_error(c, st, why, st == 401 ? "WWW-Authenticate" : NULL,
                        "Bearer realm=\"rtmplb\"", close);

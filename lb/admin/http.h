@@ -2,7 +2,9 @@
  * thread's), never blocks it, and answers each request through a route
  * table. Bounded: header and body size, time per request, idle keep-alive
  * time, connections. Auth: "Authorization: Bearer TOKEN" compared in
- * constant time; mutations always need it, other routes unless public_read.
+ * constant time; mutations always need it, reads unless public_read, and
+ * open routes never (they check what they need themselves: the status
+ * page's shell, the hooks stock origins call).
  * Errors are JSON: {"error": "..."}. */
 #ifndef LB_ADMIN_HTTP_H
 #define LB_ADMIN_HTTP_H
@@ -30,10 +32,16 @@ struct lb_http_response {
 typedef void (*lb_http_handler)(void *ud, const struct lb_http_request *req,
                                 struct lb_http_response *res);
 
+enum lb_http_auth {
+    LB_HTTP_READ = 0, /* the token, unless public_read */
+    LB_HTTP_WRITE,    /* the token, always */
+    LB_HTTP_OPEN,     /* no check; req->may_read tells what a read would get */
+};
+
 struct lb_http_route {
     struct lb_http_pattern match; /* {"POST", "/api/v1/pools/{pool}/nodes/{node}"} */
     lb_http_handler handler;
-    bool mutation; /* needs the token even with public_read */
+    enum lb_http_auth auth;
 };
 
 struct lb_http_config {

@@ -44,6 +44,9 @@ struct lb_http_request {
     const struct sockaddr *peer;
     bool expect_continue;
     bool keep_alive;
+    /* Set by the server before the handler runs: a READ route would answer
+     * this request (the right token, or public_read). */
+    bool may_read;
 };
 
 enum lb_http_parse_result { LB_HTTP_NEED_MORE, LB_HTTP_REQUEST, LB_HTTP_ERROR };

@@ -58,6 +58,13 @@ static void h_node(void *ud, const struct lb_http_request *req, struct lb_http_r
     lb_http_reply_json(res, 200, j);
 }
 
+/* An open route: answers whether a read would have been allowed. */
+static void h_open(void *ud, const struct lb_http_request *req, struct lb_http_response *res)
+{
+    const char *b = req->may_read ? "may read" : "shell only";
+    lb_http_reply(res, 200, "text/plain", b, strlen(b));
+}
+
 static void h_text(void *ud, const struct lb_http_request *req, struct lb_http_response *res)
 {
     lb_http_reply(res, 200, "text/plain; version=0.0.4", "m 1\n", 4);
@@ -105,12 +112,13 @@ static void h_later(void *ud, const struct lb_http_request *req, struct lb_http_
 }
 
 static const struct lb_http_route ROUTES[] = {
-    {{"GET", "/api/v1/echo"}, h_echo, false},
-    {{"GET", "/api/v1/upstreams"}, h_echo, false},
-    {{"POST", "/api/v1/pools/{pool}/nodes/{node}"}, h_node, true},
-    {{"DELETE", "/api/v1/overrides"}, h_echo, true},
-    {{"GET", "/metrics"}, h_text, false},
-    {{"GET", "/api/v1/later"}, h_later, false},
+    {{"GET", "/api/v1/echo"}, h_echo, LB_HTTP_READ},
+    {{"GET", "/api/v1/upstreams"}, h_echo, LB_HTTP_READ},
+    {{"POST", "/api/v1/pools/{pool}/nodes/{node}"}, h_node, LB_HTTP_WRITE},
+    {{"DELETE", "/api/v1/overrides"}, h_echo, LB_HTTP_WRITE},
+    {{"GET", "/metrics"}, h_text, LB_HTTP_READ},
+    {{"GET", "/api/v1/later"}, h_later, LB_HTTP_READ},
+    {{"GET", "/open"}, h_open, LB_HTTP_OPEN},
 };
 
 /* ---- fixture -------------------------------------------------------------- */
@@ -502,6 +510,17 @@ static void c_auth(struct fx *f)
     CHECK(f, res.status == 401, "GET without token, public_read off: %d", res.status);
     one(f, "DELETE /api/v1/overrides HTTP/1.1\r\nHost: x\r\n" AUTH "\r\n", &res);
     CHECK(f, res.status == 200, "DELETE with token: %d", res.status);
+
+    /* An open route answers everyone and is told whether a read would be. */
+    one(f, "GET /open HTTP/1.1\r\nHost: x\r\n\r\n", &res);
+    CHECK(f, res.status == 200 && strcmp(res.body, "shell only") == 0, "open, no token: %d %s",
+          res.status, res.body);
+    one(f, "GET /open HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n\r\n", &res);
+    CHECK(f, res.status == 200 && strcmp(res.body, "shell only") == 0,
+          "open, wrong token: %d %s", res.status, res.body);
+    one(f, "GET /open HTTP/1.1\r\nHost: x\r\n" AUTH "\r\n", &res);
+    CHECK(f, res.status == 200 && strcmp(res.body, "may read") == 0, "open, token: %d %s",
+          res.status, res.body);
 }
 
 static void c_public_read(struct fx *f)
@@ -514,6 +533,9 @@ static void c_public_read(struct fx *f)
     one(f, "DELETE /api/v1/overrides HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n\r\n",
         &res);
     CHECK(f, res.status == 403, "no token configured -> 403: %d", res.status);
+    one(f, "GET /open HTTP/1.1\r\nHost: x\r\n\r\n", &res);
+    CHECK(f, res.status == 200 && strcmp(res.body, "may read") == 0, "open, public_read: %s",
+          res.body);
 }
 
 static void c_cap(struct fx *f)
