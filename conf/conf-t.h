@@ -145,7 +145,8 @@ struct conf {
     struct {
         int64_t max_sessions;
         struct conf_mark max_sessions_mark; /* line 0: left at the default */
-        int64_t max_sessions_per_ip;
+        int64_t max_sessions_per_ip;   /* 0: no limit */
+        int64_t max_handshakes_per_ip; /* sessions of one address not yet routed; 0: none */
         int64_t preroute_bytes;
         int64_t max_chunk_size;   /* largest Set Chunk Size a client may send */
         int64_t max_message_size; /* largest message before routing */

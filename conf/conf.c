@@ -135,7 +135,10 @@ static const struct conf_field timeout_fields[] = {
 static const struct conf_field limit_fields[] = {
     {"max_sessions", CK_INT, OFF(struct conf, limits.max_sessions), CF_MARK,
      OFF(struct conf, limits.max_sessions_mark), 1, 1000000, NULL, NULL, 0, 0, NULL, NULL},
-    F_UNSUP("max_sessions_per_ip", "per-address limits are not built yet"),
+    {"max_sessions_per_ip", CK_INT, OFF(struct conf, limits.max_sessions_per_ip), 0, 0, 0, 1000000,
+     NULL, NULL, 0, 0, NULL, NULL},
+    {"max_handshakes_per_ip", CK_INT, OFF(struct conf, limits.max_handshakes_per_ip), 0, 0, 0,
+     1000000, NULL, NULL, 0, 0, NULL, NULL},
     {"preroute_bytes", CK_SIZE, OFF(struct conf, limits.preroute_bytes), 0, 0, 4096, 16 << 20,
      NULL, NULL, 0, 0, NULL, NULL},
     {"max_chunk_size", CK_SIZE, OFF(struct conf, limits.max_chunk_size), 0, 0, 128, 16 << 20,

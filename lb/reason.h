@@ -17,6 +17,8 @@
     X(ADMIN_DISABLED, "admin_disabled", "the operator disabled its node")              \
     X(ADMIN_DRAINED, "admin_drained", "its node's drain deadline passed")             \
     X(INTERNAL_ERROR, "internal_error", "out of memory or a bug")                     \
+    X(PER_IP_SESSIONS, "per_ip_sessions", "its address had limits.max_sessions_per_ip sessions") \
+    X(PER_IP_HANDSHAKES, "per_ip_handshakes", "its address had limits.max_handshakes_per_ip sessions not yet routed") \
     X(NO_ROUTE, "no_route", "no route matches")                                       \
     X(NO_NODE, "no_node", "no node of the pool can take it")                          \
     X(DIAL_FAILED, "dial_failed", "every candidate node failed")                      \

@@ -124,6 +124,22 @@ static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
         lb_metrics_u64(m, l, 1, atomic_load(&srv->env.lstats[i].refused));
     }
 
+    lb_metrics_family(m, "rtmplb_sessions_refused_total", LB_METRIC_COUNTER,
+                      "New sessions refused, by limit: max_sessions (or out of descriptors) at "
+                      "accept, the per-address limits once the address is known.");
+    {
+        struct lb_label l[][1] = {{{"reason", "max_sessions"}},
+                                  {{"reason", "per_ip_sessions"}},
+                                  {{"reason", "per_ip_handshakes"}}};
+        lb_metrics_u64(m, l[0], 1, atomic_load(&srv->env.sessions_refused));
+        lb_metrics_u64(m, l[1], 1, atomic_load(&srv->env.perip_refused[0]));
+        lb_metrics_u64(m, l[2], 1, atomic_load(&srv->env.perip_refused[1]));
+    }
+    lb_metrics_family(m, "rtmplb_client_addresses", LB_METRIC_GAUGE,
+                      "Client addresses (IPv6: /64 blocks) with a live session, counted while "
+                      "a per-address limit is set.");
+    lb_metrics_u64(m, NULL, 0, srv->env.perip ? lb_perip_addresses(srv->env.perip) : 0);
+
     lb_metrics_family(m, "rtmplb_sessions", LB_METRIC_GAUGE, "Live sessions, all listeners.");
     lb_metrics_u64(m, NULL, 0, atomic_load(&srv->env.sessions));
     lb_metrics_family(m, "rtmplb_sessions_total", LB_METRIC_COUNTER, "Sessions accepted.");

@@ -10,6 +10,7 @@
 #include "lb/admin/events.h"
 #include "lb/log.h"
 #include "lb/net.h"
+#include "lb/perip.h"
 #include "lb/worker/worker.h"
 #include "upstream/override.h"
 #include "upstream/upstream.h"
@@ -215,6 +216,7 @@ static void free_server(struct lb_server *srv)
     ups_snapshot_unref(srv->snap);
     geo_unref(srv->geo);
     hc_index_free(srv->env.index);
+    lb_perip_free(srv->env.perip);
     ups_ovr_free(srv->ovr);
     free(srv->env.lstats);
     if (srv->access_fd > 2)
@@ -336,6 +338,7 @@ int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_contro
         srv.n_workers = 1;
     srv.workers = calloc(srv.n_workers, sizeof(*srv.workers));
     srv.env.index = hc_index_new();
+    srv.env.perip = lb_perip_new();
     srv.ovr = ups_ovr_new();
     srv.env.lstats = calloc(conf->n_listeners, sizeof(*srv.env.lstats));
     srv.env.n_lstats = conf->n_listeners;
@@ -343,7 +346,7 @@ int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_contro
                                              0.1,   0.25,   0.5,   1,    2.5,   5, 10};
     lb_histo_init(&srv.env.preroute, preroute_bounds,
                   sizeof(preroute_bounds) / sizeof(preroute_bounds[0]));
-    if (!srv.workers || !srv.env.index || !srv.ovr || !srv.env.lstats ||
+    if (!srv.workers || !srv.env.index || !srv.env.perip || !srv.ovr || !srv.env.lstats ||
         copy_listeners(&srv, conf) < 0) {
         lb_log_msg(LB_LOG_ERROR, "start", "out of memory");
         free_server(&srv);

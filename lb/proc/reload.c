@@ -81,6 +81,8 @@ void lb_proc_apply_settings(struct lb_server *srv, const struct conf *c)
     if (srv->fd_capacity && max > srv->fd_capacity)
         max = srv->fd_capacity;
     atomic_store(&env->max_sessions, max);
+    atomic_store(&env->max_sessions_per_ip, (unsigned)c->limits.max_sessions_per_ip);
+    atomic_store(&env->max_handshakes_per_ip, (unsigned)c->limits.max_handshakes_per_ip);
 }
 
 /* ---- geo ---------------------------------------------------------------- */

@@ -127,8 +127,12 @@ void lb__close_now(struct lb_session *s, enum lb_reason r)
         return;
     lb__set_state(s, LB_SS_CLOSING);
     s->reason = r;
-    access_log(s);
+    if (r != LB_REASON_PER_IP_SESSIONS && r != LB_REASON_PER_IP_HANDSHAKES)
+        access_log(s); /* those are counted, and logged at most once a second */
     atomic_fetch_add(&env->ends[r], 1);
+    if (s->ip_counted)
+        lb_perip_leave(env->perip, &s->ip_key, s->ip_routed);
+    s->ip_counted = false;
     release_node(s);
     lb__dir_release(s, &s->c2u);
     lb__dir_release(s, &s->u2c);

@@ -39,6 +39,10 @@ void lb__route(struct lb_session *s)
     struct ups_request *req = &s->f.req;
     req->now_ms = lb__now(s);
     s->preroute_us = (int64_t)((uv_hrtime() - s->t_accept_ns) / 1000);
+    if (s->ip_counted && !s->ip_routed) {
+        lb_perip_routed(s->h->env->perip, &s->ip_key);
+        s->ip_routed = true;
+    }
     const struct ups_route *r = ups_route_select(s->snap, req, &s->cands);
     s->f.route = r;
     s->next_cand = 0;

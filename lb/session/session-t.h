@@ -11,6 +11,7 @@
 
 #include "lb/admin/metrics.h"
 #include "lb/front/front.h"
+#include "lb/perip.h"
 #include "lb/reason.h"
 #include "lb/xprt/xprt.h"
 #include "upstream/upstream-t.h"
@@ -26,6 +27,12 @@ struct lb_env {
     _Atomic int64_t half_close_ms;
     _Atomic int64_t drain_ms;
     _Atomic unsigned max_sessions; /* effective, after the fd budget */
+    _Atomic unsigned max_sessions_per_ip;   /* 0: no limit */
+    _Atomic unsigned max_handshakes_per_ip; /* 0: no limit */
+    struct lb_perip *perip;
+    _Atomic uint64_t perip_refused[2]; /* sessions, handshakes */
+    _Atomic uint64_t perip_log_ms;     /* last refusal line (rate limit) */
+    _Atomic uint64_t perip_unlogged;   /* refusals since that line */
     /* Fixed for the process (workers read them unlocked). */
     struct lb_front_limits lim;
     struct hc_index *index;
@@ -167,6 +174,9 @@ struct lb_session {
     struct sockaddr_storage peer;  /* the client (from a PROXY header if any) */
     struct sockaddr_storage local; /* the address it connected to */
     bool local_known;
+    struct lb_perip_key ip_key; /* limits per address: counted in env->perip */
+    bool ip_counted;            /* lb_perip_enter admitted it */
+    bool ip_routed;             /* ... and lb_perip_routed ran */
     char client_text[64];
     char country[4];
     char continent[4];

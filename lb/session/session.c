@@ -94,8 +94,58 @@ void lb__apply(struct lb_session *s, struct lb_action a)
     }
 }
 
+/* Logs refusals at most once a second (all workers together): an address
+ * that floods must not flood the log too. */
+static void log_refusal(struct lb_session *s, enum lb_perip_verdict v, unsigned limit)
+{
+    struct lb_env *env = s->h->env;
+    uint64_t now = lb__now(s), last = atomic_load(&env->perip_log_ms);
+    if (last && now - last < 1000) {
+        atomic_fetch_add(&env->perip_unlogged, 1);
+        return;
+    }
+    if (!atomic_compare_exchange_strong(&env->perip_log_ms, &last, now ? now : 1)) {
+        atomic_fetch_add(&env->perip_unlogged, 1);
+        return;
+    }
+    char key[64];
+    uint64_t more = atomic_exchange(&env->perip_unlogged, 0);
+    lb_perip_key_text(&s->ip_key, key, sizeof(key));
+    char tail[96] = "";
+    if (more)
+        snprintf(tail, sizeof(tail), "; %llu other refusals since the last such line",
+                 (unsigned long long)more);
+    lb_log_msg(LB_LOG_WARN, "per_ip_limit", "refused %s on listener %s: %s=%u reached%s", key,
+               s->lst->name,
+               v == LB_PERIP_SESSIONS ? "max_sessions_per_ip" : "max_handshakes_per_ip", limit,
+               tail);
+}
+
+/* The per-address limits, once the client's address is final (after a
+ * PROXY header). false: refused, the close is requested. */
+static bool admit(struct lb_session *s)
+{
+    struct lb_env *env = s->h->env;
+    unsigned ms = atomic_load(&env->max_sessions_per_ip);
+    unsigned mh = atomic_load(&env->max_handshakes_per_ip);
+    if ((!ms && !mh) || !env->perip || !lb_perip_key((struct sockaddr *)&s->peer, &s->ip_key))
+        return true;
+    enum lb_perip_verdict v = lb_perip_enter(env->perip, &s->ip_key, ms, mh);
+    if (v == LB_PERIP_OK) {
+        s->ip_counted = true;
+        return true;
+    }
+    bool sess = v == LB_PERIP_SESSIONS;
+    atomic_fetch_add(&env->perip_refused[sess ? 0 : 1], 1);
+    log_refusal(s, v, sess ? ms : mh);
+    lb__close_req(s, sess ? LB_REASON_PER_IP_SESSIONS : LB_REASON_PER_IP_HANDSHAKES, 0);
+    return false;
+}
+
 void lb__front_start(struct lb_session *s)
 {
+    if (!admit(s))
+        return;
     lb__set_state(s, LB_SS_FRONT);
     if (s->f.ops->create(&s->f) < 0) {
         lb__close_req(s, LB_REASON_INTERNAL_ERROR, ENOMEM);

@@ -110,10 +110,8 @@ static void test_errors(void **st)
     expect_error(BASE "timeouts: {half_close: soon}\n",
                  "t.yaml:4:24: timeouts.half_close: must be a duration like 500ms, 10s, 2m or 1h "
                  "(got \"soon\")");
-    /* Still not built: say so, with the place. */
-    expect_error(BASE "limits: {max_sessions_per_ip: 3}\n",
-                 "t.yaml:4:31: limits.max_sessions_per_ip: not available in this build yet: "
-                 "per-address limits are not built yet");
+    expect_error(BASE "limits: {max_handshakes_per_ip: -1}\n",
+                 "t.yaml:4:33: limits.max_handshakes_per_ip: must be 0..1000000 (got -1)");
 }
 
 /* ---- token file --------------------------------------------------------- */
