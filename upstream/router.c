@@ -156,6 +156,28 @@ const struct ups_route *ups_route_find_connect(const struct ups_snapshot *s,
     return NULL;
 }
 
+int ups_ertmp_at_connect(const struct ups_snapshot *s, const struct ups_request *req)
+{
+    bool any = false;
+    for (size_t i = 0; i < s->n_routes; i++) {
+        const struct ups_route *r = &s->routes[i];
+        if (r->listener && (!req->listener || strcmp(r->listener, req->listener) != 0))
+            continue;
+        if (r->app && fnmatch(r->app, req->app ? req->app : "", 0) != 0)
+            continue;
+        if (!geo_matches(r, req))
+            continue;
+        any = true;
+        if (r->pool->ertmp == CONF_ERTMP_OFF)
+            return CONF_ERTMP_OFF;
+        /* A route for every role and stream of this app: none after it is
+         * reached. */
+        if (r->role == CONF_ROLE_ANY && !r->stream && r->n_args == 0)
+            break;
+    }
+    return any ? CONF_ERTMP_FORWARD : CONF_ERTMP_OFF;
+}
+
 const struct ups_route *ups_route_select(const struct ups_snapshot *s,
                                          const struct ups_request *req,
                                          struct ups_candidates *out)

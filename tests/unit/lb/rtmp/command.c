@@ -210,7 +210,7 @@ static void test_connect_reply(void **st)
     uint8_t out[1024], body[1024], types[8];
     size_t count;
     for (int enc = 0; enc <= 3; enc += 3) {
-        size_t n = rtmp_reply_connect(out, sizeof(out), 1, enc);
+        size_t n = rtmp_reply_connect(out, sizeof(out), 1, enc, NULL);
         assert_true(n > 0);
         size_t len = decode_all(out, n, 128, types, &count, body);
         assert_int_equal(count, 3);
