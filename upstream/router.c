@@ -158,9 +158,17 @@ const struct ups_route *ups_route_find_connect(const struct ups_snapshot *s,
 
 int ups_ertmp_at_connect(const struct ups_snapshot *s, const struct ups_request *req)
 {
+    /* Routing happens on publish or play: a route taking every stream (and
+     * any args) of a role hides the later routes for that role. */
+    enum { PUB = 1, PLAY = 2 };
+    unsigned covered = 0;
     bool any = false;
-    for (size_t i = 0; i < s->n_routes; i++) {
+    for (size_t i = 0; i < s->n_routes && covered != (PUB | PLAY); i++) {
         const struct ups_route *r = &s->routes[i];
+        unsigned roles = r->role == CONF_ROLE_PUBLISH ? PUB : r->role == CONF_ROLE_PLAY ? PLAY
+                                                                                        : PUB | PLAY;
+        if ((roles & ~covered) == 0)
+            continue;
         if (r->listener && (!req->listener || strcmp(r->listener, req->listener) != 0))
             continue;
         if (r->app && fnmatch(r->app, req->app ? req->app : "", 0) != 0)
@@ -170,10 +178,8 @@ int ups_ertmp_at_connect(const struct ups_snapshot *s, const struct ups_request 
         any = true;
         if (r->pool->ertmp == CONF_ERTMP_OFF)
             return CONF_ERTMP_OFF;
-        /* A route for every role and stream of this app: none after it is
-         * reached. */
-        if (r->role == CONF_ROLE_ANY && !r->stream && r->n_args == 0)
-            break;
+        if (!r->stream && r->n_args == 0)
+            covered |= roles;
     }
     return any ? CONF_ERTMP_FORWARD : CONF_ERTMP_OFF;
 }
