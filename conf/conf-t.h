@@ -27,6 +27,10 @@ enum conf_role { CONF_ROLE_ANY, CONF_ROLE_PUBLISH, CONF_ROLE_PLAY };
 enum conf_route_on { CONF_ROUTE_ON_STREAM, CONF_ROUTE_ON_CONNECT };
 enum conf_health_type { CONF_HC_TCP, CONF_HC_RTMP, CONF_HC_HTTP };
 enum conf_stats_kind { CONF_STATS_NGINX_RTMP, CONF_STATS_SRS };
+/* What the local connect _result says of Enhanced RTMP (E-RTMP v2):
+ * forward: the capabilities the client listed, as forwardable; off: nothing
+ * (a legacy server's answer). */
+enum conf_ertmp { CONF_ERTMP_FORWARD, CONF_ERTMP_OFF };
 
 struct conf_health {
     bool present;
@@ -90,6 +94,7 @@ struct conf_pool {
     size_t n_nodes;
     struct conf_health health;
     int64_t slow_start_ms;
+    int ertmp; /* enum conf_ertmp */
 };
 
 struct conf_match {

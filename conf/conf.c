@@ -46,6 +46,8 @@ static const struct conf_enum_val pp_send[] = {
 static const struct conf_enum_val hc_types[] = {
     {"tcp", CONF_HC_TCP, NULL}, {"rtmp", CONF_HC_RTMP, NULL}, {"http", CONF_HC_HTTP, NULL},
     {NULL, 0, NULL}};
+static const struct conf_enum_val ertmps[] = {
+    {"forward", CONF_ERTMP_FORWARD, NULL}, {"off", CONF_ERTMP_OFF, NULL}, {NULL, 0, NULL}};
 static const struct conf_enum_val stats_kinds[] = {{"nginx-rtmp", CONF_STATS_NGINX_RTMP, NULL},
                                                    {"srs", CONF_STATS_SRS, NULL},
                                                    {NULL, 0, NULL}};
@@ -243,6 +245,7 @@ static void pool_init(void *obj)
     p->health.jitter_ms = -1;
     p->health.rise = 2;
     p->health.fall = 3;
+    p->ertmp = CONF_ERTMP_FORWARD;
 }
 
 static const struct conf_field pool_fields[] = {
@@ -251,6 +254,7 @@ static const struct conf_field pool_fields[] = {
     {"health", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &health_type, 0, 0, NULL, NULL},
     {"slow_start", CK_DURATION, OFF(struct conf_pool, slow_start_ms), 0, 0, 0, 3600000, NULL, NULL,
      0, 0, NULL, NULL},
+    {"ertmp", CK_ENUM, OFF(struct conf_pool, ertmp), 0, 0, 0, 0, ertmps, NULL, 0, 0, NULL, NULL},
     F_END};
 static const struct conf_type pool_type = {"pool", sizeof(struct conf_pool),
                                            OFF(struct conf_pool, mark), OFF(struct conf_pool, name),

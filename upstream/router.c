@@ -156,6 +156,34 @@ const struct ups_route *ups_route_find_connect(const struct ups_snapshot *s,
     return NULL;
 }
 
+int ups_ertmp_at_connect(const struct ups_snapshot *s, const struct ups_request *req)
+{
+    /* Routing happens on publish or play: a route taking every stream (and
+     * any args) of a role hides the later routes for that role. */
+    enum { PUB = 1, PLAY = 2 };
+    unsigned covered = 0;
+    bool any = false;
+    for (size_t i = 0; i < s->n_routes && covered != (PUB | PLAY); i++) {
+        const struct ups_route *r = &s->routes[i];
+        unsigned roles = r->role == CONF_ROLE_PUBLISH ? PUB : r->role == CONF_ROLE_PLAY ? PLAY
+                                                                                        : PUB | PLAY;
+        if ((roles & ~covered) == 0)
+            continue;
+        if (r->listener && (!req->listener || strcmp(r->listener, req->listener) != 0))
+            continue;
+        if (r->app && fnmatch(r->app, req->app ? req->app : "", 0) != 0)
+            continue;
+        if (!geo_matches(r, req))
+            continue;
+        any = true;
+        if (r->pool->ertmp == CONF_ERTMP_OFF)
+            return CONF_ERTMP_OFF;
+        if (!r->stream && r->n_args == 0)
+            covered |= roles;
+    }
+    return any ? CONF_ERTMP_FORWARD : CONF_ERTMP_OFF;
+}
+
 const struct ups_route *ups_route_select(const struct ups_snapshot *s,
                                          const struct ups_request *req,
                                          struct ups_candidates *out)

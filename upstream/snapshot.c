@@ -114,6 +114,7 @@ struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_s
         if (!pool->name || !pool->nodes)
             goto oom;
         pool->n_nodes = cp->n_nodes;
+        pool->ertmp = cp->ertmp;
         for (size_t i = 0; i < cp->n_nodes; i++) {
             const struct conf_node *cn = &cp->nodes[i];
             struct ups_node *n = &pool->nodes[i];

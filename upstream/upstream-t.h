@@ -57,6 +57,7 @@ struct ups_pool {
     char *name;
     struct ups_node *nodes;
     size_t n_nodes;
+    int ertmp; /* enum conf_ertmp */
 };
 
 /* A read-only view of the stream index (health/ implements it): the node

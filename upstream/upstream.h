@@ -68,4 +68,13 @@ double ups_affinity_score(const char *node, unsigned weight, const char *app, co
 const struct ups_route *ups_route_find_connect(const struct ups_snapshot *s,
                                                const struct ups_request *req);
 
+/* At connect time (role and stream unknown): what the local connect reply
+ * says of Enhanced RTMP (enum conf_ertmp). Every route that a publish or a
+ * play on this listener and app could still reach (routes behind one that
+ * takes every stream of the same role are not) leads to a pool the session
+ * may land in: CONF_ERTMP_FORWARD only when all those pools say forward;
+ * CONF_ERTMP_OFF when one says off, or when no route can match (the session
+ * will be refused anyway). */
+int ups_ertmp_at_connect(const struct ups_snapshot *s, const struct ups_request *req);
+
 #endif

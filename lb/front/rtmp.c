@@ -199,7 +199,7 @@ static struct lb_action reply(struct lb_front *f, size_t n, const uint8_t *msg)
 static struct lb_action on_connect(struct lb_front *f, const struct rtmp_cmd *cmd)
 {
     struct rtmp_phase *r = st(f);
-    uint8_t msg[512];
+    uint8_t msg[RTMP_REPLY_CONNECT_MAX + 64];
 
     if (r->connected || r->have_connect_tid)
         return lb_act(LB_ACT_CONTINUE); /* a second connect goes to the origin as is */
@@ -216,8 +216,12 @@ static struct lb_action on_connect(struct lb_front *f, const struct rtmp_cmd *cm
         r->passthrough = true;
         return route(f, CONF_ROLE_ANY);
     }
+    /* E-RTMP: the pools this session may reach decide what the reply
+     * promises (ups_ertmp_at_connect); media passes untouched either way. */
+    bool ex = ups_ertmp_at_connect(f->snap, &q) == CONF_ERTMP_FORWARD;
     struct lb_action a = reply(f, rtmp_reply_connect(msg, sizeof(msg), cmd->tid,
-                                                     cmd->object_encoding), msg);
+                                                     cmd->object_encoding,
+                                                     ex ? &cmd->caps : NULL), msg);
     if (a.kind != LB_ACT_CONTINUE)
         return a;
     if (remember_tid(r, cmd->tid, false) < 0)

@@ -497,6 +497,13 @@ uint8_t *amf0_put_object_start(uint8_t *p, const uint8_t *end)
     return put(p, end, &m, 1);
 }
 
+uint8_t *amf0_put_strict_array(uint8_t *p, const uint8_t *end, uint32_t count)
+{
+    uint8_t m[5] = {0x0A, (uint8_t)(count >> 24), (uint8_t)(count >> 16), (uint8_t)(count >> 8),
+                    (uint8_t)count};
+    return put(p, end, m, sizeof(m));
+}
+
 uint8_t *amf0_put_object_end(uint8_t *p, const uint8_t *end)
 {
     static const uint8_t m[3] = {0, 0, 0x09};

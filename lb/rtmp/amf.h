@@ -67,6 +67,8 @@ uint8_t *amf0_put_null(uint8_t *p, const uint8_t *end);
 uint8_t *amf0_put_object_start(uint8_t *p, const uint8_t *end);
 uint8_t *amf0_put_key(uint8_t *p, const uint8_t *end, const char *key);
 uint8_t *amf0_put_object_end(uint8_t *p, const uint8_t *end);
+/* A strict array's marker and count; the caller then puts count values. */
+uint8_t *amf0_put_strict_array(uint8_t *p, const uint8_t *end, uint32_t count);
 /* AMF3 encoders (used to build test input and AMF3 replies). */
 uint8_t *amf3_put_u29(uint8_t *p, const uint8_t *end, uint32_t v);
 uint8_t *amf3_put_string(uint8_t *p, const uint8_t *end, const char *s);

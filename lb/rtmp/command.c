@@ -119,6 +119,59 @@ void rtmp_app_from_tcurl(const char *tc_url, char *app, size_t cap)
     rtmp_normalise_app(app);
 }
 
+/* ---- Enhanced RTMP capabilities ------------------------------------------ */
+
+bool rtmp_caps_any(const struct rtmp_caps *c)
+{
+    return c->list.present || c->video.present || c->audio.present || c->has_caps_ex;
+}
+
+static void fourcc_take(struct rtmp_fourccs *f, const char *s, uint32_t len)
+{
+    if (f->n == RTMP_FOURCC_MAX || !s || !(len == 4 || (len == 1 && s[0] == '*')) ||
+        memchr(s, '\0', len))
+        return;
+    for (size_t i = 0; i < f->n; i++)
+        if (strlen(f->cc[i]) == len && memcmp(f->cc[i], s, len) == 0)
+            return; /* listed twice: once is enough */
+    memcpy(f->cc[f->n], s, len);
+    f->cc[f->n][len] = '\0';
+    f->n++;
+}
+
+/* The keys of an info map: an object (what the spec asks for) or an ECMA
+ * array (what it says readers must take too), each with a number. */
+static void info_map(const struct amf_doc *doc, const struct amf_value *m, struct rtmp_fourccs *f)
+{
+    if (!m || (m->type != AMF_OBJECT && m->type != AMF_ARRAY))
+        return;
+    f->present = true;
+    for (int32_t i = m->first; i >= 0; i = doc->v[i].next) {
+        const struct amf_value *v = &doc->v[i];
+        if (v->key && (v->type == AMF_NUMBER || v->type == AMF_INTEGER))
+            fourcc_take(f, v->key, v->key_len);
+    }
+}
+
+static void caps_parse(const struct amf_doc *doc, const struct amf_value *obj, struct rtmp_caps *c)
+{
+    const struct amf_value *l = amf_get(doc, obj, "fourCcList");
+    if (l && l->type == AMF_ARRAY) {
+        c->list.present = true;
+        for (int32_t i = l->first; i >= 0; i = doc->v[i].next)
+            if (doc->v[i].type == AMF_STRING)
+                fourcc_take(&c->list, doc->v[i].str, doc->v[i].len);
+    }
+    info_map(doc, amf_get(doc, obj, "videoFourCcInfoMap"), &c->video);
+    info_map(doc, amf_get(doc, obj, "audioFourCcInfoMap"), &c->audio);
+    const struct amf_value *x = amf_get(doc, obj, "capsEx");
+    if (x && (x->type == AMF_NUMBER || x->type == AMF_INTEGER) && x->num >= 0 &&
+        x->num <= 4294967295.0) {
+        c->has_caps_ex = true;
+        c->caps_ex = (uint32_t)x->num;
+    }
+}
+
 int rtmp_cmd_parse(const uint8_t *body, size_t len, bool amf3, const struct amf_limits *lim,
                    struct rtmp_cmd *out, const char **why)
 {
@@ -149,6 +202,7 @@ int rtmp_cmd_parse(const uint8_t *body, size_t len, bool amf3, const struct amf_
                                        enc->num == 3.0
                                    ? 3
                                    : 0;
+        caps_parse(&doc, obj, &out->caps);
         if (!out->app[0])
             rtmp_app_from_tcurl(out->tc_url, out->app, sizeof(out->app));
         query_of(out->tc_url, out->tc_args, sizeof(out->tc_args));
@@ -181,15 +235,49 @@ static size_t finish(uint8_t *out, size_t cap, uint32_t csid, uint8_t type, uint
     return rtmp_chunk_write_fmt0(out, cap, csid, type, msid, body, (size_t)(end_of_body - body));
 }
 
-size_t rtmp_reply_connect(uint8_t *out, size_t cap, double tid, int object_encoding)
+/* The E-RTMP properties a forwarding server can promise (see command.h). */
+static uint8_t *put_caps(uint8_t *p, const uint8_t *end, const struct rtmp_caps *c)
+{
+    if (c->list.present) {
+        p = amf0_put_key(p, end, "fourCcList");
+        p = amf0_put_strict_array(p, end, c->list.n);
+        for (size_t i = 0; i < c->list.n; i++)
+            p = amf0_put_string(p, end, c->list.cc[i]);
+    }
+    const struct {
+        const char *key;
+        const struct rtmp_fourccs *f;
+    } maps[] = {{"videoFourCcInfoMap", &c->video}, {"audioFourCcInfoMap", &c->audio}};
+    for (size_t m = 0; m < 2; m++) {
+        if (!maps[m].f->present)
+            continue;
+        p = amf0_put_key(p, end, maps[m].key);
+        p = amf0_put_object_start(p, end);
+        for (size_t i = 0; i < maps[m].f->n; i++) {
+            p = amf0_put_key(p, end, maps[m].f->cc[i]);
+            p = amf0_put_number(p, end, RTMP_FOURCC_CAN_FORWARD);
+        }
+        p = amf0_put_object_end(p, end);
+    }
+    if (c->has_caps_ex) {
+        p = amf0_put_key(p, end, "capsEx");
+        p = amf0_put_number(p, end, c->caps_ex & RTMP_CAPS_EX_KNOWN);
+    }
+    return p;
+}
+
+size_t rtmp_reply_connect(uint8_t *out, size_t cap, double tid, int object_encoding,
+                          const struct rtmp_caps *caps)
 {
     /* Window Ack Size and Set Peer Bandwidth first, as servers do; no Set
      * Chunk Size: the upstream's own one must reach the client where the
-     * upstream starts using it. Each message fits one 128-byte chunk. */
+     * upstream starts using it. Each message fits one 128-byte chunk,
+     * except an _result that echoes E-RTMP capabilities (chunked at 128). */
     uint8_t was[4] = {0x00, 0x26, 0x25, 0xa0}; /* 2500000 */
     uint8_t spb[5] = {0x00, 0x26, 0x25, 0xa0, 2};
-    uint8_t body[128], *p = body, *end = body + sizeof(body);
+    uint8_t body[RTMP_REPLY_CONNECT_MAX], *p = body, *end = body + sizeof(body);
     size_t n = 0, k;
+    bool ex = caps && rtmp_caps_any(caps);
 
     if (!(k = rtmp_chunk_write_fmt0(out, cap, 2, RTMP_MSG_WIN_ACK_SIZE, 0, was, 4)))
         return 0;
@@ -200,7 +288,13 @@ size_t rtmp_reply_connect(uint8_t *out, size_t cap, double tid, int object_encod
     p = amf0_put_string(p, end, "_result");
     p = amf0_put_number(p, end, tid);
     if (object_encoding == 3) {
-        p = amf0_put_null(p, end);
+        if (ex) {
+            p = amf0_put_object_start(p, end);
+            p = put_caps(p, end, caps);
+            p = amf0_put_object_end(p, end);
+        } else {
+            p = amf0_put_null(p, end);
+        }
         p = amf0_put_object_start(p, end);
         p = amf0_put_key(p, end, "level");
         p = amf0_put_string(p, end, "status");
@@ -215,6 +309,8 @@ size_t rtmp_reply_connect(uint8_t *out, size_t cap, double tid, int object_encod
         p = amf0_put_string(p, end, "FMS/3,0,1,123");
         p = amf0_put_key(p, end, "capabilities");
         p = amf0_put_number(p, end, 31);
+        if (ex)
+            p = put_caps(p, end, caps);
         p = amf0_put_object_end(p, end);
         p = amf0_put_object_start(p, end);
         p = amf0_put_key(p, end, "level");
@@ -223,9 +319,14 @@ size_t rtmp_reply_connect(uint8_t *out, size_t cap, double tid, int object_encod
         p = amf0_put_string(p, end, "NetConnection.Connect.Success");
         p = amf0_put_object_end(p, end);
     }
-    if (!(k = finish(out + n, cap - n, 3, RTMP_MSG_COMMAND_AMF0, 0, body, p)))
+    if (!p)
         return 0;
-    return n + k;
+    if (ex)
+        k = rtmp_chunk_write(out + n, cap - n, 3, RTMP_MSG_COMMAND_AMF0, 0, body,
+                             (size_t)(p - body), RTMP_DEFAULT_CHUNK_SIZE);
+    else if (!(k = finish(out + n, cap - n, 3, RTMP_MSG_COMMAND_AMF0, 0, body, p)))
+        return 0;
+    return k ? n + k : 0;
 }
 
 size_t rtmp_reply_create_stream(uint8_t *out, size_t cap, double tid, double stream_id)

@@ -18,6 +18,26 @@ enum rtmp_cmd_kind {
 
 #define RTMP_NAME_MAX 256
 
+/* Enhanced RTMP (E-RTMP v2, "Enhancing NetConnection connect Command"): what
+ * a client's connect lists. FourCCs are 4 bytes, or the wildcard "*";
+ * other entries are skipped, and at most RTMP_FOURCC_MAX of each are kept
+ * (the spec defines 11 codecs). */
+#define RTMP_FOURCC_MAX 16
+#define RTMP_CAPS_EX_KNOWN 0x0fu /* Reconnect, Multitrack, ModEx, TimestampNanoOffset */
+#define RTMP_FOURCC_CAN_FORWARD 0x04
+struct rtmp_fourccs {
+    bool present; /* the property was there (even if empty) */
+    uint8_t n;
+    char cc[RTMP_FOURCC_MAX][5];
+};
+struct rtmp_caps {
+    struct rtmp_fourccs list;  /* fourCcList (AMF0 strict array of strings) */
+    struct rtmp_fourccs video; /* videoFourCcInfoMap's keys (object or ECMA array) */
+    struct rtmp_fourccs audio; /* audioFourCcInfoMap's keys */
+    bool has_caps_ex;
+    uint32_t caps_ex; /* capsEx, as sent */
+};
+
 struct rtmp_cmd {
     enum rtmp_cmd_kind kind;
     double tid;
@@ -29,7 +49,11 @@ struct rtmp_cmd {
     char tc_args[RTMP_NAME_MAX];
     char stream_args[RTMP_NAME_MAX];
     int object_encoding;        /* connect: 0 (AMF0) or 3 (AMF3) */
+    struct rtmp_caps caps;      /* connect: E-RTMP capabilities */
 };
+
+/* True when the connect listed any E-RTMP capability. */
+bool rtmp_caps_any(const struct rtmp_caps *c);
 
 /* One "key=value" of a query; both point into the split buffer. */
 struct rtmp_arg {
@@ -56,8 +80,17 @@ void rtmp_normalise_stream(char *stream);
 void rtmp_app_from_tcurl(const char *tc_url, char *app, size_t cap);
 
 /* Replies as complete one-chunk messages (header + body). Each returns the
- * bytes written to out, 0 if cap is too small. */
-size_t rtmp_reply_connect(uint8_t *out, size_t cap, double tid, int object_encoding);
+ * bytes written to out, 0 if cap is too small.
+ *
+ * connect: with caps (non-NULL and listing something), the _result's
+ * properties object also carries, per E-RTMP v2, what a forwarding server
+ * can promise: the client's fourCcList as sent, its [video|audio]FourCcInfoMap
+ * keys each with CanForward, and its capsEx limited to the known bits. That
+ * _result may then exceed 128 bytes: it is chunked at 128, the client's
+ * read chunk size until the origin's Set Chunk Size, which comes later. */
+#define RTMP_REPLY_CONNECT_MAX 2048
+size_t rtmp_reply_connect(uint8_t *out, size_t cap, double tid, int object_encoding,
+                          const struct rtmp_caps *caps);
 size_t rtmp_reply_create_stream(uint8_t *out, size_t cap, double tid, double stream_id);
 /* Error replies, chunked at the client's current chunk size; descriptions
  * longer than RTMP_DESC_MAX are cut. _error to connect:

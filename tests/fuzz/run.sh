@@ -32,6 +32,7 @@ for target in fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy fuzz_stats
   fi
   if [ $target = fuzz_front_rtmp ]; then  # a whole play with a healthy origin
     python3 tests/fuzz/seed_front_rtmp.py > "$work/corpus/play"
+    python3 tests/fuzz/seed_front_rtmp.py ertmp > "$work/corpus/ertmp-publish"
   fi
   log="$work/log"
   if ./$build/tests/fuzz/$target -print_final_stats=1 -max_total_time="$secs" -max_len=8192 -timeout=10 \

@@ -231,12 +231,63 @@ static void test_args(void **st)
     conf_free(c);
 }
 
+/* E-RTMP at connect: every pool the session may still reach must forward. */
+static const char ERTMP[] =
+    "listeners:\n"
+    "  - {name: a, address: 127.0.0.1:1935}\n"
+    "  - {name: b, address: 127.0.0.1:1936}\n"
+    "pools:\n"
+    "  fwd: {nodes: [{name: n1, address: 127.0.0.1:1}]}\n"
+    "  fwd2: {ertmp: forward, nodes: [{name: n2, address: 127.0.0.1:2}]}\n"
+    "  legacy: {ertmp: 'off', nodes: [{name: n3, address: 127.0.0.1:3}]}\n"
+    "routes:\n"
+    "  - {name: hevc, match: {app: hevc}, pool: fwd}\n"
+    "  - {name: after-catch-all, match: {app: hevc}, pool: legacy}\n"
+    "  - {name: pub, match: {app: live, role: publish}, pool: fwd}\n"
+    "  - {name: play, match: {app: live, role: play}, pool: fwd2}\n"
+    "  - {name: mixed-pub, match: {app: mixed, role: publish}, pool: fwd}\n"
+    "  - {name: mixed-cam, match: {app: mixed, stream: 'cam*'}, pool: legacy}\n"
+    "  - {name: b-only, match: {listener: b, app: live}, pool: legacy}\n";
+
+static int ertmp_for(struct ups_snapshot *s, const char *listener, const char *app)
+{
+    struct ups_request req = {.listener = listener, .app = app, .at_connect = true};
+    return ups_ertmp_at_connect(s, &req);
+}
+
+static void test_ertmp_at_connect(void **st)
+{
+    struct conf_errors errs;
+    struct conf_load_opts opts = {.resolve_names = false};
+    char err[128];
+    struct conf *c = conf_load_buffer("t.yaml", ERTMP, strlen(ERTMP), &opts, &errs);
+    assert_non_null(c);
+    assert_int_equal(c->pools[0].ertmp, CONF_ERTMP_FORWARD); /* the default */
+    struct ups_snapshot *s = ups_snapshot_build(c, NULL, 1, err, sizeof(err));
+    assert_non_null(s);
+
+    /* the first route takes every role and stream of hevc: the next is unreachable */
+    assert_int_equal(ertmp_for(s, "a", "hevc"), CONF_ERTMP_FORWARD);
+    /* publish and play both land in forwarding pools */
+    assert_int_equal(ertmp_for(s, "a", "live"), CONF_ERTMP_FORWARD);
+    /* a publish to cam1 would reach the legacy pool */
+    assert_int_equal(ertmp_for(s, "a", "mixed"), CONF_ERTMP_OFF);
+    /* on listener b, a route to the legacy pool can match live too */
+    assert_int_equal(ertmp_for(s, "b", "live"), CONF_ERTMP_FORWARD);
+    /* no route: nothing to promise */
+    assert_int_equal(ertmp_for(s, "a", "nothing"), CONF_ERTMP_OFF);
+
+    ups_snapshot_unref(s);
+    conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matching),
         cmocka_unit_test(test_stream_location_serves_from_backup_and_draining),
         cmocka_unit_test(test_args),
+        cmocka_unit_test(test_ertmp_at_connect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

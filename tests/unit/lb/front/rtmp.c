@@ -720,7 +720,7 @@ static void local_expected(struct bytes *e)
     uint8_t out[1024];
     size_t k;
     e->n = 0;
-    k = rtmp_reply_connect(out, sizeof(out), 1, 0);
+    k = rtmp_reply_connect(out, sizeof(out), 1, 0, NULL);
     assert_true(k > 0);
     put(e, out, k);
     k = rtmp_reply_create_stream(out, sizeof(out), 4, 1);

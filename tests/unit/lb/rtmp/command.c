@@ -210,7 +210,7 @@ static void test_connect_reply(void **st)
     uint8_t out[1024], body[1024], types[8];
     size_t count;
     for (int enc = 0; enc <= 3; enc += 3) {
-        size_t n = rtmp_reply_connect(out, sizeof(out), 1, enc);
+        size_t n = rtmp_reply_connect(out, sizeof(out), 1, enc, NULL);
         assert_true(n > 0);
         size_t len = decode_all(out, n, 128, types, &count, body);
         assert_int_equal(count, 3);
@@ -230,6 +230,127 @@ static void test_connect_reply(void **st)
         assert_true(amf_str_eq(amf_get(&doc, info, "code"), "NetConnection.Connect.Success"));
         if (enc == 3)
             assert_true(amf_get(&doc, info, "objectEncoding")->num == 3.0);
+    }
+}
+
+/* An E-RTMP v2 connect, as an encoder that wants HEVC/AV1/Opus sends it. */
+static size_t ertmp_connect_body(uint8_t *b, size_t cap, int enc)
+{
+    uint8_t *p = b, *end = b + cap;
+    p = amf0_put_string(p, end, "connect");
+    p = amf0_put_number(p, end, 1);
+    p = amf0_put_object_start(p, end);
+    p = amf0_put_key(p, end, "app");
+    p = amf0_put_string(p, end, "live");
+    p = amf0_put_key(p, end, "tcUrl");
+    p = amf0_put_string(p, end, "rtmp://x/live");
+    if (enc) {
+        p = amf0_put_key(p, end, "objectEncoding");
+        p = amf0_put_number(p, end, enc);
+    }
+    p = amf0_put_key(p, end, "fourCcList");
+    p = amf0_put_strict_array(p, end, 6);
+    p = amf0_put_string(p, end, "hvc1");
+    p = amf0_put_string(p, end, "av01");
+    p = amf0_put_string(p, end, "Opus");
+    p = amf0_put_string(p, end, "toolong"); /* not a FourCC: skipped */
+    p = amf0_put_number(p, end, 7);         /* not a string: skipped */
+    p = amf0_put_string(p, end, "hvc1");    /* twice: kept once */
+    p = amf0_put_key(p, end, "videoFourCcInfoMap");
+    p = amf0_put_object_start(p, end);
+    p = amf0_put_key(p, end, "*");
+    p = amf0_put_number(p, end, 4);
+    p = amf0_put_key(p, end, "hvc1");
+    p = amf0_put_number(p, end, 3);
+    p = amf0_put_object_end(p, end);
+    /* an ECMA array, which the spec tells readers to take as an object */
+    p = amf0_put_key(p, end, "audioFourCcInfoMap");
+    if (p && end - p >= 5) {
+        memcpy(p, "\x08\x00\x00\x00\x01", 5);
+        p += 5;
+    }
+    p = amf0_put_key(p, end, "Opus");
+    p = amf0_put_number(p, end, 3);
+    p = amf0_put_object_end(p, end);
+    p = amf0_put_key(p, end, "capsEx");
+    p = amf0_put_number(p, end, 0x1f); /* 0x10 is no bit the spec defines */
+    p = amf0_put_object_end(p, end);
+    assert_non_null(p);
+    return (size_t)(p - b);
+}
+
+static void assert_fourccs(const struct amf_doc *doc, const struct amf_value *v,
+                           const char *const *want, size_t n, bool keys)
+{
+    assert_non_null(v);
+    assert_int_equal(v->type, keys ? AMF_OBJECT : AMF_ARRAY);
+    assert_int_equal(v->len, n);
+    size_t i = 0;
+    for (int32_t k = v->first; k >= 0; k = doc->v[k].next, i++) {
+        const struct amf_value *e = &doc->v[k];
+        if (keys) {
+            assert_int_equal(e->key_len, strlen(want[i]));
+            assert_memory_equal(e->key, want[i], e->key_len);
+            assert_true(e->num == RTMP_FOURCC_CAN_FORWARD);
+        } else {
+            assert_true(amf_str_eq(e, want[i]));
+        }
+    }
+}
+
+static void test_ertmp_connect(void **st)
+{
+    static const char *const list[] = {"hvc1", "av01", "Opus"};
+    static const char *const video[] = {"*", "hvc1"};
+    static const char *const audio[] = {"Opus"};
+    for (int enc = 0; enc <= 3; enc += 3) {
+        uint8_t b[1024], out[RTMP_REPLY_CONNECT_MAX + 64], body[RTMP_REPLY_CONNECT_MAX], types[8];
+        struct rtmp_cmd c;
+        const char *why = NULL;
+        size_t n = ertmp_connect_body(b, sizeof(b), enc);
+        assert_int_equal(rtmp_cmd_parse(b, n, false, &LIM, &c, &why), 0);
+        assert_int_equal(c.kind, RTMP_CMD_CONNECT);
+        assert_string_equal(c.app, "live");
+        assert_true(c.caps.list.present);
+        assert_int_equal(c.caps.list.n, 3);
+        for (size_t i = 0; i < 3; i++)
+            assert_string_equal(c.caps.list.cc[i], list[i]);
+        assert_int_equal(c.caps.video.n, 2);
+        assert_string_equal(c.caps.video.cc[0], "*");
+        assert_string_equal(c.caps.video.cc[1], "hvc1");
+        assert_int_equal(c.caps.audio.n, 1);
+        assert_string_equal(c.caps.audio.cc[0], "Opus");
+        assert_true(c.caps.has_caps_ex);
+        assert_int_equal(c.caps.caps_ex, 0x1f);
+
+        size_t count, m = rtmp_reply_connect(out, sizeof(out), 1, c.object_encoding, &c.caps);
+        assert_true(m > 0);
+        size_t len = decode_all(out, m, 128, types, &count, body);
+        assert_int_equal(count, 3); /* no Set Chunk Size, still */
+        assert_int_equal(types[2], RTMP_MSG_COMMAND_AMF0);
+        assert_true(len > 128); /* so it spans chunks of 128 */
+        struct amf_value arena[64];
+        struct amf_doc doc = {.v = arena, .cap = 64};
+        assert_int_equal(amf_decode_command(body, len, false, &LIM, &doc), 0);
+        assert_true(amf_str_eq(amf_top(&doc, 0), "_result"));
+        const struct amf_value *props = amf_top(&doc, 2), *info = amf_top(&doc, 3);
+        assert_true(amf_str_eq(amf_get(&doc, info, "code"), "NetConnection.Connect.Success"));
+        assert_fourccs(&doc, amf_get(&doc, props, "fourCcList"), list, 3, false);
+        assert_fourccs(&doc, amf_get(&doc, props, "videoFourCcInfoMap"), video, 2, true);
+        assert_fourccs(&doc, amf_get(&doc, props, "audioFourCcInfoMap"), audio, 1, true);
+        assert_true(amf_get(&doc, props, "capsEx")->num == 0x0f);
+        if (enc == 0)
+            assert_true(amf_str_eq(amf_get(&doc, props, "fmsVer"), "FMS/3,0,1,123"));
+        else
+            assert_true(amf_get(&doc, info, "objectEncoding")->num == 3.0);
+
+        /* A legacy connect, or the caps withheld (ertmp: off): the 128-byte reply. */
+        struct rtmp_caps none = {0};
+        size_t l1 = rtmp_reply_connect(out, sizeof(out), 1, c.object_encoding, &none);
+        size_t l2 = rtmp_reply_connect(body, sizeof(body), 1, c.object_encoding, NULL);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(out, body, l1);
+        assert_true(l1 <= 33 + 12 + 128);
     }
 }
 
@@ -281,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_args_kept),
         cmocka_unit_test(test_args_split),
         cmocka_unit_test(test_connect_reply),
+        cmocka_unit_test(test_ertmp_connect),
         cmocka_unit_test(test_create_stream_reply_and_peek),
         cmocka_unit_test(test_long_error_descriptions_are_chunked),
     };
