@@ -145,6 +145,7 @@ struct conf {
         int64_t connect_ms;
         int64_t idle_ms;
         int64_t drain_ms;
+        int64_t upgrade_drain_ms; /* old process after SIGUSR2; 0: until each session ends */
         int64_t half_close_ms; /* rtmp/http: one side closed -> close after this */
     } timeouts;
     struct {

@@ -131,6 +131,7 @@ static const struct conf_field timeout_fields[] = {
     DUR("connect", timeouts.connect_ms, 10, 600000),
     DUR("idle", timeouts.idle_ms, 0, 86400000),
     DUR("drain", timeouts.drain_ms, 0, 3600000),
+    DUR("upgrade_drain", timeouts.upgrade_drain_ms, 0, 604800000),
     DUR("half_close", timeouts.half_close_ms, 0, 3600000),
     F_END};
 

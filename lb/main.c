@@ -3,6 +3,7 @@
 #include "geo/geo.h"
 #include "lb/admin/api.h"
 #include "lb/proc/proc.h"
+#include "lb/proc/upgrade.h"
 #include "lb/log.h"
 
 #include <llhttp.h>
@@ -134,5 +135,6 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    lb_upgrade_init();
     return lb_proc_run(path, c, &lb_admin_control);
 }

@@ -17,6 +17,7 @@
 #include "lb/admin/views.h"
 #include "lb/log.h"
 #include "lb/proc/proc.h"
+#include "lb/proc/upgrade.h"
 #include "lb/worker/worker.h"
 #include "upstream/override.h"
 #include "upstream/upstream.h"
@@ -530,6 +531,9 @@ int lb_admin_start(struct lb_server *srv, char *err, size_t errlen)
         .ud = a,
         .token = token,
         .public_read = c->admin.public_read,
+        /* After an upgrade: the old process's socket, already listening. */
+        .listen_fd = lb_upgrade_take((const struct sockaddr *)&c->admin.address.ss,
+                                     c->admin.address.len),
     };
     int rc = lb_http_start(&a->http, &srv->loop, (const struct sockaddr *)&c->admin.address.ss,
                            &cfg, err, errlen);
@@ -574,8 +578,14 @@ void lb_admin_stop(struct lb_server *srv)
     uv_close((uv_handle_t *)&a->drain_timer, admin_freed);
 }
 
+static int admin_listen_fd(struct lb_server *srv)
+{
+    return srv->admin ? lb_http_listen_fd(srv->admin->http) : -1;
+}
+
 const struct lb_control_ops lb_admin_control = {
     .start = lb_admin_start,
     .reloaded = lb_admin_reloaded,
     .stop = lb_admin_stop,
+    .listen_fd = admin_listen_fd,
 };

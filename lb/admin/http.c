@@ -666,14 +666,31 @@ int lb_http_start(struct lb_http_server **out, uv_loop_t *loop, const struct soc
     }
     s->listener.data = s;
     s->listener_open = true;
-    if ((r = uv_tcp_bind(&s->listener, addr, 0)) != 0 ||
-        (r = uv_listen((uv_stream_t *)&s->listener, s->cfg.backlog, on_connection)) != 0) {
+    if (cfg->listen_fd > 2) {
+        if ((r = uv_tcp_open(&s->listener, cfg->listen_fd)) != 0) {
+            close(cfg->listen_fd);
+            snprintf(err, errlen, "inherited socket: %s", uv_strerror(r));
+            lb_http_close(s, NULL, NULL);
+            return -1;
+        }
+    } else if ((r = uv_tcp_bind(&s->listener, addr, 0)) != 0) {
+        snprintf(err, errlen, "cannot listen: %s", uv_strerror(r));
+        lb_http_close(s, NULL, NULL);
+        return -1;
+    }
+    if ((r = uv_listen((uv_stream_t *)&s->listener, s->cfg.backlog, on_connection)) != 0) {
         snprintf(err, errlen, "cannot listen: %s", uv_strerror(r));
         lb_http_close(s, NULL, NULL);
         return -1;
     }
     *out = s;
     return 0;
+}
+
+int lb_http_listen_fd(const struct lb_http_server *s)
+{
+    uv_os_fd_t fd;
+    return s && uv_fileno((const uv_handle_t *)&s->listener, &fd) == 0 ? fd : -1;
 }
 
 int lb_http_port(const struct lb_http_server *s)

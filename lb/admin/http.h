@@ -56,6 +56,7 @@ struct lb_http_config {
     uint64_t idle_ms;     /* 0: 60 s between keep-alive requests */
     unsigned max_conns;   /* 0: 64; beyond, 503 and close */
     int backlog;          /* 0: 256 */
+    int listen_fd;        /* > 2: listen on this inherited socket, not on addr */
 };
 
 struct lb_http_server;
@@ -65,6 +66,8 @@ struct lb_http_server;
 int lb_http_start(struct lb_http_server **out, uv_loop_t *loop, const struct sockaddr *addr,
                   const struct lb_http_config *cfg, char *err, size_t errlen);
 int lb_http_port(const struct lb_http_server *s);
+/* The listening socket (to hand over on an upgrade), or -1. */
+int lb_http_listen_fd(const struct lb_http_server *s);
 /* A reload: new token (copied; NULL = none) and public_read. */
 int lb_http_set_auth(struct lb_http_server *s, const char *token, bool public_read);
 /* Open connections (served, not counting refused ones being closed). */

@@ -35,6 +35,8 @@ struct lb_control_ops {
     int (*start)(struct lb_server *srv, char *err, size_t errlen);
     void (*reloaded)(struct lb_server *srv, const char *token);
     void (*stop)(struct lb_server *srv);
+    /* The listening socket, to hand over on an upgrade (-1: none). */
+    int (*listen_fd)(struct lb_server *srv);
 };
 
 struct lb_server {

@@ -11,6 +11,7 @@
 #include "lb/log.h"
 #include "lb/net.h"
 #include "lb/perip.h"
+#include "lb/proc/upgrade.h"
 #include "lb/worker/worker.h"
 #include "upstream/override.h"
 #include "upstream/upstream.h"
@@ -137,8 +138,20 @@ static void on_signal(uv_signal_t *h, int signum)
     else if (signum == SIGUSR1)
         lb_proc_reopen_logs(srv);
     else
-        lb_log_msg(LB_LOG_WARN, "signal",
-                   "SIGUSR2 (binary upgrade) is not supported by this build; ignored");
+        lb_upgrade_start(srv);
+}
+
+void lb_proc_handover(struct lb_server *srv, int64_t drain_ms)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    if (srv->ctl)
+        srv->ctl->stop(srv); /* the API is the new process's now */
+    /* Workers read drain_ms when they stop; 0 there means "close now". */
+    atomic_store(&srv->env.drain_ms, drain_ms > 0 ? drain_ms : INT64_C(1) << 40);
+    for (unsigned i = 0; i < srv->n_workers; i++)
+        lb_worker_command(&srv->workers[i], LB_CMD_STOP);
 }
 
 /* ---- start ------------------------------------------------------------ */
@@ -176,9 +189,21 @@ static int bind_listeners(struct lb_server *srv)
     }
     for (size_t i = 0; i < srv->n_listeners; i++) {
         struct lb_listener_spec *l = &srv->listeners[i];
-        if (probe_port(l) < 0)
-            return -1;
+        unsigned taken = 0;
         for (unsigned w = 0; w < srv->n_workers; w++) {
+            int fd = lb_upgrade_take((struct sockaddr *)&l->addr, l->addrlen);
+            if (fd < 0)
+                break;
+            srv->workers[w].listeners[i].fd = fd;
+            srv->workers[w].listeners[i].info =
+                (struct lb_listen_info){l->name, l->mode, l->proxy_protocol, NULL};
+            taken++;
+        }
+        /* A port the old process hands over is in use by design; a new
+         * one must be free (SO_REUSEPORT would share it silently). */
+        if (!taken && probe_port(l) < 0)
+            return -1;
+        for (unsigned w = taken; w < srv->n_workers; w++) {
             int err = 0;
             int fd = lb_listen_socket((struct sockaddr *)&l->addr, l->addrlen, &err);
             if (fd < 0) {
@@ -191,9 +216,12 @@ static int bind_listeners(struct lb_server *srv)
             wl->info = (struct lb_listen_info){l->name, l->mode, l->proxy_protocol, NULL};
         }
         static const char *const pp[] = {"", ", PROXY v1", ", PROXY v2", ", PROXY v1/v2"};
-        lb_log_msg(LB_LOG_INFO, "listening", "listener %s on %s (mode %s%s, %u sockets)", l->name,
-                   l->address_text, conf_mode_name(l->mode), pp[l->proxy_protocol & 3],
-                   srv->n_workers);
+        char inh[32] = "";
+        if (taken)
+            snprintf(inh, sizeof(inh), ", %u inherited", taken);
+        lb_log_msg(LB_LOG_INFO, "listening", "listener %s on %s (mode %s%s, %u sockets%s)",
+                   l->name, l->address_text, conf_mode_name(l->mode), pp[l->proxy_protocol & 3],
+                   srv->n_workers, inh);
     }
     return 0;
 }
@@ -386,18 +414,20 @@ int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_contro
     }
     if (start_workers(&srv) < 0)
         exit(1); /* threads may be running: nothing sane to unwind */
+    lb_upgrade_close_unused();
     lb_log_msg(LB_LOG_INFO, "started",
                "rtmplb %s pid %d: %u workers, %zu listeners, %zu pools, %zu routes, "
                "max_sessions %u",
                RTMPLB_VERSION, (int)getpid(), srv.n_workers, conf->n_listeners, conf->n_pools,
                conf->n_routes, atomic_load(&srv.env.max_sessions));
+    lb_upgrade_ready();
 
     uv_run(&srv.loop, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < srv.n_workers; i++)
         uv_thread_join(&srv.workers[i].thread);
     uv_loop_close(&srv.loop);
     lb_log_msg(LB_LOG_INFO, "stopped",
-               "%llu sessions served, %llu refused",
+               "pid %d: %llu sessions served, %llu refused", (int)getpid(),
                (unsigned long long)atomic_load(&srv.env.sessions_total),
                (unsigned long long)atomic_load(&srv.env.sessions_refused));
     free_server(&srv);

@@ -24,6 +24,10 @@ struct ups_snapshot *lb_proc_build(struct lb_server *srv, const struct conf *c,
 /* The overrides changed: rebuild from the running config, publish, save. */
 int lb_proc_apply_overrides(struct lb_server *srv, char *err, size_t errlen);
 void lb_proc_save_overrides(struct lb_server *srv);
+/* A new process took over the listening sockets (upgrade.c): stop the admin
+ * server and accepting, and drain for drain_ms (0: until each session
+ * ends). */
+void lb_proc_handover(struct lb_server *srv, int64_t drain_ms);
 /* SIGUSR1 / logrotate: reopen the access log file at its path. */
 void lb_proc_reopen_logs(struct lb_server *srv);
 

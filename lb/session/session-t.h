@@ -26,6 +26,7 @@ struct lb_env {
     _Atomic int64_t idle_ms;
     _Atomic int64_t half_close_ms;
     _Atomic int64_t drain_ms;
+    _Atomic int64_t upgrade_drain_ms; /* after a handover; 0: until each session ends */
     _Atomic unsigned max_sessions; /* effective, after the fd budget */
     _Atomic unsigned max_sessions_per_ip;   /* 0: no limit */
     _Atomic unsigned max_handshakes_per_ip; /* 0: no limit */
