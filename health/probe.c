@@ -25,7 +25,7 @@
 #include "lb/rtmp/bytes.h"
 #include "lb/rtmp/message.h"
 
-#define BODY_CAP (8u << 20)
+#define BODY_CAP HC_STATS_DOC_MAX
 #define RTMP_IN_CAP (256u << 10)
 #define MAX_STATS_STREAMS 4096
 
@@ -59,6 +59,8 @@ struct hc_conn {
     bool complete;
     char *body;
     size_t body_len, body_cap;
+    const char *why; /* why a callback stopped the parser */
+    char why_buf[96];
 };
 
 struct hc_target {
@@ -78,6 +80,7 @@ struct hc_target {
     uint64_t stats_interval_ms;
     bool stats_failing;
     unsigned stats_fail_run; /* failed polls in a row */
+    unsigned stats_skipped;  /* streams the last poll left out (long names, over the cap) */
     struct hc_state st;
     uv_timer_t check_timer, stats_timer;
     int open_handles;
@@ -178,22 +181,43 @@ static void stats_forget(struct hc_target *t)
     lb_log_end(&l);
 }
 
+/* Streams a readable document left out: said once per change, not per
+ * poll. */
+static void stats_skipped(struct hc_target *t, const struct hc_stats_report *rep)
+{
+    unsigned skipped = rep->long_names + rep->over_cap;
+    if (skipped == t->stats_skipped)
+        return;
+    t->stats_skipped = skipped;
+    struct lb_logline l;
+    lb_log_begin(&l, skipped ? LB_LOG_WARN : LB_LOG_INFO, "stats_streams_skipped");
+    lb_log_str(&l, "pool", t->pool);
+    lb_log_str(&l, "node", t->node);
+    lb_log_u64(&l, "long_names", rep->long_names);
+    lb_log_u64(&l, "over_cap", rep->over_cap);
+    lb_log_end(&l);
+}
+
 static void stats_result(struct hc_target *t, struct hc_conn *c, bool ok, const char *detail)
 {
     static struct hc_stream streams[MAX_STATS_STREAMS];
+    struct hc_stats_report rep = {0};
     int n = -1;
     if (ok)
         n = t->stats_kind == CONF_STATS_SRS
                 ? hc_parse_srs_streams(c->body ? c->body : "", c->body_len, streams,
-                                       MAX_STATS_STREAMS)
+                                       MAX_STATS_STREAMS, &rep)
                 : hc_parse_nginx_stat(c->body ? c->body : "", c->body_len, streams,
-                                      MAX_STATS_STREAMS);
+                                      MAX_STATS_STREAMS, &rep);
+    /* The document is freed now: memory is held only while a poll runs. */
+    free(c->body);
+    c->body = NULL;
+    c->body_len = c->body_cap = 0;
     if (n < 0) {
         if (t->stats_fail_run < UINT_MAX)
             t->stats_fail_run++;
         if (!t->stats_failing)
-            log_stats_line(t, LB_LOG_WARN, "stats_failed",
-                           ok ? "the document does not parse" : detail);
+            log_stats_line(t, LB_LOG_WARN, "stats_failed", ok ? rep.error : detail);
         t->stats_failing = true;
         unsigned fall = t->p.fall ? t->p.fall : 1;
         if (t->stats_fail_run == fall)
@@ -202,6 +226,7 @@ static void stats_result(struct hc_target *t, struct hc_conn *c, bool ok, const 
     }
     if (t->stats_failing)
         log_stats_line(t, LB_LOG_INFO, "stats_ok", NULL);
+    stats_skipped(t, &rep);
     t->stats_failing = false;
     t->stats_fail_run = 0;
     hc_index_set_node(t->e->index, t->pool, t->node, streams, (size_t)n);
@@ -267,9 +292,15 @@ static void finish(struct hc_conn *c, enum hc_result r, const char *detail)
 static void on_timeout(uv_timer_t *tm)
 {
     struct hc_conn *c = tm->data;
-    char d[96];
-    snprintf(d, sizeof(d), "no %s within %llums", c->connected ? "answer" : "connection",
-             (unsigned long long)c->t->p.timeout_ms);
+    char d[128];
+    /* One deadline for the whole poll, from connect to the last byte: a
+     * document trickled a byte at a time fails like a silent node. */
+    if (c->kind == CONN_STATS && c->connected)
+        snprintf(d, sizeof(d), "no whole response within %llums (%zu body bytes so far)",
+                 (unsigned long long)(uv_now(c->t->e->loop) - c->started_ms), c->body_len);
+    else
+        snprintf(d, sizeof(d), "no %s within %llums", c->connected ? "answer" : "connection",
+                 (unsigned long long)(uv_now(c->t->e->loop) - c->started_ms));
     finish(c, c->connected ? HC_L7_TIMEOUT : HC_L4_TIMEOUT, d);
 }
 
@@ -392,12 +423,17 @@ static int on_http_body(llhttp_t *p, const char *at, size_t len)
     struct hc_conn *c = p->data;
     if (c->kind != CONN_STATS)
         return 0;
-    if (c->body_len + len > BODY_CAP)
+    if (c->body_len + len > BODY_CAP) {
+        snprintf(c->why_buf, sizeof(c->why_buf), "body over %u bytes", BODY_CAP);
+        c->why = c->why_buf;
         return -1;
+    }
     if (c->body_len + len + 1 > c->body_cap) {
         size_t cap = c->body_cap ? c->body_cap * 2 : 65536;
         while (cap < c->body_len + len + 1)
             cap *= 2;
+        if (cap > BODY_CAP + 1)
+            cap = BODY_CAP + 1;
         char *b = realloc(c->body, cap);
         if (!b)
             return -1;
@@ -407,6 +443,19 @@ static int on_http_body(llhttp_t *p, const char *at, size_t len)
     memcpy(c->body + c->body_len, at, len);
     c->body_len += len;
     c->body[c->body_len] = '\0';
+    return 0;
+}
+
+/* A declared length over the cap fails at once, before any of it is read. */
+static int on_http_headers(llhttp_t *p)
+{
+    struct hc_conn *c = p->data;
+    if (c->kind == CONN_STATS && (p->flags & F_CONTENT_LENGTH) && p->content_length > BODY_CAP) {
+        snprintf(c->why_buf, sizeof(c->why_buf), "Content-Length %llu over %u bytes",
+                 (unsigned long long)p->content_length, BODY_CAP);
+        c->why = c->why_buf;
+        return -1;
+    }
     return 0;
 }
 
@@ -455,8 +504,14 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         http_done(c);
         return;
     }
-    if (e != HPE_OK)
-        finish(c, HC_L7_HTTP_PROTOCOL, llhttp_errno_name(e));
+    if (e != HPE_OK) {
+        char d[160];
+        snprintf(d, sizeof(d), "%s: %s", llhttp_errno_name(e),
+                 c->why                               ? c->why
+                 : llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser)
+                                                       : "?");
+        finish(c, HC_L7_HTTP_PROTOCOL, d);
+    }
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -515,6 +570,7 @@ static void start_conn(struct hc_target *t, enum conn_kind kind)
                   1u << 16, false);
     llhttp_settings_init(&c->settings);
     c->settings.on_body = on_http_body;
+    c->settings.on_headers_complete = on_http_headers;
     c->settings.on_message_complete = on_http_complete;
     llhttp_init(&c->parser, HTTP_RESPONSE, &c->settings);
     c->parser.data = c;

@@ -24,7 +24,7 @@ static _Atomic int access_fd = 2;
  * line is written (the main log is fd 2, the access log whatever fd is
  * current then), so a queued line never outlives the descriptor it names. */
 enum { SINK_MAIN, SINK_ACCESS };
-#define LOGQ_BYTES (256u << 10)
+#define LOGQ_BYTES (128u << 10)
 #define BATCH_BYTES (64u << 10)
 #define BATCH_LINES 256
 
