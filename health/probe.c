@@ -314,7 +314,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_written(uv_write_t *w, int status)
 {
     struct hc_conn *c = w->data;
-    if (status < 0 && status != UV_ECANCELED)
+    /* Once connected, a failed write is the peer closing or resetting: what
+     * it sent before that, or the read side's error, names the layer (a node
+     * that answers garbage and closes is not "refused"); the deadline bounds
+     * the rest. */
+    if (status < 0 && status != UV_ECANCELED && !c->connected)
         finish(c, HC_L4_REFUSED, uv_strerror(status));
 }
 
@@ -325,6 +329,30 @@ static void write_buf(struct hc_conn *c, uv_write_t *w, const void *p, size_t n)
     int rc = uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     if (rc < 0)
         finish(c, HC_L4_REFUSED, uv_strerror(rc));
+}
+
+/* What the origin said when it refused connect: "_error:
+ * NetConnection.Connect.Rejected (description)", from the info object. */
+static void describe_refusal(const struct rtmp_msg *m, const char *name, char *out, size_t cap)
+{
+    struct amf_value arena[64];
+    struct amf_doc doc = {.v = arena, .cap = 64};
+    struct amf_limits lim = {8, 512, 64};
+    const struct amf_value *info = NULL, *code = NULL, *desc = NULL;
+    if (amf_decode_command(m->data, m->len, m->type == RTMP_MSG_COMMAND_AMF3, &lim, &doc) == 0) {
+        for (size_t i = 2; i < doc.n_top && !info; i++) {
+            const struct amf_value *v = amf_top(&doc, i);
+            if (v && v->type == AMF_OBJECT)
+                info = v;
+        }
+        code = info ? amf_get(&doc, info, "code") : NULL;
+        desc = info ? amf_get(&doc, info, "description") : NULL;
+    }
+    int cl = code && code->type == AMF_STRING ? (int)(code->len < 96 ? code->len : 96) : 1;
+    int dl = desc && desc->type == AMF_STRING ? (int)(desc->len < 160 ? desc->len : 160) : 0;
+    snprintf(out, cap, "connect answered %s: %.*s%s%.*s%s", name, cl,
+             code && code->type == AMF_STRING ? code->str : "-", dl ? " (" : "", dl,
+             dl ? desc->str : "", dl ? ")" : "");
 }
 
 /* RTMP: after the handshake, read until the answer to connect. */
@@ -409,8 +437,10 @@ static void rtmp_input(struct hc_conn *c, const uint8_t *p, size_t n)
                    tid == 1.0) {
             bool ok = strcmp(name, "_result") == 0 &&
                       memmem(m.data, m.len, "NetConnection.Connect.Success", 29);
-            finish(c, ok ? HC_OK : HC_L7_RTMP_REJECT,
-                   ok ? "connect accepted" : "connect answered with an error");
+            char refusal[320];
+            if (!ok)
+                describe_refusal(&m, name, refusal, sizeof(refusal));
+            finish(c, ok ? HC_OK : HC_L7_RTMP_REJECT, ok ? "connect accepted" : refusal);
             return;
         }
     }
