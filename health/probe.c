@@ -25,7 +25,7 @@
 #include "lb/rtmp/bytes.h"
 #include "lb/rtmp/message.h"
 
-#define BODY_CAP (8u << 20)
+#define BODY_CAP HC_STATS_DOC_MAX
 #define RTMP_IN_CAP (256u << 10)
 #define MAX_STATS_STREAMS 4096
 
@@ -59,6 +59,8 @@ struct hc_conn {
     bool complete;
     char *body;
     size_t body_len, body_cap;
+    const char *why; /* why a callback stopped the parser */
+    char why_buf[96];
 };
 
 struct hc_target {
@@ -78,6 +80,7 @@ struct hc_target {
     uint64_t stats_interval_ms;
     bool stats_failing;
     unsigned stats_fail_run; /* failed polls in a row */
+    unsigned stats_skipped;  /* streams the last poll left out (long names, over the cap) */
     struct hc_state st;
     uv_timer_t check_timer, stats_timer;
     int open_handles;
@@ -178,22 +181,43 @@ static void stats_forget(struct hc_target *t)
     lb_log_end(&l);
 }
 
+/* Streams a readable document left out: said once per change, not per
+ * poll. */
+static void stats_skipped(struct hc_target *t, const struct hc_stats_report *rep)
+{
+    unsigned skipped = rep->long_names + rep->over_cap;
+    if (skipped == t->stats_skipped)
+        return;
+    t->stats_skipped = skipped;
+    struct lb_logline l;
+    lb_log_begin(&l, skipped ? LB_LOG_WARN : LB_LOG_INFO, "stats_streams_skipped");
+    lb_log_str(&l, "pool", t->pool);
+    lb_log_str(&l, "node", t->node);
+    lb_log_u64(&l, "long_names", rep->long_names);
+    lb_log_u64(&l, "over_cap", rep->over_cap);
+    lb_log_end(&l);
+}
+
 static void stats_result(struct hc_target *t, struct hc_conn *c, bool ok, const char *detail)
 {
     static struct hc_stream streams[MAX_STATS_STREAMS];
+    struct hc_stats_report rep = {0};
     int n = -1;
     if (ok)
         n = t->stats_kind == CONF_STATS_SRS
                 ? hc_parse_srs_streams(c->body ? c->body : "", c->body_len, streams,
-                                       MAX_STATS_STREAMS)
+                                       MAX_STATS_STREAMS, &rep)
                 : hc_parse_nginx_stat(c->body ? c->body : "", c->body_len, streams,
-                                      MAX_STATS_STREAMS);
+                                      MAX_STATS_STREAMS, &rep);
+    /* The document is freed now: memory is held only while a poll runs. */
+    free(c->body);
+    c->body = NULL;
+    c->body_len = c->body_cap = 0;
     if (n < 0) {
         if (t->stats_fail_run < UINT_MAX)
             t->stats_fail_run++;
         if (!t->stats_failing)
-            log_stats_line(t, LB_LOG_WARN, "stats_failed",
-                           ok ? "the document does not parse" : detail);
+            log_stats_line(t, LB_LOG_WARN, "stats_failed", ok ? rep.error : detail);
         t->stats_failing = true;
         unsigned fall = t->p.fall ? t->p.fall : 1;
         if (t->stats_fail_run == fall)
@@ -202,6 +226,7 @@ static void stats_result(struct hc_target *t, struct hc_conn *c, bool ok, const 
     }
     if (t->stats_failing)
         log_stats_line(t, LB_LOG_INFO, "stats_ok", NULL);
+    stats_skipped(t, &rep);
     t->stats_failing = false;
     t->stats_fail_run = 0;
     hc_index_set_node(t->e->index, t->pool, t->node, streams, (size_t)n);
@@ -267,9 +292,15 @@ static void finish(struct hc_conn *c, enum hc_result r, const char *detail)
 static void on_timeout(uv_timer_t *tm)
 {
     struct hc_conn *c = tm->data;
-    char d[96];
-    snprintf(d, sizeof(d), "no %s within %llums", c->connected ? "answer" : "connection",
-             (unsigned long long)c->t->p.timeout_ms);
+    char d[128];
+    /* One deadline for the whole poll, from connect to the last byte: a
+     * document trickled a byte at a time fails like a silent node. */
+    if (c->kind == CONN_STATS && c->connected)
+        snprintf(d, sizeof(d), "no whole response within %llums (%zu body bytes so far)",
+                 (unsigned long long)(uv_now(c->t->e->loop) - c->started_ms), c->body_len);
+    else
+        snprintf(d, sizeof(d), "no %s within %llums", c->connected ? "answer" : "connection",
+                 (unsigned long long)(uv_now(c->t->e->loop) - c->started_ms));
     finish(c, c->connected ? HC_L7_TIMEOUT : HC_L4_TIMEOUT, d);
 }
 
@@ -283,7 +314,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_written(uv_write_t *w, int status)
 {
     struct hc_conn *c = w->data;
-    if (status < 0 && status != UV_ECANCELED)
+    /* Once connected, a failed write is the peer closing or resetting: what
+     * it sent before that, or the read side's error, names the layer (a node
+     * that answers garbage and closes is not "refused"); the deadline bounds
+     * the rest. */
+    if (status < 0 && status != UV_ECANCELED && !c->connected)
         finish(c, HC_L4_REFUSED, uv_strerror(status));
 }
 
@@ -294,6 +329,30 @@ static void write_buf(struct hc_conn *c, uv_write_t *w, const void *p, size_t n)
     int rc = uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     if (rc < 0)
         finish(c, HC_L4_REFUSED, uv_strerror(rc));
+}
+
+/* What the origin said when it refused connect: "_error:
+ * NetConnection.Connect.Rejected (description)", from the info object. */
+static void describe_refusal(const struct rtmp_msg *m, const char *name, char *out, size_t cap)
+{
+    struct amf_value arena[64];
+    struct amf_doc doc = {.v = arena, .cap = 64};
+    struct amf_limits lim = {8, 512, 64};
+    const struct amf_value *info = NULL, *code = NULL, *desc = NULL;
+    if (amf_decode_command(m->data, m->len, m->type == RTMP_MSG_COMMAND_AMF3, &lim, &doc) == 0) {
+        for (size_t i = 2; i < doc.n_top && !info; i++) {
+            const struct amf_value *v = amf_top(&doc, i);
+            if (v && v->type == AMF_OBJECT)
+                info = v;
+        }
+        code = info ? amf_get(&doc, info, "code") : NULL;
+        desc = info ? amf_get(&doc, info, "description") : NULL;
+    }
+    int cl = code && code->type == AMF_STRING ? (int)(code->len < 96 ? code->len : 96) : 1;
+    int dl = desc && desc->type == AMF_STRING ? (int)(desc->len < 160 ? desc->len : 160) : 0;
+    snprintf(out, cap, "connect answered %s: %.*s%s%.*s%s", name, cl,
+             code && code->type == AMF_STRING ? code->str : "-", dl ? " (" : "", dl,
+             dl ? desc->str : "", dl ? ")" : "");
 }
 
 /* RTMP: after the handshake, read until the answer to connect. */
@@ -378,8 +437,10 @@ static void rtmp_input(struct hc_conn *c, const uint8_t *p, size_t n)
                    tid == 1.0) {
             bool ok = strcmp(name, "_result") == 0 &&
                       memmem(m.data, m.len, "NetConnection.Connect.Success", 29);
-            finish(c, ok ? HC_OK : HC_L7_RTMP_REJECT,
-                   ok ? "connect accepted" : "connect answered with an error");
+            char refusal[320];
+            if (!ok)
+                describe_refusal(&m, name, refusal, sizeof(refusal));
+            finish(c, ok ? HC_OK : HC_L7_RTMP_REJECT, ok ? "connect accepted" : refusal);
             return;
         }
     }
@@ -392,12 +453,17 @@ static int on_http_body(llhttp_t *p, const char *at, size_t len)
     struct hc_conn *c = p->data;
     if (c->kind != CONN_STATS)
         return 0;
-    if (c->body_len + len > BODY_CAP)
+    if (c->body_len + len > BODY_CAP) {
+        snprintf(c->why_buf, sizeof(c->why_buf), "body over %u bytes", BODY_CAP);
+        c->why = c->why_buf;
         return -1;
+    }
     if (c->body_len + len + 1 > c->body_cap) {
         size_t cap = c->body_cap ? c->body_cap * 2 : 65536;
         while (cap < c->body_len + len + 1)
             cap *= 2;
+        if (cap > BODY_CAP + 1)
+            cap = BODY_CAP + 1;
         char *b = realloc(c->body, cap);
         if (!b)
             return -1;
@@ -407,6 +473,19 @@ static int on_http_body(llhttp_t *p, const char *at, size_t len)
     memcpy(c->body + c->body_len, at, len);
     c->body_len += len;
     c->body[c->body_len] = '\0';
+    return 0;
+}
+
+/* A declared length over the cap fails at once, before any of it is read. */
+static int on_http_headers(llhttp_t *p)
+{
+    struct hc_conn *c = p->data;
+    if (c->kind == CONN_STATS && (p->flags & F_CONTENT_LENGTH) && p->content_length > BODY_CAP) {
+        snprintf(c->why_buf, sizeof(c->why_buf), "Content-Length %llu over %u bytes",
+                 (unsigned long long)p->content_length, BODY_CAP);
+        c->why = c->why_buf;
+        return -1;
+    }
     return 0;
 }
 
@@ -455,8 +534,14 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         http_done(c);
         return;
     }
-    if (e != HPE_OK)
-        finish(c, HC_L7_HTTP_PROTOCOL, llhttp_errno_name(e));
+    if (e != HPE_OK) {
+        char d[160];
+        snprintf(d, sizeof(d), "%s: %s", llhttp_errno_name(e),
+                 c->why                               ? c->why
+                 : llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser)
+                                                       : "?");
+        finish(c, HC_L7_HTTP_PROTOCOL, d);
+    }
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -515,6 +600,7 @@ static void start_conn(struct hc_target *t, enum conn_kind kind)
                   1u << 16, false);
     llhttp_settings_init(&c->settings);
     c->settings.on_body = on_http_body;
+    c->settings.on_headers_complete = on_http_headers;
     c->settings.on_message_complete = on_http_complete;
     llhttp_init(&c->parser, HTTP_RESPONSE, &c->settings);
     c->parser.data = c;

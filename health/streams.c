@@ -5,6 +5,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,18 @@ size_t hc_index_count(struct hc_index *x)
 
 /* ---- nginx-rtmp /stat (XML) -------------------------------------------- */
 
+static int refuse(struct hc_stats_report *rep, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int refuse(struct hc_stats_report *rep, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rep->error, sizeof(rep->error), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 static xmlNode *child(xmlNode *n, const char *name)
 {
     for (xmlNode *c = n ? n->children : NULL; c; c = c->next)
@@ -308,28 +321,74 @@ static xmlNode *child(xmlNode *n, const char *name)
     return NULL;
 }
 
-static void text_of(xmlNode *n, char *out, size_t cap)
+/* The text of n into out; false when it does not fit (out is then ""). */
+static bool text_of(xmlNode *n, char *out, size_t cap)
 {
     xmlChar *t = n ? xmlNodeGetContent(n) : NULL;
-    snprintf(out, cap, "%s", t ? (const char *)t : "");
+    size_t len = t ? strlen((const char *)t) : 0;
+    bool fits = len < cap;
+    if (fits)
+        memcpy(out, t ? (const char *)t : "", len + 1);
+    else
+        out[0] = '\0';
     xmlFree(t);
+    return fits;
+}
+
+/* A DOCTYPE stops the parse where it starts: no DTD is read, no entity is
+ * declared, so no entity can be expanded ("billion laughs") and nothing is
+ * fetched. nginx-rtmp's /stat never has one. */
+static void refuse_doctype(void *ctx, const xmlChar *name, const xmlChar *ext_id,
+                           const xmlChar *sys_id)
+{
+    xmlParserCtxtPtr ctxt = ctx;
+    (void)name;
+    (void)ext_id;
+    (void)sys_id;
+    ctxt->_private = (void *)"a DOCTYPE (DTDs and entity declarations are refused)";
+    xmlStopParser(ctxt);
 }
 
 /* <rtmp><server><application><name>APP</name><live><stream><name>S</name>
  * <bw_in>..</bw_in><nclients>..</nclients><publishing/>... */
-int hc_parse_nginx_stat(const char *doc, size_t len, struct hc_stream *out, size_t cap)
+int hc_parse_nginx_stat(const char *doc, size_t len, struct hc_stream *out, size_t cap,
+                        struct hc_stats_report *rep)
 {
-    if (len > (64u << 20))
+    struct hc_stats_report spare;
+    if (!rep)
+        rep = &spare;
+    memset(rep, 0, sizeof(*rep));
+    if (len > HC_STATS_DOC_MAX)
+        return refuse(rep, "document over %u bytes", HC_STATS_DOC_MAX);
+    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+    if (!ctxt)
+        return refuse(rep, "out of memory");
+    ctxt->sax->internalSubset = refuse_doctype;
+    ctxt->sax->externalSubset = refuse_doctype;
+    /* No XML_PARSE_NOENT (substitution), DTDLOAD, DTDATTR or HUGE:
+     * libxml2's own limits on names, text and depth stay in force. */
+    xmlDoc *d = xmlCtxtReadMemory(ctxt, doc, (int)len, "stat.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (ctxt->_private || !d || !ctxt->wellFormed) {
+        if (ctxt->_private) {
+            refuse(rep, "%s", (const char *)ctxt->_private);
+        } else {
+            const xmlError *e = xmlCtxtGetLastError(ctxt);
+            char msg[120];
+            snprintf(msg, sizeof(msg), "%s", e && e->message ? e->message : "not well-formed");
+            msg[strcspn(msg, "\n")] = '\0';
+            refuse(rep, "XML line %d: %s", e ? e->line : 0, msg);
+        }
+        xmlFreeDoc(d);
+        xmlFreeParserCtxt(ctxt);
         return -1;
-    xmlDoc *d = xmlReadMemory(doc, (int)len, "stat.xml", NULL,
-                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    if (!d)
-        return -1;
+    }
+    xmlFreeParserCtxt(ctxt);
     xmlNode *root = xmlDocGetRootElement(d);
     int n = 0;
     if (!root || strcmp((const char *)root->name, "rtmp") != 0) {
         xmlFreeDoc(d);
-        return -1;
+        return refuse(rep, "the root element is not <rtmp>");
     }
     for (xmlNode *srv = root->children; srv; srv = srv->next) {
         if (srv->type != XML_ELEMENT_NODE || strcmp((const char *)srv->name, "server") != 0)
@@ -338,24 +397,30 @@ int hc_parse_nginx_stat(const char *doc, size_t len, struct hc_stream *out, size
             if (app->type != XML_ELEMENT_NODE ||
                 strcmp((const char *)app->name, "application") != 0)
                 continue;
-            char appname[128];
-            text_of(child(app, "name"), appname, sizeof(appname));
+            char appname[sizeof(out->app)];
+            bool app_fits = text_of(child(app, "name"), appname, sizeof(appname));
             xmlNode *live = child(app, "live");
             for (xmlNode *st = live ? live->children : NULL; st; st = st->next) {
                 if (st->type != XML_ELEMENT_NODE || strcmp((const char *)st->name, "stream") != 0)
                     continue;
-                if ((size_t)n >= cap)
-                    break;
-                struct hc_stream *s = &out[n++];
+                if ((size_t)n >= cap) {
+                    rep->over_cap++;
+                    continue;
+                }
+                struct hc_stream *s = &out[n];
                 memset(s, 0, sizeof(*s));
-                snprintf(s->app, sizeof(s->app), "%s", appname);
-                text_of(child(st, "name"), s->name, sizeof(s->name));
+                if (!app_fits || !text_of(child(st, "name"), s->name, sizeof(s->name))) {
+                    rep->long_names++;
+                    continue;
+                }
+                n++;
+                memcpy(s->app, appname, sizeof(s->app));
                 s->publishing = child(st, "publishing") != NULL;
                 char num[32];
-                text_of(child(st, "nclients"), num, sizeof(num));
-                s->clients = (unsigned)strtoul(num, NULL, 10);
-                text_of(child(st, "bw_in"), num, sizeof(num));
-                s->bw_in = strtoull(num, NULL, 10);
+                if (text_of(child(st, "nclients"), num, sizeof(num)))
+                    s->clients = (unsigned)strtoul(num, NULL, 10);
+                if (text_of(child(st, "bw_in"), num, sizeof(num)))
+                    s->bw_in = strtoull(num, NULL, 10);
             }
         }
     }
@@ -365,42 +430,94 @@ int hc_parse_nginx_stat(const char *doc, size_t len, struct hc_stream *out, size
 
 /* ---- SRS /api/v1/streams (JSON) ----------------------------------------- */
 
+/* A string member of obj that fits in out (cap bytes with the NUL). */
+static bool json_str(json_object *obj, const char *key, char *out, size_t cap)
+{
+    json_object *v;
+    out[0] = '\0';
+    if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_string))
+        return true; /* absent or not a string: empty */
+    size_t len = (size_t)json_object_get_string_len(v);
+    if (len >= cap)
+        return false;
+    memcpy(out, json_object_get_string(v), len);
+    out[len] = '\0';
+    return true;
+}
+
 /* {"code":0,"streams":[{"name":"s","app":"live","clients":2,
  *   "kbps":{"recv_30s":..},"publish":{"active":true,...}},...]} */
-int hc_parse_srs_streams(const char *doc, size_t len, struct hc_stream *out, size_t cap)
+int hc_parse_srs_streams(const char *doc, size_t len, struct hc_stream *out, size_t cap,
+                         struct hc_stats_report *rep)
 {
-    struct json_tokener *tok = json_tokener_new();
+    struct hc_stats_report spare;
+    if (!rep)
+        rep = &spare;
+    memset(rep, 0, sizeof(*rep));
+    if (len > HC_STATS_DOC_MAX)
+        return refuse(rep, "document over %u bytes", HC_STATS_DOC_MAX);
+    /* json-c stops at the depth limit, before building anything deeper. */
+    struct json_tokener *tok = json_tokener_new_ex(HC_STATS_JSON_DEPTH);
     if (!tok)
-        return -1;
+        return refuse(rep, "out of memory");
     json_object *root = json_tokener_parse_ex(tok, doc, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
     json_tokener_free(tok);
+    if (!root) {
+        if (jerr == json_tokener_continue)
+            return refuse(rep, "JSON truncated after %zu bytes", len);
+        if (jerr == json_tokener_error_depth)
+            return refuse(rep, "JSON nested deeper than %d", HC_STATS_JSON_DEPTH);
+        return refuse(rep, "JSON at byte %zu: %s", end, json_tokener_error_desc(jerr));
+    }
+    while (end < len && (doc[end] == ' ' || doc[end] == '\t' || doc[end] == '\r' ||
+                         doc[end] == '\n'))
+        end++;
     json_object *streams, *code;
-    if (!root || !json_object_object_get_ex(root, "streams", &streams) ||
-        !json_object_is_type(streams, json_type_array) ||
-        (json_object_object_get_ex(root, "code", &code) && json_object_get_int(code) != 0)) {
+    if (end < len) {
         json_object_put(root);
-        return -1;
+        return refuse(rep, "JSON: bytes after the document at byte %zu", end);
+    }
+    if (!json_object_object_get_ex(root, "streams", &streams) ||
+        !json_object_is_type(streams, json_type_array)) {
+        json_object_put(root);
+        return refuse(rep, "JSON: no \"streams\" array");
+    }
+    if (json_object_object_get_ex(root, "code", &code) && json_object_get_int(code) != 0) {
+        json_object_put(root);
+        return refuse(rep, "SRS answered code %d", json_object_get_int(code));
     }
     int n = 0;
     size_t count = json_object_array_length(streams);
-    for (size_t i = 0; i < count && (size_t)n < cap; i++) {
+    for (size_t i = 0; i < count; i++) {
         json_object *st = json_object_array_get_idx(streams, i), *v, *pub, *active, *kbps, *recv;
         if (!json_object_is_type(st, json_type_object))
             continue;
-        struct hc_stream *s = &out[n++];
+        if ((size_t)n >= cap) {
+            rep->over_cap++;
+            continue;
+        }
+        struct hc_stream *s = &out[n];
         memset(s, 0, sizeof(*s));
-        if (json_object_object_get_ex(st, "app", &v))
-            snprintf(s->app, sizeof(s->app), "%s", json_object_get_string(v));
-        if (json_object_object_get_ex(st, "name", &v))
-            snprintf(s->name, sizeof(s->name), "%s", json_object_get_string(v));
-        if (json_object_object_get_ex(st, "clients", &v))
-            s->clients = (unsigned)json_object_get_int(v);
+        if (!json_str(st, "app", s->app, sizeof(s->app)) ||
+            !json_str(st, "name", s->name, sizeof(s->name))) {
+            rep->long_names++;
+            continue;
+        }
+        n++;
+        if (json_object_object_get_ex(st, "clients", &v)) {
+            int64_t c = json_object_get_int64(v);
+            s->clients = c < 0 ? 0 : c > UINT32_MAX ? UINT32_MAX : (unsigned)c;
+        }
         s->publishing = json_object_object_get_ex(st, "publish", &pub) &&
                         json_object_object_get_ex(pub, "active", &active) &&
                         json_object_get_boolean(active);
         if (json_object_object_get_ex(st, "kbps", &kbps) &&
-            json_object_object_get_ex(kbps, "recv_30s", &recv))
-            s->bw_in = (uint64_t)json_object_get_int64(recv) * 1000;
+            json_object_object_get_ex(kbps, "recv_30s", &recv)) {
+            int64_t k = json_object_get_int64(recv);
+            s->bw_in = k < 0 ? 0 : (uint64_t)k * 1000;
+        }
     }
     json_object_put(root);
     return n;

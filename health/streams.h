@@ -45,9 +45,27 @@ bool hc_index_lookup(struct hc_index *x, const char *pool, const char *app, cons
                      char *node, size_t cap);
 size_t hc_index_count(struct hc_index *x);
 
+/* Stats documents are untrusted input: a document over HC_STATS_DOC_MAX
+ * bytes, nested deeper than HC_STATS_JSON_DEPTH (SRS JSON), with a DOCTYPE
+ * (nginx-rtmp XML: no DTD, no entity declarations, nothing from the
+ * network), truncated or malformed is refused with a reason. */
+#define HC_STATS_DOC_MAX (8u << 20)
+#define HC_STATS_JSON_DEPTH 16
+
+/* What a parse refused or left out. */
+struct hc_stats_report {
+    char error[160];     /* why the document was refused (when -1) */
+    unsigned long_names; /* streams skipped: app or name too long for hc_stream */
+    unsigned over_cap;   /* streams beyond cap, not returned */
+};
+
 /* Stats documents -> streams. Return the number of streams written to out
- * (at most cap), or -1 if the document cannot be parsed. */
-int hc_parse_nginx_stat(const char *doc, size_t len, struct hc_stream *out, size_t cap);
-int hc_parse_srs_streams(const char *doc, size_t len, struct hc_stream *out, size_t cap);
+ * (at most cap), or -1 if the document is refused (rep->error says why).
+ * A stream whose app or name does not fit is skipped and counted, never
+ * cut. rep may be NULL. */
+int hc_parse_nginx_stat(const char *doc, size_t len, struct hc_stream *out, size_t cap,
+                        struct hc_stats_report *rep);
+int hc_parse_srs_streams(const char *doc, size_t len, struct hc_stream *out, size_t cap,
+                         struct hc_stats_report *rep);
 
 #endif

@@ -1,7 +1,10 @@
 /* Structured log lines: one event, then key/value fields, rendered as text
  * ("ts level event k=v ...") or one JSON object per line. Every line is built
- * in a stack buffer and written with one write(2), so worker threads never
- * interleave and never lock. */
+ * in a stack buffer. Once lb_log_start() ran, a finished line is copied into
+ * a bounded queue that one writer thread drains, so a slow or stuck sink
+ * never blocks a worker: when the queue is full the line is dropped and
+ * counted, and the writer says "N log lines dropped" where they were. Before
+ * (tests, `rtmplb -t`) a line is written in place with one write(2). */
 #ifndef LB_LOG_H
 #define LB_LOG_H
 
@@ -22,6 +25,7 @@ struct lb_logline {
     bool truncated;
     bool enabled;
     bool json;
+    bool access; /* the access log (else the main log) */
     int fd;
 };
 
@@ -47,6 +51,17 @@ void lb_log_i64(struct lb_logline *l, const char *key, int64_t v);
  * turns into a string). */
 void lb_log_null(struct lb_logline *l, const char *key);
 void lb_log_end(struct lb_logline *l);
+
+/* Starts the writer thread (idempotent); 0, or -1 if it cannot start (lines
+ * are then written in place). */
+int lb_log_start(void);
+/* Writes out what is queued, waiting timeout_ms at most, and stops the
+ * writer; later lines are written in place. False if the sink did not take
+ * everything in time (the rest is lost with the process). Also runs at
+ * exit. */
+bool lb_log_stop(unsigned timeout_ms);
+/* Lines dropped because the queue was full (a metric). */
+uint64_t lb_log_dropped_total(void);
 
 /* Shorthand for a line with a message only. */
 void lb_log_msg(enum lb_log_level level, const char *event, const char *fmt, ...)

@@ -199,6 +199,9 @@ static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
                           "Time an active health probe took.");
         lb_metrics_histo(m, NULL, 0, hc_engine_latency(srv->health));
     }
+    lb_metrics_family(m, "rtmplb_log_lines_dropped_total", LB_METRIC_COUNTER,
+                      "Log lines dropped because the log sink was too slow (queue full).");
+    lb_metrics_u64(m, NULL, 0, lb_log_dropped_total());
     lb_metrics_family(m, "rtmplb_admin_connections", LB_METRIC_GAUGE,
                       "Open admin HTTP connections.");
     lb_metrics_u64(m, NULL, 0, a->http ? lb_http_connections(a->http) : 0);

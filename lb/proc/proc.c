@@ -407,6 +407,9 @@ int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_contro
         free_server(&srv);
         return 1;
     }
+    /* From here on no worker or probe ever waits for the log's sink. */
+    if (lb_log_start() < 0)
+        lb_log_msg(LB_LOG_WARN, "start", "no log writer thread: log lines are written in place");
     int rc = start_control(&srv);
     if (rc < 0) {
         lb_log_msg(LB_LOG_ERROR, "start", "control loop: %s", uv_strerror(rc));
@@ -430,6 +433,7 @@ int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_contro
                "pid %d: %llu sessions served, %llu refused", (int)getpid(),
                (unsigned long long)atomic_load(&srv.env.sessions_total),
                (unsigned long long)atomic_load(&srv.env.sessions_refused));
+    lb_log_stop(2000); /* bounded: a stuck sink must not keep us from exiting */
     free_server(&srv);
     return 0;
 }

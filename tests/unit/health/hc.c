@@ -155,7 +155,7 @@ static void test_nginx_stat(void **st)
     size_t len;
     const char *doc = slurp("nginx-stat.xml", &len);
     struct hc_stream s[16];
-    int n = hc_parse_nginx_stat(doc, len, s, 16);
+    int n = hc_parse_nginx_stat(doc, len, s, 16, NULL);
     assert_int_equal(n, 2);
     assert_string_equal(s[0].app, "live");
     assert_string_equal(s[0].name, "cam1");
@@ -163,9 +163,9 @@ static void test_nginx_stat(void **st)
     assert_int_equal(s[0].clients, 2); /* publisher + one player */
     assert_string_equal(s[1].name, "cam2");
     assert_int_equal(s[1].clients, 1);
-    assert_int_equal(hc_parse_nginx_stat("<html/>", 7, s, 16), -1);
-    assert_int_equal(hc_parse_nginx_stat("<rtmp><server>", 14, s, 16), -1);
-    assert_int_equal(hc_parse_nginx_stat(doc, len, s, 1), 1); /* capped, not overrun */
+    assert_int_equal(hc_parse_nginx_stat("<html/>", 7, s, 16, NULL), -1);
+    assert_int_equal(hc_parse_nginx_stat("<rtmp><server>", 14, s, 16, NULL), -1);
+    assert_int_equal(hc_parse_nginx_stat(doc, len, s, 1, NULL), 1); /* capped, not overrun */
 }
 
 static void test_srs_streams(void **st)
@@ -173,7 +173,7 @@ static void test_srs_streams(void **st)
     size_t len;
     const char *doc = slurp("srs-streams.json", &len);
     struct hc_stream s[16];
-    int n = hc_parse_srs_streams(doc, len, s, 16);
+    int n = hc_parse_srs_streams(doc, len, s, 16, NULL);
     assert_int_equal(n, 2);
     assert_string_equal(s[0].app, "live");
     assert_string_equal(s[0].name, "livestream");
@@ -181,8 +181,8 @@ static void test_srs_streams(void **st)
     assert_int_equal(s[0].clients, 3);
     assert_int_equal(s[0].bw_in, 1210000);
     assert_false(s[1].publishing); /* publish.active false: not live there */
-    assert_int_equal(hc_parse_srs_streams("{\"code\":1000}", 13, s, 16), -1);
-    assert_int_equal(hc_parse_srs_streams("not json", 8, s, 16), -1);
+    assert_int_equal(hc_parse_srs_streams("{\"code\":1000}", 13, s, 16, NULL), -1);
+    assert_int_equal(hc_parse_srs_streams("not json", 8, s, 16, NULL), -1);
 }
 
 static void test_index(void **st)
