@@ -13,6 +13,7 @@
 #include "lb/admin/events.h"
 #include "lb/admin/http.h"
 #include "lb/admin/metrics.h"
+#include "lb/admin/page.h"
 #include "lb/admin/views.h"
 #include "lb/log.h"
 #include "lb/proc/proc.h"
@@ -31,7 +32,9 @@
 
 /* ---- requests to the workers ---------------------------------------------- */
 
-enum gather_what { G_SESSIONS, G_STREAMS };
+enum gather_what { G_SESSIONS, G_STREAMS, G_PAGE };
+
+#define PAGE_SESSIONS 50
 
 struct gather {
     struct lb_server *srv;
@@ -239,7 +242,7 @@ static void stats_stream(void *arg, const char *pool, const char *node, const st
     e->bw_in = s->bw_in;
 }
 
-static void streams_answer(struct gather *g, struct lb_http_response *res)
+static json_object *streams_json(struct gather *g)
 {
     struct streams_acc a = {0};
     for (size_t i = 0; i < g->n; i++) {
@@ -287,16 +290,42 @@ static void streams_answer(struct gather *g, struct lb_http_response *res)
     free(a.e);
     json_object *root = json_object_new_object();
     json_object_object_add(root, "streams", arr);
-    lb_http_reply_json(res, 200, root);
+    return root;
 }
+
+static json_object *sessions_json(struct gather *g);
 
 static void gather_answer(struct gather *g)
 {
     struct lb_http_response res;
     memset(&res, 0, sizeof(res));
     if (g->what == G_STREAMS) {
-        streams_answer(g, &res);
+        lb_http_reply_json(&res, 200, streams_json(g));
+    } else if (g->what == G_PAGE) {
+        struct lb_page_state st = {0};
+        if (g->srv->admin)
+            lb__admin_page_fill(g->srv->admin, &st);
+        st.streams = streams_json(g);
+        st.sessions = sessions_json(g);
+        lb__admin_page_reply(&res, &st);
+        json_object_put(st.upstreams);
+        json_object_put(st.routes);
+        json_object_put(st.process);
+        json_object_put(st.events);
+        json_object_put(st.streams);
+        json_object_put(st.sessions);
     } else {
+        lb_http_reply_json(&res, 200, sessions_json(g));
+    }
+    lb_http_finish(g->d, &res);
+    free(g->all);
+    free(g);
+}
+
+/* One page of the sessions wanted, oldest first. */
+static json_object *sessions_json(struct gather *g)
+{
+    {
         qsort(g->all, g->n, sizeof(*g->all), by_age);
         json_object *arr = json_object_new_array();
         size_t total = 0;
@@ -312,11 +341,8 @@ static void gather_answer(struct gather *g)
         json_object_object_add(root, "offset", lb__admin_u64(g->offset));
         json_object_object_add(root, "limit", lb__admin_u64(g->limit));
         json_object_object_add(root, "sessions", arr);
-        lb_http_reply_json(&res, 200, root);
+        return root;
     }
-    lb_http_finish(g->d, &res);
-    free(g->all);
-    free(g);
 }
 
 /* A non-negative integer query value; -1 when malformed. */
@@ -393,3 +419,16 @@ void lb__admin_streams(void *ud, const struct lb_http_request *req, struct lb_ht
 }
 
 /* ---- read views ------------------------------------------------------------ */
+
+void lb__admin_page_gather(struct lb_admin *a, struct lb_http_response *res)
+{
+    struct gather *g = calloc(1, sizeof(*g));
+    if (!g) {
+        lb_http_reply_error(res, 500, "out of memory");
+        return;
+    }
+    g->srv = a->srv;
+    g->what = G_PAGE;
+    g->limit = PAGE_SESSIONS;
+    gather_start(g, res);
+}
