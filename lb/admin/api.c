@@ -45,6 +45,7 @@ static void h_upstreams(void *ud, const struct lb_http_request *req, struct lb_h
 {
     struct lb_admin *a = ud;
     (void)req;
+    a->viewed_ms = uv_now(&a->srv->loop);
     lb_http_reply_json(res, 200,
                        lb_view_upstreams(a->srv->snap, a->srv->ovr, a->srv->conf,
                                          uv_now(&a->srv->loop)));
@@ -168,27 +169,18 @@ static void h_process(void *ud, const struct lb_http_request *req, struct lb_htt
     lb_http_reply_json(res, 200, lb__admin_process_json(ud));
 }
 
-/* Bitrates from the byte counters, every RATE_MS on the control loop. */
+/* Bitrates from the byte counters, every RATE_MS on the control loop, while
+ * someone reads them (upstreams or the page in the last RATE_WATCH_MS): a
+ * sample asks every worker for its sessions' bytes. */
 #define RATE_MS 2000
+#define RATE_WATCH_MS 30000
 static void on_rate_timer(uv_timer_t *t)
 {
     struct lb_admin *a = t->data;
-    const struct ups_snapshot *s = a->srv->snap;
     uint64_t now = uv_now(&a->srv->loop);
-    for (size_t p = 0; p < s->n_pools; p++)
-        for (size_t i = 0; i < s->pools[p].n_nodes; i++) {
-            struct ups_node_live *l = s->pools[p].nodes[i].live;
-            uint64_t in = atomic_load(&l->bytes_from_client);
-            uint64_t out = atomic_load(&l->bytes_to_client);
-            if (l->rate_at_ms && now > l->rate_at_ms && in >= l->rate_in && out >= l->rate_out) {
-                uint64_t dt = now - l->rate_at_ms;
-                atomic_store(&l->bps_from_client, (in - l->rate_in) * 8000 / dt);
-                atomic_store(&l->bps_to_client, (out - l->rate_out) * 8000 / dt);
-            }
-            l->rate_in = in;
-            l->rate_out = out;
-            l->rate_at_ms = now ? now : 1;
-        }
+    if (!a->viewed_ms || now - a->viewed_ms > RATE_WATCH_MS || a->srv->stopping)
+        return;
+    lb__admin_sample_rates(a);
 }
 
 /* ---- status page ------------------------------------------------------------- */
@@ -230,6 +222,7 @@ void lb__admin_page_reply(struct lb_http_response *res, const struct lb_page_sta
 static void h_page(void *ud, const struct lb_http_request *req, struct lb_http_response *res)
 {
     struct lb_admin *a = ud;
+    a->viewed_ms = uv_now(&a->srv->loop);
     if (!req->may_read) {
         lb__admin_page_reply(res, NULL);
         return;

@@ -4,7 +4,7 @@
 // origin, publish) and assert on what the page shows.
 //
 // Commands ({"op": ..., ...}):
-//   open {name, url, width, height, js}   a fresh context and page
+//   open {name, url, width, height, js, headers}   a fresh context and page
 //   eval {name, expr}                      value of an expression in the page
 //   click {name, selector, dialog}         dialog: "accept" | "dismiss" (confirms)
 //   select {name, selector, value}
@@ -41,6 +41,7 @@ async function handle(cmd) {
     const ctx = await browser.newContext({
       viewport: { width: cmd.width || 1280, height: cmd.height || 800 },
       javaScriptEnabled: cmd.js !== false,
+      extraHTTPHeaders: cmd.headers || {},
     });
     const page = await ctx.newPage();
     const st = { ctx, page, dialogs: [], mode: "dismiss", console: [] };
