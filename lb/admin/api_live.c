@@ -336,24 +336,23 @@ static void gather_answer(struct gather *g)
 /* One page of the sessions wanted, oldest first. */
 static json_object *sessions_json(struct gather *g)
 {
-    {
+    if (g->n) /* qsort(NULL, 0) is undefined */
         qsort(g->all, g->n, sizeof(*g->all), by_age);
-        json_object *arr = json_object_new_array();
-        size_t total = 0;
-        for (size_t i = 0; i < g->n; i++) {
-            if (!session_wanted(g, &g->all[i]))
-                continue;
-            if (total >= g->offset && total < g->offset + g->limit)
-                json_object_array_add(arr, session_json(&g->all[i]));
-            total++;
-        }
-        json_object *root = json_object_new_object();
-        json_object_object_add(root, "total", lb__admin_u64(total));
-        json_object_object_add(root, "offset", lb__admin_u64(g->offset));
-        json_object_object_add(root, "limit", lb__admin_u64(g->limit));
-        json_object_object_add(root, "sessions", arr);
-        return root;
+    json_object *arr = json_object_new_array();
+    size_t total = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        if (!session_wanted(g, &g->all[i]))
+            continue;
+        if (total >= g->offset && total < g->offset + g->limit)
+            json_object_array_add(arr, session_json(&g->all[i]));
+        total++;
     }
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "total", lb__admin_u64(total));
+    json_object_object_add(root, "offset", lb__admin_u64(g->offset));
+    json_object_object_add(root, "limit", lb__admin_u64(g->limit));
+    json_object_object_add(root, "sessions", arr);
+    return root;
 }
 
 /* A non-negative integer query value; -1 when malformed. */
