@@ -4,6 +4,7 @@
 #include "lb/log.h"
 
 #include <stdio.h>
+#include <time.h>
 
 void hc_log_transition(const char *pool, const char *node, bool up, enum hc_result r,
                        const char *reason, const char *detail, uint64_t checks)
@@ -23,6 +24,13 @@ void hc_log_transition(const char *pool, const char *node, bool up, enum hc_resu
                  detail ? ")" : "");
 }
 
+int64_t hc_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void hc_passive_failure(struct ups_node *n, const char *why)
 {
     atomic_fetch_add(&n->live->dial_failures, 1);
@@ -32,6 +40,7 @@ void hc_passive_failure(struct ups_node *n, const char *why)
     int up = UPS_UP;
     if (fails >= n->fall && atomic_compare_exchange_strong(&n->live->health, &up, UPS_DOWN)) {
         char reason[64];
+        atomic_store(&n->live->health_since_ms, hc_wall_ms());
         snprintf(reason, sizeof(reason), "%u sessions in a row failed to reach it", fails);
         hc_log_transition(n->pool->name, n->name, false, HC_PASSIVE, reason, why, 0);
     }

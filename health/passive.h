@@ -21,4 +21,7 @@ void hc_passive_success(struct ups_node *n);
 void hc_log_transition(const char *pool, const char *node, bool up, enum hc_result r,
                        const char *reason, const char *detail, uint64_t checks);
 
+/* The wall clock in ms (when a node changed state, when a probe ended). */
+int64_t hc_wall_ms(void);
+
 #endif

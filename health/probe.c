@@ -135,6 +135,7 @@ static void check_result(struct hc_target *t, enum hc_result r, const char *deta
     }
     if (!hc_apply(&t->st, &t->p, r == HC_OK, now))
         return;
+    atomic_store(&t->live->health_since_ms, hc_wall_ms());
     if (t->st.up) {
         atomic_store(&t->live->passive_fails, 0);
         atomic_store(&t->live->up_since_ms, now ? now : 1);
@@ -274,8 +275,11 @@ static void finish(struct hc_conn *c, enum hc_result r, const char *detail)
     if (c->kind == CONN_CHECK) {
         t->check_conn = NULL;
         if (!t->closing) {
-            lb_histo_observe(&t->e->latency,
-                             (double)(uv_now(t->e->loop) - c->started_ms) / 1000.0);
+            uint64_t took = uv_now(t->e->loop) - c->started_ms;
+            lb_histo_observe(&t->e->latency, (double)took / 1000.0);
+            atomic_store(&t->live->last_probe_us, took * 1000);
+            atomic_store(&t->live->last_probe_at_ms, hc_wall_ms());
+            atomic_store(&t->live->last_probe, (int)r + 1);
             check_result(t, r, detail);
         }
     } else {

@@ -4,6 +4,8 @@
 #   scripts/deps.sh build    compiler, CMake, libraries
 #   scripts/deps.sh run      + nginx-rtmp origins and ffmpeg (the local fleet)
 #   scripts/deps.sh test     + cmocka, clang/libFuzzer, and the test clients
+#                            (chromium, nodejs, npm: the browser tests; their
+#                            npm package comes from scripts/browser-deps.sh)
 #   scripts/deps.sh bench    + HAProxy and iperf3
 set -euo pipefail
 
@@ -11,7 +13,8 @@ build=(gcc make cmake pkg-config libuv1-dev libssl-dev libmaxminddb-dev libyaml-
        libxml2-dev libjson-c-dev)
 run=(nginx libnginx-mod-rtmp ffmpeg procps curl python3)
 test=(libcmocka-dev clang libclang-rt-14-dev python3 python3-yaml prometheus rtmpdump gstreamer1.0-tools
-      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
+      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
+      chromium nodejs)
 bench=(haproxy iperf3)
 geo=(libmaxmind-db-writer-perl mmdb-bin)
 
@@ -29,6 +32,11 @@ done
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# npm: Debian's package, unless the installed nodejs brings its own (a
+# nodejs from elsewhere conflicts with Debian's npm).
+for what in "${@:-build}"; do
+  if [ "$what" = test ] && ! command -v npm >/dev/null; then missing+=(npm); fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 jobs=${JOBS:-$(nproc)}
 
 scripts/deps.sh test
+scripts/browser-deps.sh
 
 summary=()
 total_pass=0

@@ -29,6 +29,14 @@ struct ups_node_live {
     _Atomic uint64_t dial_failures;
     _Atomic uint64_t bytes_from_client;
     _Atomic uint64_t bytes_to_client;
+    /* For the admin API (status page). */
+    _Atomic int64_t health_since_ms;   /* wall clock of the last up/down change; 0: start */
+    _Atomic int last_probe;            /* enum hc_result + 1 of the last active probe; 0: none */
+    _Atomic uint64_t last_probe_us;    /* its latency */
+    _Atomic int64_t last_probe_at_ms;  /* wall clock it ended */
+    _Atomic uint64_t bps_from_client;  /* bitrates from the byte counters, sampled by the */
+    _Atomic uint64_t bps_to_client;    /* admin server every 2 s (0 without one) */
+    uint64_t rate_in, rate_out, rate_at_ms; /* the admin's last sample (control thread) */
 };
 
 struct ups_pool;

@@ -14,6 +14,7 @@
 #include "lb/admin/events.h"
 #include "lb/admin/http.h"
 #include "lb/admin/metrics.h"
+#include "lb/admin/page.h"
 #include "lb/admin/views.h"
 #include "lb/log.h"
 #include "lb/proc/proc.h"
@@ -22,11 +23,13 @@
 #include "upstream/override.h"
 #include "upstream/upstream.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 
@@ -43,6 +46,7 @@ static void h_upstreams(void *ud, const struct lb_http_request *req, struct lb_h
 {
     struct lb_admin *a = ud;
     (void)req;
+    a->viewed_ms = uv_now(&a->srv->loop);
     lb_http_reply_json(res, 200,
                        lb_view_upstreams(a->srv->snap, a->srv->ovr, a->srv->conf,
                                          uv_now(&a->srv->loop)));
@@ -72,6 +76,159 @@ static void h_events(void *ud, const struct lb_http_request *req, struct lb_http
         return;
     }
     lb_http_reply_json(res, 200, lb_events_json((size_t)limit, (uint64_t)since));
+}
+
+/* ---- process --------------------------------------------------------------- */
+
+/* FNV-1a 64 of the config file (read once per start and reload: the hash of
+ * the file as it was when it was loaded, give or take an edit in between). */
+static void hash_config(struct lb_admin *a)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    FILE *f = a->srv->conf_path ? fopen(a->srv->conf_path, "rb") : NULL;
+    if (!f) {
+        snprintf(a->conf_hash, sizeof(a->conf_hash), "unreadable");
+        return;
+    }
+    unsigned char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        for (size_t i = 0; i < n; i++) {
+            h ^= buf[i];
+            h *= 0x100000001b3ULL;
+        }
+    fclose(f);
+    snprintf(a->conf_hash, sizeof(a->conf_hash), "%016llx", (unsigned long long)h);
+}
+
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+json_object *lb__admin_process_json(struct lb_admin *a)
+{
+    static const int policies[] = {CONF_POLICY_WEIGHTED, CONF_POLICY_LEAST_SESSIONS,
+                                   CONF_POLICY_STREAM_AFFINITY, CONF_POLICY_STREAM_LOCATION,
+                                   CONF_POLICY_GEO_NEAREST};
+    struct lb_server *srv = a->srv;
+    json_object *j = json_object_new_object();
+    json_object_object_add(j, "version", json_object_new_string(RTMPLB_VERSION));
+    json_object_object_add(j, "pid", json_object_new_int64(getpid()));
+    json_object_object_add(j, "started_ms", json_object_new_int64(a->t_start_wall_ms));
+    json_object_object_add(j, "uptime_ms", lb__admin_u64(uv_now(&srv->loop) - a->t_start_ms));
+    json_object_object_add(j, "now_ms", json_object_new_int64(wall_ms()));
+    json_object_object_add(j, "config_path",
+                           srv->conf_path ? json_object_new_string(srv->conf_path) : NULL);
+    json_object_object_add(j, "config_hash", json_object_new_string(a->conf_hash));
+    json_object_object_add(j, "generation", lb__admin_u64(srv->snap->generation));
+    json_object_object_add(j, "workers", lb__admin_u64(srv->n_workers));
+    json_object *rl = json_object_new_object();
+    json_object_object_add(rl, "ok", lb__admin_u64(atomic_load(&srv->reloads_ok)));
+    json_object_object_add(rl, "failed", lb__admin_u64(atomic_load(&srv->reloads_failed)));
+    json_object *last = NULL;
+    if (srv->last_reload_ms) {
+        last = json_object_new_object();
+        json_object_object_add(last, "time_ms", json_object_new_int64(srv->last_reload_ms));
+        json_object_object_add(last, "ok", json_object_new_boolean(srv->last_reload_ok));
+        json_object_object_add(last, "error",
+                               srv->last_reload_ok
+                                   ? NULL
+                                   : json_object_new_string(srv->last_reload_error));
+    }
+    json_object_object_add(rl, "last", last);
+    json_object_object_add(j, "reload", rl);
+    struct rlimit rl_nofile = {0};
+    getrlimit(RLIMIT_NOFILE, &rl_nofile);
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "open", json_object_new_int64(open_fds()));
+    json_object_object_add(d, "limit", lb__admin_u64(rl_nofile.rlim_cur));
+    json_object_object_add(d, "session_capacity", lb__admin_u64(srv->fd_capacity));
+    json_object_object_add(d, "max_sessions", lb__admin_u64(atomic_load(&srv->env.max_sessions)));
+    json_object_object_add(d, "pipes_per_worker", lb__admin_u64(srv->pipes_per_worker));
+    json_object_object_add(j, "descriptors", d);
+    json_object_object_add(j, "admin_connections", lb__admin_u64(lb_http_connections(a->http)));
+    json_object *pl = json_object_new_array();
+    for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++)
+        json_object_array_add(pl, json_object_new_string(conf_policy_name(policies[i])));
+    json_object_object_add(j, "policies", pl);
+    return j;
+}
+
+static void h_process(void *ud, const struct lb_http_request *req, struct lb_http_response *res)
+{
+    (void)req;
+    lb_http_reply_json(res, 200, lb__admin_process_json(ud));
+}
+
+/* Bitrates from the byte counters, every RATE_MS on the control loop, while
+ * someone reads them (upstreams or the page in the last RATE_WATCH_MS): a
+ * sample asks every worker for its sessions' bytes. */
+#define RATE_MS 2000
+#define RATE_WATCH_MS 30000
+static void on_rate_timer(uv_timer_t *t)
+{
+    struct lb_admin *a = t->data;
+    uint64_t now = uv_now(&a->srv->loop);
+    if (!a->viewed_ms || now - a->viewed_ms > RATE_WATCH_MS || a->srv->stopping)
+        return;
+    lb__admin_sample_rates(a);
+}
+
+/* ---- status page ------------------------------------------------------------- */
+
+void lb__admin_page_fill(struct lb_admin *a, struct lb_page_state *st)
+{
+    struct lb_server *srv = a->srv;
+    st->upstreams = lb_view_upstreams(srv->snap, srv->ovr, srv->conf, uv_now(&srv->loop));
+    st->routes = lb_view_routes(srv->snap, srv->ovr, srv->conf);
+    st->process = lb__admin_process_json(a);
+    st->events = lb_events_json(20, 0);
+    st->now_ms = wall_ms();
+}
+
+static void page_headers(struct lb_http_response *res)
+{
+    lb_http_reply_header(res, "Cache-Control", "no-store");
+    lb_http_reply_header(res, "X-Content-Type-Options", "nosniff");
+    lb_http_reply_header(res, "Referrer-Policy", "no-referrer");
+    lb_http_reply_header(res, "Content-Security-Policy",
+                         "default-src 'none'; script-src 'unsafe-inline'; style-src "
+                         "'unsafe-inline'; connect-src 'self'; img-src data:; "
+                         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'");
+}
+
+void lb__admin_page_reply(struct lb_http_response *res, const struct lb_page_state *st)
+{
+    size_t len = 0;
+    char *html = lb_page_render((const char *)lb_status_html, lb_status_html_len, st, 0, &len);
+    if (!html) {
+        lb_http_reply_error(res, 500, "out of memory");
+        return;
+    }
+    lb_http_reply(res, 200, "text/html; charset=utf-8", html, len);
+    free(html);
+    page_headers(res);
+}
+
+static void h_page(void *ud, const struct lb_http_request *req, struct lb_http_response *res)
+{
+    struct lb_admin *a = ud;
+    a->viewed_ms = uv_now(&a->srv->loop);
+    if (!req->may_read) {
+        lb__admin_page_reply(res, NULL);
+        return;
+    }
+    lb__admin_page_gather(a, res);
 }
 
 /* ---- locate ------------------------------------------------------------------ */
@@ -494,6 +651,8 @@ void lb_admin_schedule_drains(struct lb_server *srv)
 /* ---- server ---------------------------------------------------------------------------- */
 
 static const struct lb_http_route routes[] = {
+    {{"GET", "/"}, h_page, LB_HTTP_OPEN},
+    {{"GET", "/api/v1/process"}, h_process, LB_HTTP_READ},
     {{"GET", "/api/v1/upstreams"}, h_upstreams, LB_HTTP_READ},
     {{"GET", "/api/v1/routes"}, h_routes, LB_HTTP_READ},
     {{"GET", "/api/v1/sessions"}, lb__admin_sessions, LB_HTTP_READ},
@@ -525,6 +684,8 @@ int lb_admin_start(struct lb_server *srv, char *err, size_t errlen)
     }
     a->srv = srv;
     a->t_start_ms = uv_now(&srv->loop);
+    a->t_start_wall_ms = wall_ms();
+    hash_config(a);
     struct lb_http_config cfg = {
         .routes = routes,
         .n_routes = sizeof(routes) / sizeof(routes[0]),
@@ -547,6 +708,9 @@ int lb_admin_start(struct lb_server *srv, char *err, size_t errlen)
     }
     uv_timer_init(&srv->loop, &a->drain_timer);
     a->drain_timer.data = a;
+    uv_timer_init(&srv->loop, &a->rate_timer);
+    a->rate_timer.data = a;
+    uv_timer_start(&a->rate_timer, on_rate_timer, RATE_MS, RATE_MS);
     srv->admin = a;
     lb_log_msg(LB_LOG_INFO, "admin", "admin API on %s (%s)", c->admin.address.text,
                c->admin.token_file ? "token from admin.token_file"
@@ -562,10 +726,16 @@ void lb_admin_reloaded(struct lb_server *srv, const char *token)
         return;
     if (lb_http_set_auth(a->http, token, srv->conf->admin.public_read) < 0)
         lb_log_msg(LB_LOG_ERROR, "admin", "out of memory setting the new token");
+    hash_config(a);
     lb_admin_schedule_drains(srv);
 }
 
-static void admin_freed(uv_handle_t *h) { free(h->data); }
+static void admin_freed(uv_handle_t *h)
+{
+    struct lb_admin *a = h->data;
+    if (++a->closed == 2)
+        free(a);
+}
 
 void lb_admin_stop(struct lb_server *srv)
 {
@@ -576,6 +746,7 @@ void lb_admin_stop(struct lb_server *srv)
     lb_http_close(a->http, NULL, NULL);
     a->http = NULL;
     uv_close((uv_handle_t *)&a->drain_timer, admin_freed);
+    uv_close((uv_handle_t *)&a->rate_timer, admin_freed);
 }
 
 static int admin_listen_fd(struct lb_server *srv)

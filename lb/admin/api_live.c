@@ -13,6 +13,7 @@
 #include "lb/admin/events.h"
 #include "lb/admin/http.h"
 #include "lb/admin/metrics.h"
+#include "lb/admin/page.h"
 #include "lb/admin/views.h"
 #include "lb/log.h"
 #include "lb/proc/proc.h"
@@ -31,7 +32,9 @@
 
 /* ---- requests to the workers ---------------------------------------------- */
 
-enum gather_what { G_SESSIONS, G_STREAMS };
+enum gather_what { G_SESSIONS, G_STREAMS, G_PAGE, G_RATES };
+
+#define PAGE_SESSIONS 50
 
 struct gather {
     struct lb_server *srv;
@@ -75,15 +78,18 @@ static void gather_start(struct gather *g, struct lb_http_response *res)
 {
     struct lb_server *srv = g->srv;
     if (srv->stopping) {
-        lb_http_reply_error(res, 503, "rtmplb is stopping");
+        if (res)
+            lb_http_reply_error(res, 503, "rtmplb is stopping");
         free(g);
         return;
     }
-    g->d = lb_http_defer(res);
-    if (!g->d) {
-        lb_http_reply_error(res, 500, "out of memory");
-        free(g);
-        return;
+    if (res) {
+        g->d = lb_http_defer(res);
+        if (!g->d) {
+            lb_http_reply_error(res, 500, "out of memory");
+            free(g);
+            return;
+        }
     }
     g->waiting = srv->n_workers;
     for (unsigned i = 0; i < srv->n_workers; i++) {
@@ -239,7 +245,7 @@ static void stats_stream(void *arg, const char *pool, const char *node, const st
     e->bw_in = s->bw_in;
 }
 
-static void streams_answer(struct gather *g, struct lb_http_response *res)
+static json_object *streams_json(struct gather *g)
 {
     struct streams_acc a = {0};
     for (size_t i = 0; i < g->n; i++) {
@@ -287,36 +293,66 @@ static void streams_answer(struct gather *g, struct lb_http_response *res)
     free(a.e);
     json_object *root = json_object_new_object();
     json_object_object_add(root, "streams", arr);
-    lb_http_reply_json(res, 200, root);
+    return root;
 }
+
+static json_object *sessions_json(struct gather *g);
+
+static void rates_answer(struct gather *g);
 
 static void gather_answer(struct gather *g)
 {
     struct lb_http_response res;
     memset(&res, 0, sizeof(res));
+    if (g->what == G_RATES) {
+        rates_answer(g);
+        free(g->all);
+        free(g);
+        return;
+    }
     if (g->what == G_STREAMS) {
-        streams_answer(g, &res);
+        lb_http_reply_json(&res, 200, streams_json(g));
+    } else if (g->what == G_PAGE) {
+        struct lb_page_state st = {0};
+        if (g->srv->admin)
+            lb__admin_page_fill(g->srv->admin, &st);
+        st.streams = streams_json(g);
+        st.sessions = sessions_json(g);
+        lb__admin_page_reply(&res, &st);
+        json_object_put(st.upstreams);
+        json_object_put(st.routes);
+        json_object_put(st.process);
+        json_object_put(st.events);
+        json_object_put(st.streams);
+        json_object_put(st.sessions);
     } else {
-        qsort(g->all, g->n, sizeof(*g->all), by_age);
-        json_object *arr = json_object_new_array();
-        size_t total = 0;
-        for (size_t i = 0; i < g->n; i++) {
-            if (!session_wanted(g, &g->all[i]))
-                continue;
-            if (total >= g->offset && total < g->offset + g->limit)
-                json_object_array_add(arr, session_json(&g->all[i]));
-            total++;
-        }
-        json_object *root = json_object_new_object();
-        json_object_object_add(root, "total", lb__admin_u64(total));
-        json_object_object_add(root, "offset", lb__admin_u64(g->offset));
-        json_object_object_add(root, "limit", lb__admin_u64(g->limit));
-        json_object_object_add(root, "sessions", arr);
-        lb_http_reply_json(&res, 200, root);
+        lb_http_reply_json(&res, 200, sessions_json(g));
     }
     lb_http_finish(g->d, &res);
     free(g->all);
     free(g);
+}
+
+/* One page of the sessions wanted, oldest first. */
+static json_object *sessions_json(struct gather *g)
+{
+    if (g->n) /* qsort(NULL, 0) is undefined */
+        qsort(g->all, g->n, sizeof(*g->all), by_age);
+    json_object *arr = json_object_new_array();
+    size_t total = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        if (!session_wanted(g, &g->all[i]))
+            continue;
+        if (total >= g->offset && total < g->offset + g->limit)
+            json_object_array_add(arr, session_json(&g->all[i]));
+        total++;
+    }
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "total", lb__admin_u64(total));
+    json_object_object_add(root, "offset", lb__admin_u64(g->offset));
+    json_object_object_add(root, "limit", lb__admin_u64(g->limit));
+    json_object_object_add(root, "sessions", arr);
+    return root;
 }
 
 /* A non-negative integer query value; -1 when malformed. */
@@ -393,3 +429,63 @@ void lb__admin_streams(void *ud, const struct lb_http_request *req, struct lb_ht
 }
 
 /* ---- read views ------------------------------------------------------------ */
+
+void lb__admin_page_gather(struct lb_admin *a, struct lb_http_response *res)
+{
+    struct gather *g = calloc(1, sizeof(*g));
+    if (!g) {
+        lb_http_reply_error(res, 500, "out of memory");
+        return;
+    }
+    g->srv = a->srv;
+    g->what = G_PAGE;
+    g->limit = PAGE_SESSIONS;
+    gather_start(g, res);
+}
+
+/* ---- bitrates ---------------------------------------------------------------- */
+
+/* A node's bytes so far: those of its closed sessions (its counters, added
+ * at close) and those of its live ones (from the workers). The rate is the
+ * difference from the last sample; a session closing between a worker's
+ * answer and this read may be counted twice once (a spike, never < 0). */
+static void rates_answer(struct gather *g)
+{
+    struct lb_server *srv = g->srv;
+    const struct ups_snapshot *s = srv->snap;
+    uint64_t now = uv_now(&srv->loop);
+    for (size_t p = 0; p < s->n_pools; p++)
+        for (size_t i = 0; i < s->pools[p].n_nodes; i++) {
+            const struct ups_node *n = &s->pools[p].nodes[i];
+            struct ups_node_live *l = n->live;
+            uint64_t in = atomic_load(&l->bytes_from_client);
+            uint64_t out = atomic_load(&l->bytes_to_client);
+            for (size_t k = 0; k < g->n; k++) {
+                const struct lb_wsession *w = &g->all[k];
+                if (strcmp(w->node, n->name) == 0 && strcmp(w->pool, s->pools[p].name) == 0) {
+                    in += w->bytes_in;
+                    out += w->bytes_out;
+                }
+            }
+            if (l->rate_at_ms && now > l->rate_at_ms) {
+                uint64_t dt = now - l->rate_at_ms;
+                atomic_store(&l->bps_from_client,
+                             in > l->rate_in ? (in - l->rate_in) * 8000 / dt : 0);
+                atomic_store(&l->bps_to_client,
+                             out > l->rate_out ? (out - l->rate_out) * 8000 / dt : 0);
+            }
+            l->rate_in = in;
+            l->rate_out = out;
+            l->rate_at_ms = now ? now : 1;
+        }
+}
+
+void lb__admin_sample_rates(struct lb_admin *a)
+{
+    struct gather *g = calloc(1, sizeof(*g));
+    if (!g)
+        return;
+    g->srv = a->srv;
+    g->what = G_RATES;
+    gather_start(g, NULL);
+}

@@ -2,6 +2,7 @@
 #include "lb/admin/views.h"
 
 #include "conf/conf.h"
+#include "health/hc.h"
 #include "upstream/override.h"
 #include "upstream/upstream.h"
 
@@ -55,6 +56,28 @@ static json_object *node_view(const struct ups_pool *pool, const struct ups_node
     json_object_object_add(j, "bytes_to_client", u64(atomic_load(&l->bytes_to_client)));
     json_object_object_add(j, "dial_failures", u64(atomic_load(&l->dial_failures)));
     json_object_object_add(j, "passive_failures", u64(atomic_load(&l->passive_fails)));
+    int64_t since = atomic_load(&l->health_since_ms);
+    json_object_object_add(j, "state_since_ms", since ? json_object_new_int64(since) : NULL);
+    json_object_object_add(j, "bitrate_from_client_bps", u64(atomic_load(&l->bps_from_client)));
+    json_object_object_add(j, "bitrate_to_client_bps", u64(atomic_load(&l->bps_to_client)));
+    json_object_object_add(j, "stats_streams", u64(atomic_load(&l->stats_streams)));
+    json_object_object_add(j, "stats_clients", u64(atomic_load(&l->stats_clients)));
+    json_object_object_add(j, "stats_bw_in_bps", u64(atomic_load(&l->stats_bw_in)));
+    int lp = atomic_load(&l->last_probe);
+    json_object *probe = NULL;
+    if (lp > 0 && lp <= HC_RESULT__COUNT) {
+        probe = json_object_new_object();
+        json_object_object_add(probe, "result",
+                               json_object_new_string(hc_result_name((enum hc_result)(lp - 1))));
+        json_object_object_add(probe, "text",
+                               json_object_new_string(hc_result_text((enum hc_result)(lp - 1))));
+        json_object_object_add(probe, "latency_ms",
+                               json_object_new_double((double)atomic_load(&l->last_probe_us) /
+                                                      1000.0));
+        json_object_object_add(probe, "time_ms",
+                               json_object_new_int64(atomic_load(&l->last_probe_at_ms)));
+    }
+    json_object_object_add(j, "last_probe", probe);
 
     const struct ups_node_override *no = o ? ups_ovr_find_node(o, pool->name, n->name) : NULL;
     json_object *marks = json_object_new_array(), *ov = NULL;

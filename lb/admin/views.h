@@ -18,7 +18,10 @@
  * "up"|"down", "admin": "enabled"|"draining"|"disabled", "weight" (in
  * force), "effective_weight" (slow start), "config_weight", "backup",
  * "max_sessions", "sessions", "sessions_total", "bytes_from_client",
- * "bytes_to_client", "dial_failures", "passive_failures", "overridden":
+ * "bytes_to_client", "dial_failures", "passive_failures", "state_since_ms" (wall
+ * clock, null: since start), "bitrate_from_client_bps", "bitrate_to_client_bps",
+ * "stats_streams", "stats_clients", "stats_bw_in_bps", "last_probe": {"result",
+ * "text", "latency_ms", "time_ms"} | null, "overridden":
  * ["weight", "state"], "override": {"weight", "state", "close_at_ms"} |
  * null}]}]}. o and c may be NULL; now_ms is the clock slow start uses. */
 json_object *lb_view_upstreams(const struct ups_snapshot *s, const struct ups_overrides *o,

@@ -66,6 +66,10 @@ struct lb_server {
     struct lb_wreply_q replies; /* workers' answers to requests */
     bool replies_open;
     _Atomic uint64_t reloads_ok, reloads_failed;
+    /* The last reload (control thread): wall clock (0: none yet), result. */
+    int64_t last_reload_ms;
+    bool last_reload_ok;
+    char last_reload_error[256];
     /* Sessions routed per route and role, by route name; kept across
      * reloads (a route dropped by a reload keeps its slot). Never moves. */
     struct lb_route_stat {

@@ -5,6 +5,7 @@
 
 #include "conf/conf.h"
 #include "geo/geo.h"
+#include "health/passive.h"
 #include "health/probe.h"
 #include "health/streams.h"
 #include "lb/admin/events.h"
@@ -248,6 +249,9 @@ static int refused(struct lb_server *srv, struct ups_msgs *errs, const char *wha
     lb_log_msg(LB_LOG_ERROR, "reload_failed", "%s; keeping the running configuration", what);
     add_msg(errs, "%s", what);
     atomic_fetch_add(&srv->reloads_failed, 1);
+    srv->last_reload_ms = hc_wall_ms();
+    srv->last_reload_ok = false;
+    snprintf(srv->last_reload_error, sizeof(srv->last_reload_error), "%s", what);
     lb_event_add("reload_failed", NULL, NULL, "%s", what);
     return -1;
 }
@@ -349,8 +353,11 @@ int lb_proc_reload(struct lb_server *srv, struct ups_msgs *errs)
             lb_log_msg(LB_LOG_ERROR, "reload_failed", "%s", cerrs.msg[i]);
             add_msg(errs, "%s", cerrs.msg[i]);
         }
+        char what[300];
+        snprintf(what, sizeof(what), "the file is invalid%s%s", cerrs.n ? ": " : "",
+                 cerrs.n ? cerrs.msg[0] : "");
         conf_errors_free(&cerrs);
-        refused(srv, NULL, "the file is invalid");
+        refused(srv, NULL, what);
         return -1;
     }
     /* Open and build everything first ... */
@@ -409,6 +416,9 @@ int lb_proc_reload(struct lb_server *srv, struct ups_msgs *errs)
         free(token);
     }
     atomic_fetch_add(&srv->reloads_ok, 1);
+    srv->last_reload_ms = hc_wall_ms();
+    srv->last_reload_ok = true;
+    srv->last_reload_error[0] = '\0';
     struct lb_logline l;
     lb_log_begin(&l, LB_LOG_INFO, "reloaded");
     lb_log_str(&l, "file", srv->conf_path);

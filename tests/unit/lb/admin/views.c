@@ -43,10 +43,19 @@ static void test_upstreams(void **st)
     atomic_store(&a->live->bytes_to_client, 2000);
     atomic_store(&a->live->dial_failures, 2);
     atomic_store(&a->live->up_since_ms, 1000); /* came up at 1s: slow start */
+    atomic_store(&a->live->health_since_ms, 123456);
+    atomic_store(&a->live->bps_from_client, 800);
+    atomic_store(&a->live->bps_to_client, 1600);
+    atomic_store(&a->live->stats_streams, 2);
+    atomic_store(&a->live->stats_clients, 5);
+    atomic_store(&a->live->stats_bw_in, 3000);
+    atomic_store(&a->live->last_probe, 1); /* HC_OK + 1 */
+    atomic_store(&a->live->last_probe_us, 2500);
+    atomic_store(&a->live->last_probe_at_ms, 999);
     atomic_store(&fx.snap->pools[0].nodes[1].live->health, UPS_DOWN);
 
     json_object *v = lb_view_upstreams(fx.snap, NULL, fx.conf, 6000); /* 5 s into 10 s */
-    char want[2048];
+    char want[4096];
     snprintf(want, sizeof(want),
              "{\"generation\":%llu,\"pools\":["
              "{\"name\":\"hk\",\"nodes\":["
@@ -54,17 +63,25 @@ static void test_upstreams(void **st)
              "\"weight\":10,\"effective_weight\":5,\"config_weight\":10,\"backup\":false,"
              "\"max_sessions\":0,\"sessions\":3,\"sessions_total\":40,\"bytes_from_client\":1000,"
              "\"bytes_to_client\":2000,\"dial_failures\":2,\"passive_failures\":0,"
+             "\"state_since_ms\":123456,\"bitrate_from_client_bps\":800,"
+             "\"bitrate_to_client_bps\":1600,\"stats_streams\":2,\"stats_clients\":5,"
+             "\"stats_bw_in_bps\":3000,\"last_probe\":{\"result\":\"OK\",\"text\":\"ok\","
+             "\"latency_ms\":2.5,\"time_ms\":999},"
              "\"overridden\":[],\"override\":null},"
              "{\"name\":\"b\",\"address\":\"127.0.0.1:2\",\"state\":\"down\",\"admin\":\"enabled\","
              "\"weight\":1,\"effective_weight\":1,\"config_weight\":1,\"backup\":true,"
              "\"max_sessions\":5,\"sessions\":0,\"sessions_total\":0,\"bytes_from_client\":0,"
              "\"bytes_to_client\":0,\"dial_failures\":0,\"passive_failures\":0,"
+             "\"state_since_ms\":null,\"bitrate_from_client_bps\":0,\"bitrate_to_client_bps\":0,"
+             "\"stats_streams\":0,\"stats_clients\":0,\"stats_bw_in_bps\":0,\"last_probe\":null,"
              "\"overridden\":[],\"override\":null}]},"
              "{\"name\":\"sg\",\"nodes\":["
              "{\"name\":\"c\",\"address\":\"[::1]:3\",\"state\":\"up\",\"admin\":\"enabled\","
              "\"weight\":1,\"effective_weight\":1,\"config_weight\":1,\"backup\":false,"
              "\"max_sessions\":0,\"sessions\":0,\"sessions_total\":0,\"bytes_from_client\":0,"
              "\"bytes_to_client\":0,\"dial_failures\":0,\"passive_failures\":0,"
+             "\"state_since_ms\":null,\"bitrate_from_client_bps\":0,\"bitrate_to_client_bps\":0,"
+             "\"stats_streams\":0,\"stats_clients\":0,\"stats_bw_in_bps\":0,\"last_probe\":null,"
              "\"overridden\":[],\"override\":null}]}]}",
              (unsigned long long)fx.snap->generation);
     assert_string_equal(plain(v), want);
