@@ -69,7 +69,7 @@ struct lb_server {
     /* The last reload (control thread): wall clock (0: none yet), result. */
     int64_t last_reload_ms;
     bool last_reload_ok;
-    char last_reload_error[256];
+    char last_reload_error[512]; /* as long as any reason given to refused() */
     /* Sessions routed per route and role, by route name; kept across
      * reloads (a route dropped by a reload keeps its slot). Never moves. */
     struct lb_route_stat {
