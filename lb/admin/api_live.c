@@ -190,7 +190,7 @@ static int by_age(const void *a, const void *b)
 
 struct stream_entry {
     char app[128], stream[256], pool[64], node[64];
-    bool routed, stats;
+    bool routed, stats, hook;
     unsigned publishers, players, clients;
     uint64_t bw_in;
 };
@@ -239,6 +239,15 @@ static void stats_stream(void *arg, const char *pool, const char *node, const st
     e->bw_in = s->bw_in;
 }
 
+static void hook_stream(void *arg, const char *pool, const char *node, const char *app,
+                        const char *stream, uint64_t expires_in_ms)
+{
+    struct stream_entry *e = stream_slot(arg, app, stream, pool, node);
+    (void)expires_in_ms;
+    if (e)
+        e->hook = true;
+}
+
 static void streams_answer(struct gather *g, struct lb_http_response *res)
 {
     struct streams_acc a = {0};
@@ -261,10 +270,11 @@ static void streams_answer(struct gather *g, struct lb_http_response *res)
     }
     if (g->srv->health)
         hc_engine_each_stream(g->srv->health, stats_stream, &a);
+    hc_index_each_hook(g->srv->env.index, hook_stream, &a);
     json_object *arr = json_object_new_array();
     for (size_t i = 0; i < a.n; i++) {
         const struct stream_entry *e = &a.e[i];
-        if (!e->routed && !e->stats)
+        if (!e->routed && !e->stats && !e->hook)
             continue; /* only players through us: the stream's origin is not known */
         json_object *j = json_object_new_object(), *src = json_object_new_array();
         json_object_object_add(j, "app", json_object_new_string(e->app));
@@ -275,6 +285,8 @@ static void streams_answer(struct gather *g, struct lb_http_response *res)
             json_object_array_add(src, json_object_new_string("routed"));
         if (e->stats)
             json_object_array_add(src, json_object_new_string("stats"));
+        if (e->hook)
+            json_object_array_add(src, json_object_new_string("hook"));
         json_object_object_add(j, "sources", src);
         json_object_object_add(j, "publishers_here", lb__admin_u64(e->publishers));
         json_object_object_add(j, "players_here", lb__admin_u64(e->players));
