@@ -276,8 +276,9 @@ int lb_compat_srs_parse(const char *body, size_t len, struct lb_srs_hook *h, cha
     int rc = -1;
     if (!j || jerr != json_tokener_success) {
         snprintf(err, errlen, "the body is not JSON: %s",
-                 json_tokener_error_desc(jerr == json_tokener_success ? json_tokener_error_parse_eof
-                                                                      : jerr));
+                 jerr == json_tokener_continue || jerr == json_tokener_success
+                     ? "it ends before the object does"
+                     : json_tokener_error_desc(jerr));
         goto out;
     }
     for (size_t i = used; i < len; i++)
