@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,25 @@ enum ask_kind { ASK_ON_PLAY, ASK_ON_PUBLISH, ASK_OCLP_PULL };
 
 static const char *const ask_name[] = {"nginx_on_play", "nginx_on_publish", "oclp_pull"};
 
+/* A request refused before any routing: the JSON error, and one log line. */
+static void refuse(struct lb_http_response *res, enum ask_kind kind,
+                   const struct lb_http_request *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void refuse(struct lb_http_response *res, enum ask_kind kind,
+                   const struct lb_http_request *req, int status, const char *fmt, ...)
+{
+    char why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    lb_http_reply_error(res, status, "%s", why);
+    const char *node = lb_http_query(req, "node");
+    lb_log_msg(LB_LOG_INFO, "compat_answer", "endpoint=%s asking=%s status=%d reason=\"%s\"",
+               ask_name[kind], node ? node : "-", status, why);
+}
+
 static void answer_ask(struct lb_admin *a, const struct lb_http_request *req,
                        struct lb_http_response *res, enum ask_kind kind)
 {
@@ -157,27 +177,44 @@ static void answer_ask(struct lb_admin *a, const struct lb_http_request *req,
     if ((q && lb_compat_form_parse(&form, q + 1, strlen(q + 1), &why) < 0) ||
         (req->method == HTTP_POST && req->body_len &&
          lb_compat_form_parse(&form, req->body, req->body_len, &why) < 0)) {
-        lb_http_reply_error(res, 400, "the form does not parse: %s", why);
+        refuse(res, kind, req, 400, "the form does not parse: %s", why);
         goto out;
     }
     const char *want = kind == ASK_ON_PUBLISH ? "publish" : kind == ASK_ON_PLAY ? "play" : "pull";
     const char *call = lb_compat_form_get(&form, "call");
-    if (call && strcmp(call, want) != 0) {
-        lb_http_reply_error(res, 400, "this endpoint answers call=%s (got call=%s)", want, call);
-        goto out;
-    }
     const char *app = lb_compat_form_get(&form, "app");
     const char *name_in = lb_compat_form_get(&form, "name");
+    const char *addr = lb_compat_form_get(&form, "addr");
+    if (call && strcmp(call, want) != 0) {
+        refuse(res, kind, req, 400, "this endpoint answers call=%s (got call=%s)", want, call);
+        goto out;
+    }
+    /* nginx-rtmp's own relay sessions (the pull a 302 started, publishing
+     * what it pulls on the asking node) notify too; their addr is the
+     * relay's URL ("IP:PORT/app/name"), never a client's bare address.
+     * They are the asking node serving what rtmplb sent it to fetch. */
+    if (addr && strchr(addr, '/')) {
+        json_object *j = json_object_new_object();
+        json_object_object_add(j, "relay", json_object_new_string(addr));
+        json_object_object_add(j, "reason",
+                               json_object_new_string("the asking node's own relay: let it in"));
+        lb_http_reply_json(res, 200, j);
+        lb_log_msg(LB_LOG_INFO, "compat_answer",
+                   "endpoint=%s asking=%s relay=%s status=200 reason=\"the asking node's own relay\"",
+                   ask_name[kind], lb_http_query(req, "node") ? lb_http_query(req, "node") : "-",
+                   addr);
+        goto out;
+    }
     if (!app || !*app || !name_in || !*name_in) {
-        lb_http_reply_error(res, 400, "app and name are required");
+        refuse(res, kind, req, 400, "app and name are required%s", "");
         goto out;
     }
     /* A name may still carry its args ("cam?line=hk"): they select a route. */
     char name[HC_NAME_MAX];
     size_t nlen = strcspn(name_in, "?");
     if (nlen >= sizeof(name) || strlen(app) >= HC_APP_MAX) {
-        lb_http_reply_error(res, 400, "app is at most %d bytes, name at most %d", HC_APP_MAX - 1,
-                            HC_NAME_MAX - 1);
+        refuse(res, kind, req, 400, "app is at most %d bytes, name at most %d", HC_APP_MAX - 1,
+               HC_NAME_MAX - 1);
         goto out;
     }
     memcpy(name, name_in, nlen);
@@ -198,7 +235,6 @@ static void answer_ask(struct lb_admin *a, const struct lb_http_request *req,
     if (!ls)
         goto out;
     /* The client's address (nginx's addr, no port) for geo routes. */
-    const char *addr = lb_compat_form_get(&form, "addr");
     struct geo_info gi = {0};
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -237,9 +273,9 @@ static void answer_ask(struct lb_admin *a, const struct lb_http_request *req,
     if (ans.verdict == LB_COMPAT_REDIRECT &&
         lb_compat_location(ans.node, app, name, url, sizeof(url)) < 0) {
         /* nginx-rtmp keeps at most 255 bytes of a Location. */
-        lb_http_reply_error(res, 400,
-                            "app/name cannot go in an rtmp:// Location of at most 255 bytes "
-                            "(no controls, spaces, '?', '#', no '/' in app)");
+        refuse(res, kind, req, 400, "%s",
+               "app/name cannot go in an rtmp:// Location of at most 255 bytes (no controls, "
+               "spaces, '?', '#', no '/' in app)");
         goto out;
     }
     json_object *j = json_object_new_object();
