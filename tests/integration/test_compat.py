@@ -23,6 +23,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 import unittest
 import urllib.error
@@ -234,7 +235,7 @@ class SrsHooks(unittest.TestCase):
         cls.origins = {n: f.nginx_origin(n, free_port(), free_port()) for n in ("srs-a", "srs-b")}
         cls.front, cls.admin = free_port(), free_port()
         cls.secret = "h00k-s3cret"
-        sfile = os.path.join(f.dir, "hooks.secret")
+        sfile = cls.sfile = os.path.join(f.dir, "hooks.secret")
         with open(sfile, "w") as s:
             s.write(cls.secret + "\n")
         os.chmod(sfile, 0o600)
@@ -368,10 +369,40 @@ routes:
         self.assertEqual(gone, [(200, "0")] * 1000)
         self.assertEqual([s for s in self.streams() if s["stream"].startswith("burst")], [])
         after = rss_kib(pid)
+        print("burst: 1000 on_publish + 1000 on_unpublish answered 0; rtmplb RSS %d -> %d KiB"
+              % (before, after), file=sys.stderr)
         self.assertLess(after - before, 32 * 1024, "RSS grew from %d to %d KiB" % (before, after))
         self.assertIsNone(self.lb.poll(), "rtmplb exited")
         st, _, _ = req("GET", self.admin, "/api/v1/upstreams")
         self.assertEqual(st, 200)
+
+    def test_4_secret_follows_reload_all_or_nothing(self):
+        f = self.fleet
+        doc = dict(SRS_PUBLISH, action="on_stop", stream="r")
+        old = self.secret
+        with open(self.sfile, "w") as s:
+            s.write("n3w-secret\n")
+        before = f.log_text("rtmplb").count("reload_changes")
+        self.lb.send_signal(signal.SIGHUP)
+        wait_for(lambda: f.log_text("rtmplb").count("reload_changes") > before, 20, "the reload")
+        self.assertEqual(self.hook(doc, secret=old)[0], 403)
+        self.assertEqual(self.hook(doc, secret="n3w-secret"), (200, "0"))
+        # A world-readable secret file refuses the whole reload: the secret
+        # in force stays (the endpoints never open up).
+        os.chmod(self.sfile, 0o644)
+        failed = f.log_text("rtmplb").count("reload_failed")
+        self.lb.send_signal(signal.SIGHUP)
+        wait_for(lambda: f.log_text("rtmplb").count("reload_failed") > failed, 20, "the refused reload")
+        self.assertIn("admin.hooks_secret_file", f.log_text("rtmplb").split("reload_failed")[-1])
+        self.assertEqual(self.hook(doc, secret="n3w-secret"), (200, "0"))
+        self.assertEqual(self.hook(doc, secret=old)[0], 403)
+        os.chmod(self.sfile, 0o600)
+        with open(self.sfile, "w") as s:
+            s.write(old + "\n")
+        before = f.log_text("rtmplb").count("reload_changes")
+        self.lb.send_signal(signal.SIGHUP)
+        wait_for(lambda: f.log_text("rtmplb").count("reload_changes") > before, 20, "the reload")
+        self.assertEqual(self.hook(doc), (200, "0"))
 
 
 if __name__ == "__main__":
