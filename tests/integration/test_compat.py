@@ -148,10 +148,19 @@ routes:
         self.assertIn("compat_answer endpoint=nginx_on_play asking=edge app=live name=cam",
                       f.log_text("rtmplb"))
 
+        # What B's hooks said goes when B goes down (no secret here: open).
+        hook = {"action": "on_publish", "client_id": "1", "ip": "127.0.0.1", "vhost": "v",
+                "app": "live", "stream": "hooked", "param": "", "tcUrl": "rtmp://b/live",
+                "server_id": "vid-1"}
+        self.assertEqual(req("POST", self.admin, "/api/v1/hooks/srs?node=origin-b",
+                             json.dumps(hook))[0::2], (200, "0"))
+        self.assertTrue(self.located("hooked", "origin-b"))
         # B dies; the stream comes back on A; a new edge play pulls from A.
         f.kill_nginx(self.origins["origin-b"])
         f.stop_proc(pub)
         wait_for(lambda: not self.located("cam", "origin-b"), 30, "rtmplb to forget cam on origin-b")
+        wait_for(lambda: not self.located("hooked", "origin-b"), 30,
+                 "rtmplb to forget origin-b's hook entry once it is down")
         f.publish(self.origin_url("origin-a", "cam"), name="publish-a")
         wait_for(lambda: self.located("cam", "origin-a"), 30, "rtmplb's index to hold cam on origin-a")
         seen.clear()
