@@ -392,12 +392,12 @@ static void hook_expire(struct hc_index *x, uint64_t now)
 }
 
 int hc_index_hook_publish(struct hc_index *x, const char *pool, const char *node, const char *app,
-                          const char *stream, bool *evicted)
+                          const char *stream, uint64_t *evicted)
 {
     char *k = key_of(app, stream);
     int rc = -1;
     if (evicted)
-        *evicted = false;
+        *evicted = 0;
     if (!k)
         return -1;
     uint64_t now = x->clock();
@@ -412,7 +412,7 @@ int hc_index_hook_publish(struct hc_index *x, const char *pool, const char *node
             hook_drop(x, x->hook_head); /* the least recently confirmed */
             x->hooks_evicted++;
             if (evicted)
-                *evicted = true;
+                *evicted = x->hooks_evicted;
         }
         e = add_locked(x, pool, node, k, SRC_HOOK);
         if (e) {

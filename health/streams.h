@@ -53,9 +53,10 @@ void hc_index_remove_publish(struct hc_index *x, const char *pool, const char *n
 void hc_index_set_hook_limits(struct hc_index *x, size_t max, uint64_t ttl_ms);
 void hc_index_set_clock(struct hc_index *x, uint64_t (*clock)(void));
 /* 0 added, 1 already there (confirmed: its TTL starts again), -1 out of
- * memory. *evicted (may be NULL): the oldest entry made room. */
+ * memory. *evicted (may be NULL): 0, or when the oldest entry made room,
+ * how many entries were evicted so far (this one included). */
 int hc_index_hook_publish(struct hc_index *x, const char *pool, const char *node, const char *app,
-                          const char *stream, bool *evicted);
+                          const char *stream, uint64_t *evicted);
 /* Confirms a hook entry (a play there); false when there is none. */
 bool hc_index_hook_touch(struct hc_index *x, const char *pool, const char *node, const char *app,
                          const char *stream);

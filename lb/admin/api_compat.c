@@ -141,6 +141,22 @@ enum ask_kind { ASK_ON_PLAY, ASK_ON_PUBLISH, ASK_OCLP_PULL };
 
 static const char *const ask_name[] = {"nginx_on_play", "nginx_on_publish", "oclp_pull"};
 
+/* The log line of an answer made before any routing. */
+static void log_short(enum ask_kind kind, const struct lb_http_request *req, const char *relay,
+                      int status, const char *why)
+{
+    struct lb_logline l;
+    const char *node = lb_http_query(req, "node");
+    lb_log_begin(&l, LB_LOG_INFO, "compat_answer");
+    lb_log_str(&l, "endpoint", ask_name[kind]);
+    lb_log_str(&l, "asking", node ? node : "-");
+    if (relay)
+        lb_log_str(&l, "relay", relay);
+    lb_log_u64(&l, "status", (uint64_t)status);
+    lb_log_str(&l, "reason", why);
+    lb_log_end(&l);
+}
+
 /* A request refused before any routing: the JSON error, and one log line. */
 static void refuse(struct lb_http_response *res, enum ask_kind kind,
                    const struct lb_http_request *req, int status, const char *fmt, ...)
@@ -155,9 +171,7 @@ static void refuse(struct lb_http_response *res, enum ask_kind kind,
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     lb_http_reply_error(res, status, "%s", why);
-    const char *node = lb_http_query(req, "node");
-    lb_log_msg(LB_LOG_INFO, "compat_answer", "endpoint=%s asking=%s status=%d reason=\"%s\"",
-               ask_name[kind], node ? node : "-", status, why);
+    log_short(kind, req, NULL, status, why);
 }
 
 static void answer_ask(struct lb_admin *a, const struct lb_http_request *req,
@@ -199,14 +213,11 @@ static void answer_ask(struct lb_admin *a, const struct lb_http_request *req,
         json_object_object_add(j, "reason",
                                json_object_new_string("the asking node's own relay: let it in"));
         lb_http_reply_json(res, 200, j);
-        lb_log_msg(LB_LOG_INFO, "compat_answer",
-                   "endpoint=%s asking=%s relay=%s status=200 reason=\"the asking node's own relay\"",
-                   ask_name[kind], lb_http_query(req, "node") ? lb_http_query(req, "node") : "-",
-                   addr);
+        log_short(kind, req, addr, 200, "the asking node's own relay");
         goto out;
     }
     if (!app || !*app || !name_in || !*name_in) {
-        refuse(res, kind, req, 400, "app and name are required%s", "");
+        refuse(res, kind, req, 400, "%s", "app and name are required");
         goto out;
     }
     /* A name may still carry its args ("cam?line=hk"): they select a route. */
@@ -373,7 +384,7 @@ void lb__compat_srs_hook(void *ud, const struct lb_http_request *req,
     }
     const char *pn = found->pool->name;
     const char *did = "ignored";
-    bool evicted = false;
+    uint64_t evicted = 0;
     switch (h.action) {
     case LB_SRS_ON_PUBLISH:
         if (hc_index_hook_publish(srv->env.index, pn, node, h.app, h.stream, &evicted) < 0) {
@@ -394,10 +405,11 @@ void lb__compat_srs_hook(void *ud, const struct lb_http_request *req,
     case LB_SRS_OTHER:
         break;
     }
-    if (evicted)
+    if (evicted == 1 || (evicted && evicted % 1000 == 0)) /* the first, then one in 1000 */
         lb_log_msg(LB_LOG_WARN, "srs_hook_evicted",
-                   "the hook index is full (%d entries): the least recently confirmed went",
-                   HC_HOOKS_MAX);
+                   "the hook index is full (%d entries): the least recently confirmed went "
+                   "(%llu so far)",
+                   HC_HOOKS_MAX, (unsigned long long)evicted);
     struct lb_logline l;
     bool stream_change = h.action == LB_SRS_ON_PUBLISH || h.action == LB_SRS_ON_UNPUBLISH;
     lb_log_begin(&l, stream_change ? LB_LOG_INFO : LB_LOG_DEBUG, "srs_hook");

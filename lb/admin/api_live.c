@@ -198,24 +198,59 @@ struct stream_entry {
 struct streams_acc {
     struct stream_entry *e;
     size_t n, cap;
+    /* Open-addressing index over e (entry index + 1; 0 empty), 2 * cap
+     * slots: thousands of streams (stats, hooks) must not cost n^2
+     * compares on the control thread. */
+    size_t *idx;
 };
+
+static size_t key_hash(const char *app, const char *stream, const char *pool, const char *node)
+{
+    const char *part[4] = {app, stream, pool, node};
+    const size_t cap[4] = {sizeof(((struct stream_entry *)0)->app),
+                           sizeof(((struct stream_entry *)0)->stream),
+                           sizeof(((struct stream_entry *)0)->pool),
+                           sizeof(((struct stream_entry *)0)->node)};
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int k = 0; k < 4; k++) {
+        /* as stored: a field keeps at most cap - 1 bytes */
+        for (size_t i = 0; part[k][i] && i < cap[k] - 1; i++)
+            h = (h ^ (unsigned char)part[k][i]) * 0x100000001b3ULL;
+        h = (h ^ 0xffu) * 0x100000001b3ULL;
+    }
+    return (size_t)h;
+}
 
 static struct stream_entry *stream_slot(struct streams_acc *a, const char *app, const char *stream,
                                         const char *pool, const char *node)
 {
-    for (size_t i = 0; i < a->n; i++) {
-        struct stream_entry *e = &a->e[i];
+    size_t h = key_hash(app, stream, pool, node);
+    for (size_t i = a->idx ? h & (2 * a->cap - 1) : 0; a->idx && a->idx[i];
+         i = (i + 1) & (2 * a->cap - 1)) {
+        struct stream_entry *e = &a->e[a->idx[i] - 1];
         if (!strcmp(e->app, app) && !strcmp(e->stream, stream) && !strcmp(e->pool, pool) &&
             !strcmp(e->node, node))
             return e;
     }
     if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
+        size_t cap = a->cap ? a->cap * 2 : 64; /* a power of two: the index masks */
         struct stream_entry *p = realloc(a->e, cap * sizeof(*p));
         if (!p)
             return NULL;
         a->e = p;
+        size_t *idx = calloc(2 * cap, sizeof(*idx));
+        if (!idx)
+            return NULL; /* a->cap unchanged: the old index still fits */
+        free(a->idx);
+        a->idx = idx;
         a->cap = cap;
+        for (size_t k = 0; k < a->n; k++) {
+            const struct stream_entry *o = &a->e[k];
+            size_t j = key_hash(o->app, o->stream, o->pool, o->node) & (2 * cap - 1);
+            while (idx[j])
+                j = (j + 1) & (2 * cap - 1);
+            idx[j] = k + 1;
+        }
     }
     struct stream_entry *e = &a->e[a->n++];
     memset(e, 0, sizeof(*e));
@@ -223,6 +258,10 @@ static struct stream_entry *stream_slot(struct streams_acc *a, const char *app, 
     snprintf(e->stream, sizeof(e->stream), "%s", stream);
     snprintf(e->pool, sizeof(e->pool), "%s", pool);
     snprintf(e->node, sizeof(e->node), "%s", node);
+    size_t j = key_hash(e->app, e->stream, e->pool, e->node) & (2 * a->cap - 1);
+    while (a->idx[j])
+        j = (j + 1) & (2 * a->cap - 1);
+    a->idx[j] = a->n;
     return e;
 }
 
@@ -297,6 +336,7 @@ static void streams_answer(struct gather *g, struct lb_http_response *res)
         json_object_array_add(arr, j);
     }
     free(a.e);
+    free(a.idx);
     json_object *root = json_object_new_object();
     json_object_object_add(root, "streams", arr);
     lb_http_reply_json(res, 200, root);
