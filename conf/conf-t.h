@@ -173,6 +173,8 @@ struct conf {
         bool public_read; /* GET endpoints need no token */
         char *state_file; /* NULL: runtime overrides are not persisted */
         struct conf_mark state_file_mark;
+        char *hooks_secret_file; /* NULL: the origins' hook endpoints need no ?secret= */
+        struct conf_mark hooks_secret_file_mark;
     } admin;
     struct conf_listener *listeners;
     size_t n_listeners;

@@ -310,6 +310,8 @@ static const struct conf_field admin_fields[] = {
      NULL, NULL},
     {"state_file", CK_STR, OFF(struct conf, admin.state_file), CF_MARK,
      OFF(struct conf, admin.state_file_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    {"hooks_secret_file", CK_STR, OFF(struct conf, admin.hooks_secret_file), CF_MARK,
+     OFF(struct conf, admin.hooks_secret_file_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
     F_END};
 /* Fields carry offsets from struct conf (the walk gets the root). */
 static const struct conf_type admin_type = {"admin", 0, OFF(struct conf, admin.mark), CONF_NO_OFF,

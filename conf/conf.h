@@ -20,6 +20,9 @@ void conf_errors_free(struct conf_errors *errs);
  * Returns 0 and a malloc'ed token in *token (NULL when the config names no
  * token file), or -1 with "FILE:LINE:COL: admin.token_file: why" in err. */
 int conf_admin_token_load(const struct conf *c, char **token, char *err, size_t errlen);
+/* The same for admin.hooks_secret_file (the ?secret= the stock origins'
+ * hook and notify URLs must carry), with "admin.hooks_secret_file" in err. */
+int conf_admin_hooks_secret_load(const struct conf *c, char **secret, char *err, size_t errlen);
 
 /* Prints one line per config key: "dotted.path<TAB>type<TAB>default", with
  * "*" for a pool's name and "[]" for a list element, the default spelled as

@@ -142,6 +142,8 @@ static void check_result(struct hc_target *t, enum hc_result r, const char *deta
         atomic_store(&t->live->health, UPS_UP);
     } else {
         atomic_store(&t->live->health, UPS_DOWN);
+        /* What its hooks said dies with it (a restarted origin has nothing). */
+        hc_index_clear_hooks(t->e->index, t->pool, t->node);
     }
     log_transition(t, t->st.up, r, detail);
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BUCKETS 1024
 #define NODE_BUCKETS 64
@@ -17,12 +18,17 @@
  * linked, so one can be unlinked in O(1)); entries from a node's stats also
  * hang in that node's list, so replacing or clearing a node costs O(its
  * entries), not a scan of the whole table under the write lock. */
+enum src { SRC_STATS = 0, SRC_ROUTED, SRC_HOOK };
+
 struct entry {
     struct entry *next, **pprev; /* bucket */
     struct entry *node_next;     /* its node's list (stats entries only) */
+    struct entry *hook_next, *hook_prev; /* the hook list, oldest first (hook entries only) */
     char *pool, *node, *key;     /* key: "app/stream" */
-    bool routed;                 /* a publish we routed (else: from stats) */
+    int src;                     /* enum src: who said so */
     unsigned refs;               /* routed publishes of this key to this node */
+    uint64_t expires_ms;         /* hook entries: forgotten after this (index clock) */
+    size_t app_len;              /* key[0..app_len) is the app (hook entries) */
 };
 
 /* A node whose stats fed the index. */
@@ -38,7 +44,20 @@ struct hc_index {
     struct entry *b[BUCKETS];
     struct node_rec *nodes[NODE_BUCKETS];
     size_t n;
+    /* Hook entries, least recently confirmed first (so also by expiry). */
+    struct entry *hook_head, *hook_tail;
+    size_t n_hooks, max_hooks;
+    uint64_t hook_ttl_ms;
+    uint64_t hooks_evicted;
+    uint64_t (*clock)(void);
 };
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static unsigned hash(const char *s)
 {
@@ -65,6 +84,11 @@ struct hc_index *hc_index_new(void)
     if (x && pthread_rwlock_init(&x->lock, NULL) != 0) {
         free(x);
         return NULL;
+    }
+    if (x) {
+        x->max_hooks = HC_HOOKS_MAX;
+        x->hook_ttl_ms = HC_HOOK_TTL_MS;
+        x->clock = mono_ms;
     }
     return x;
 }
@@ -121,24 +145,33 @@ static void unlink_entry(struct hc_index *x, struct entry *e)
 /* Adds (pool, node, key) unless present and returns the new entry (NULL if
  * it was there already, or on allocation failure); caller holds the write
  * lock. */
+static struct entry *find_locked(struct hc_index *x, const char *pool, const char *node,
+                                 const char *key, int src)
+{
+    for (struct entry *e = x->b[hash(key)]; e; e = e->next)
+        if (e->src == src && strcmp(e->key, key) == 0 && strcmp(e->pool, pool) == 0 &&
+            strcmp(e->node, node) == 0)
+            return e;
+    return NULL;
+}
+
 static struct entry *add_locked(struct hc_index *x, const char *pool, const char *node,
-                                const char *key, bool routed)
+                                const char *key, int src)
 {
     unsigned h = hash(key);
-    for (struct entry *e = x->b[h]; e; e = e->next)
-        if (e->routed == routed && strcmp(e->key, key) == 0 && strcmp(e->pool, pool) == 0 &&
-            strcmp(e->node, node) == 0) {
-            if (routed)
-                e->refs++;
-            return NULL;
-        }
+    struct entry *old = find_locked(x, pool, node, key, src);
+    if (old) {
+        if (src == SRC_ROUTED)
+            old->refs++;
+        return NULL;
+    }
     struct entry *e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
     e->pool = strdup(pool);
     e->node = strdup(node);
     e->key = strdup(key);
-    e->routed = routed;
+    e->src = src;
     e->refs = 1;
     if (!e->pool || !e->node || !e->key) {
         free_entry(e);
@@ -200,7 +233,7 @@ void hc_index_set_node(struct hc_index *x, const char *pool, const char *node,
         if (!streams[i].publishing)
             continue; /* a stream without a publisher is not live there */
         char *k = key_of(streams[i].app, streams[i].name);
-        struct entry *e = k ? add_locked(x, pool, node, k, false) : NULL;
+        struct entry *e = k ? add_locked(x, pool, node, k, SRC_STATS) : NULL;
         free(k);
         if (e) {
             e->node_next = r->entries;
@@ -245,7 +278,7 @@ void hc_index_add_publish(struct hc_index *x, const char *pool, const char *node
     if (!k)
         return;
     pthread_rwlock_wrlock(&x->lock);
-    add_locked(x, pool, node, k, true);
+    add_locked(x, pool, node, k, SRC_ROUTED);
     pthread_rwlock_unlock(&x->lock);
     free(k);
 }
@@ -258,7 +291,7 @@ void hc_index_remove_publish(struct hc_index *x, const char *pool, const char *n
         return;
     pthread_rwlock_wrlock(&x->lock);
     for (struct entry *e = x->b[hash(k)]; e; e = e->next) {
-        if (e->routed && strcmp(e->key, k) == 0 && strcmp(e->pool, pool) == 0 &&
+        if (e->src == SRC_ROUTED && strcmp(e->key, k) == 0 && strcmp(e->pool, pool) == 0 &&
             strcmp(e->node, node) == 0) {
             if (--e->refs == 0) {
                 unlink_entry(x, e);
@@ -278,10 +311,15 @@ bool hc_index_lookup(struct hc_index *x, const char *pool, const char *app, cons
     bool found = false;
     if (!k)
         return false;
+    /* Routed publishes first (this instance saw them), then what the
+     * node itself said in a hook, then its stats (the oldest news). */
+    static const int order[] = {SRC_ROUTED, SRC_HOOK, SRC_STATS};
+    uint64_t now = x->clock();
     pthread_rwlock_rdlock(&x->lock);
-    for (int pass = 0; pass < 2 && !found; pass++) /* routed publishes first */
+    for (int pass = 0; pass < 3 && !found; pass++)
         for (struct entry *e = x->b[hash(k)]; e; e = e->next)
-            if (e->routed == (pass == 0) && strcmp(e->key, k) == 0 && strcmp(e->pool, pool) == 0) {
+            if (e->src == order[pass] && strcmp(e->key, k) == 0 && strcmp(e->pool, pool) == 0 &&
+                (e->src != SRC_HOOK || e->expires_ms > now)) {
                 snprintf(node, cap, "%s", e->node);
                 found = true;
                 break;
@@ -297,6 +335,181 @@ size_t hc_index_count(struct hc_index *x)
     size_t n = x->n;
     pthread_rwlock_unlock(&x->lock);
     return n;
+}
+
+/* ---- origin hooks ----------------------------------------------------------- */
+
+void hc_index_set_hook_limits(struct hc_index *x, size_t max, uint64_t ttl_ms)
+{
+    pthread_rwlock_wrlock(&x->lock);
+    x->max_hooks = max ? max : 1;
+    x->hook_ttl_ms = ttl_ms ? ttl_ms : 1;
+    pthread_rwlock_unlock(&x->lock);
+}
+
+void hc_index_set_clock(struct hc_index *x, uint64_t (*clock)(void))
+{
+    x->clock = clock ? clock : mono_ms;
+}
+
+static void hook_unlist(struct hc_index *x, struct entry *e)
+{
+    if (e->hook_prev)
+        e->hook_prev->hook_next = e->hook_next;
+    else
+        x->hook_head = e->hook_next;
+    if (e->hook_next)
+        e->hook_next->hook_prev = e->hook_prev;
+    else
+        x->hook_tail = e->hook_prev;
+    e->hook_next = e->hook_prev = NULL;
+}
+
+static void hook_append(struct hc_index *x, struct entry *e)
+{
+    e->hook_prev = x->hook_tail;
+    e->hook_next = NULL;
+    if (x->hook_tail)
+        x->hook_tail->hook_next = e;
+    else
+        x->hook_head = e;
+    x->hook_tail = e;
+}
+
+static void hook_drop(struct hc_index *x, struct entry *e)
+{
+    hook_unlist(x, e);
+    unlink_entry(x, e);
+    free_entry(e);
+    x->n_hooks--;
+}
+
+/* Drops expired hook entries (the list is ordered by expiry: every entry
+ * gets the same TTL when added or confirmed). Caller holds the write lock. */
+static void hook_expire(struct hc_index *x, uint64_t now)
+{
+    while (x->hook_head && x->hook_head->expires_ms <= now)
+        hook_drop(x, x->hook_head);
+}
+
+int hc_index_hook_publish(struct hc_index *x, const char *pool, const char *node, const char *app,
+                          const char *stream, uint64_t *evicted)
+{
+    char *k = key_of(app, stream);
+    int rc = -1;
+    if (evicted)
+        *evicted = 0;
+    if (!k)
+        return -1;
+    uint64_t now = x->clock();
+    pthread_rwlock_wrlock(&x->lock);
+    hook_expire(x, now);
+    struct entry *e = find_locked(x, pool, node, k, SRC_HOOK);
+    if (e) {
+        hook_unlist(x, e);
+        rc = 1;
+    } else {
+        if (x->n_hooks >= x->max_hooks && x->hook_head) {
+            hook_drop(x, x->hook_head); /* the least recently confirmed */
+            x->hooks_evicted++;
+            if (evicted)
+                *evicted = x->hooks_evicted;
+        }
+        e = add_locked(x, pool, node, k, SRC_HOOK);
+        if (e) {
+            e->app_len = strlen(app);
+            x->n_hooks++;
+            rc = 0;
+        }
+    }
+    if (e) {
+        e->expires_ms = now + x->hook_ttl_ms;
+        hook_append(x, e);
+    }
+    pthread_rwlock_unlock(&x->lock);
+    free(k);
+    return rc;
+}
+
+bool hc_index_hook_touch(struct hc_index *x, const char *pool, const char *node, const char *app,
+                         const char *stream)
+{
+    char *k = key_of(app, stream);
+    if (!k)
+        return false;
+    uint64_t now = x->clock();
+    pthread_rwlock_wrlock(&x->lock);
+    hook_expire(x, now);
+    struct entry *e = find_locked(x, pool, node, k, SRC_HOOK);
+    if (e) {
+        hook_unlist(x, e);
+        e->expires_ms = now + x->hook_ttl_ms;
+        hook_append(x, e);
+    }
+    pthread_rwlock_unlock(&x->lock);
+    free(k);
+    return e != NULL;
+}
+
+bool hc_index_hook_unpublish(struct hc_index *x, const char *pool, const char *node,
+                             const char *app, const char *stream)
+{
+    char *k = key_of(app, stream);
+    if (!k)
+        return false;
+    pthread_rwlock_wrlock(&x->lock);
+    hook_expire(x, x->clock());
+    struct entry *e = find_locked(x, pool, node, k, SRC_HOOK);
+    if (e)
+        hook_drop(x, e);
+    pthread_rwlock_unlock(&x->lock);
+    free(k);
+    return e != NULL;
+}
+
+size_t hc_index_clear_hooks(struct hc_index *x, const char *pool, const char *node)
+{
+    size_t n = 0;
+    pthread_rwlock_wrlock(&x->lock);
+    for (struct entry *e = x->hook_head, *next; e; e = next) {
+        next = e->hook_next;
+        if (strcmp(e->pool, pool) == 0 && strcmp(e->node, node) == 0) {
+            hook_drop(x, e);
+            n++;
+        }
+    }
+    pthread_rwlock_unlock(&x->lock);
+    return n;
+}
+
+size_t hc_index_count_hooks(struct hc_index *x, uint64_t *evicted)
+{
+    pthread_rwlock_rdlock(&x->lock);
+    size_t n = 0;
+    uint64_t now = x->clock();
+    for (struct entry *e = x->hook_tail; e && e->expires_ms > now; e = e->hook_prev)
+        n++;
+    if (evicted)
+        *evicted = x->hooks_evicted;
+    pthread_rwlock_unlock(&x->lock);
+    return n;
+}
+
+void hc_index_each_hook(struct hc_index *x, hc_hook_cb cb, void *arg)
+{
+    char app[HC_APP_MAX], stream[HC_NAME_MAX];
+    pthread_rwlock_rdlock(&x->lock);
+    uint64_t now = x->clock();
+    for (struct entry *e = x->hook_head; e; e = e->hook_next) {
+        if (e->expires_ms <= now)
+            continue;
+        size_t al = e->app_len < sizeof(app) - 1 ? e->app_len : sizeof(app) - 1;
+        memcpy(app, e->key, al);
+        app[al] = '\0';
+        snprintf(stream, sizeof(stream), "%s", e->key + e->app_len + 1);
+        cb(arg, e->pool, e->node, app, stream, e->expires_ms - now);
+    }
+    pthread_rwlock_unlock(&x->lock);
 }
 
 /* ---- nginx-rtmp /stat (XML) -------------------------------------------- */

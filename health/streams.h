@@ -12,10 +12,13 @@
 
 struct hc_index;
 
+#define HC_APP_MAX 128
+#define HC_NAME_MAX 256
+
 /* One stream as a node's stats report it. */
 struct hc_stream {
-    char app[128];
-    char name[256];
+    char app[HC_APP_MAX];
+    char name[HC_NAME_MAX];
     bool publishing;
     unsigned clients;
     uint64_t bw_in; /* bits per second, 0 if unknown */
@@ -39,8 +42,40 @@ void hc_index_add_publish(struct hc_index *x, const char *pool, const char *node
                           const char *stream);
 void hc_index_remove_publish(struct hc_index *x, const char *pool, const char *node,
                              const char *app, const char *stream);
+/* Origin hooks (SRS http_hooks on_publish/on_unpublish): what a node said
+ * itself, at once. Bounded: at most HC_HOOKS_MAX entries (the least
+ * recently confirmed goes first when full), each forgotten HC_HOOK_TTL_MS
+ * after it was added or last confirmed (on_publish again, on_play), on
+ * unpublish, and when its node goes down or leaves the config. */
+#define HC_HOOKS_MAX 10000
+#define HC_HOOK_TTL_MS (24u * 3600 * 1000)
+/* Tests: other bounds, a fake clock (monotonic ms; NULL: the real one). */
+void hc_index_set_hook_limits(struct hc_index *x, size_t max, uint64_t ttl_ms);
+void hc_index_set_clock(struct hc_index *x, uint64_t (*clock)(void));
+/* 0 added, 1 already there (confirmed: its TTL starts again), -1 out of
+ * memory. *evicted (may be NULL): 0, or when the oldest entry made room,
+ * how many entries were evicted so far (this one included). */
+int hc_index_hook_publish(struct hc_index *x, const char *pool, const char *node, const char *app,
+                          const char *stream, uint64_t *evicted);
+/* Confirms a hook entry (a play there); false when there is none. */
+bool hc_index_hook_touch(struct hc_index *x, const char *pool, const char *node, const char *app,
+                         const char *stream);
+/* Removes a hook entry; false when there was none. */
+bool hc_index_hook_unpublish(struct hc_index *x, const char *pool, const char *node,
+                             const char *app, const char *stream);
+/* Forgets every hook entry of pool/node (it went down, or left the config);
+ * returns how many. */
+size_t hc_index_clear_hooks(struct hc_index *x, const char *pool, const char *node);
+/* Live hook entries; *evicted (may be NULL): how many were ever evicted. */
+size_t hc_index_count_hooks(struct hc_index *x, uint64_t *evicted);
+typedef void (*hc_hook_cb)(void *arg, const char *pool, const char *node, const char *app,
+                           const char *stream, uint64_t expires_in_ms);
+/* Calls cb for each live hook entry, under the read lock (cb must not call
+ * back into the index). */
+void hc_index_each_hook(struct hc_index *x, hc_hook_cb cb, void *arg);
+
 /* The node of `pool` where app/stream is live (a routed publish first, then
- * stats with a publisher). Copies its name into node. */
+ * a hook, then stats with a publisher). Copies its name into node. */
 bool hc_index_lookup(struct hc_index *x, const char *pool, const char *app, const char *stream,
                      char *node, size_t cap);
 size_t hc_index_count(struct hc_index *x);

@@ -69,6 +69,11 @@ static int check_references(const char *path, const struct conf *c)
         return 2;
     }
     free(token);
+    if (conf_admin_hooks_secret_load(c, &token, terr, sizeof(terr)) < 0) {
+        fprintf(stderr, "%s\n", terr);
+        return 2;
+    }
+    free(token);
     return 0;
 }
 

@@ -81,11 +81,13 @@ static size_t tier(const struct ups_pool *pool, bool backup, const struct ups_no
 /* stream_location: the node where a played stream is live, if it may
  * serve: up, not disabled (draining still serves what is only there), and
  * with room. Backups count: the stream is only there. */
-static struct ups_node *located(const struct ups_route *r, const struct ups_request *req)
+struct ups_node *ups_route_stream_node(const struct ups_route *r, const struct ups_request *req,
+                                       struct ups_node **where)
 {
     char name[1024];
-    if (r->policy != CONF_POLICY_STREAM_LOCATION || req->l4 || req->role != CONF_ROLE_PLAY ||
-        !req->streams || !req->streams->locate ||
+    if (where)
+        *where = NULL;
+    if (req->l4 || !req->streams || !req->streams->locate ||
         !req->streams->locate(req->streams->ctx, r->pool->name, req->app, req->stream, name,
                               sizeof(name)))
         return NULL;
@@ -93,12 +95,21 @@ static struct ups_node *located(const struct ups_route *r, const struct ups_requ
         struct ups_node *n = &r->pool->nodes[i];
         if (strcmp(n->name, name) != 0)
             continue;
+        if (where)
+            *where = n;
         if (atomic_load(&n->live->health) != UPS_UP ||
             atomic_load(&n->live->admin) == UPS_DISABLED || !ups_node_has_room(n))
             return NULL;
         return n;
     }
     return NULL;
+}
+
+static struct ups_node *located(const struct ups_route *r, const struct ups_request *req)
+{
+    if (r->policy != CONF_POLICY_STREAM_LOCATION || req->role != CONF_ROLE_PLAY)
+        return NULL;
+    return ups_route_stream_node(r, req, NULL);
 }
 
 void ups_route_candidates(const struct ups_snapshot *s, const struct ups_route *r,

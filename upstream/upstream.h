@@ -36,6 +36,13 @@ const struct ups_route *ups_route_find(const struct ups_snapshot *s, const struc
 void ups_route_candidates(const struct ups_snapshot *s, const struct ups_route *r,
                           const struct ups_request *req, struct ups_candidates *out);
 
+/* The node of r's pool where the stream index says req's app/stream is
+ * live, if it may serve a play (up, not disabled, room), whatever r's
+ * policy; NULL otherwise. *where (may be NULL) is the node the index names
+ * even when it may not serve (NULL: the index does not know the stream). */
+struct ups_node *ups_route_stream_node(const struct ups_route *r, const struct ups_request *req,
+                                       struct ups_node **where);
+
 /* Reserve a session slot on a node (respects max_sessions); release it when
  * the session ends or the dial fails. */
 bool ups_node_acquire(struct ups_node *n);

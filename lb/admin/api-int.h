@@ -22,6 +22,7 @@ struct lb_admin {
     uint64_t viewed_ms; /* loop time of the last upstreams/page read (0: never) */
     int closed;         /* timers closed (stop frees at 2) */
     char conf_hash[20]; /* FNV-1a 64 of the config file in force, hex */
+    struct lb_compat *compat; /* api_compat.c: the hooks secret */
 };
 
 json_object *lb__admin_u64(uint64_t v);
@@ -47,6 +48,18 @@ void lb__admin_close_node_sessions(struct lb_server *srv, const char *pool, cons
                                    enum lb_reason reason);
 void lb__admin_sessions(void *ud, const struct lb_http_request *req, struct lb_http_response *res);
 void lb__admin_streams(void *ud, const struct lb_http_request *req, struct lb_http_response *res);
+
+/* api_compat.c: stock origins' endpoints (COMPAT.md) */
+int lb__compat_start(struct lb_admin *a, char *err, size_t errlen);
+void lb__compat_reloaded(struct lb_admin *a);
+void lb__compat_stop(struct lb_admin *a);
+void lb__compat_on_play(void *ud, const struct lb_http_request *req, struct lb_http_response *res);
+void lb__compat_on_publish(void *ud, const struct lb_http_request *req,
+                           struct lb_http_response *res);
+void lb__compat_oclp_pull(void *ud, const struct lb_http_request *req,
+                          struct lb_http_response *res);
+void lb__compat_srs_hook(void *ud, const struct lb_http_request *req,
+                         struct lb_http_response *res);
 
 /* api_metrics.c */
 void lb__admin_metrics(void *ud, const struct lb_http_request *req, struct lb_http_response *res);

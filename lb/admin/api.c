@@ -666,6 +666,13 @@ static const struct lb_http_route routes[] = {
     {{"POST", "/api/v1/routes/{route}"}, h_route, LB_HTTP_WRITE},
     {{"POST", "/api/v1/reload"}, h_reload, LB_HTTP_WRITE},
     {{"GET", "/metrics"}, lb__admin_metrics, LB_HTTP_READ},
+    /* Stock origins and edges (COMPAT.md): open, ?secret= when configured. */
+    {{"GET", "/nginx/on_play"}, lb__compat_on_play, LB_HTTP_OPEN},
+    {{"POST", "/nginx/on_play"}, lb__compat_on_play, LB_HTTP_OPEN},
+    {{"GET", "/nginx/on_publish"}, lb__compat_on_publish, LB_HTTP_OPEN},
+    {{"POST", "/nginx/on_publish"}, lb__compat_on_publish, LB_HTTP_OPEN},
+    {{"GET", "/oclp/v1/pull"}, lb__compat_oclp_pull, LB_HTTP_OPEN},
+    {{"POST", "/api/v1/hooks/srs"}, lb__compat_srs_hook, LB_HTTP_OPEN},
 };
 
 int lb_admin_start(struct lb_server *srv, char *err, size_t errlen)
@@ -686,6 +693,11 @@ int lb_admin_start(struct lb_server *srv, char *err, size_t errlen)
     a->t_start_ms = uv_now(&srv->loop);
     a->t_start_wall_ms = wall_ms();
     hash_config(a);
+    if (lb__compat_start(a, err, errlen) < 0) {
+        free(token);
+        free(a);
+        return -1;
+    }
     struct lb_http_config cfg = {
         .routes = routes,
         .n_routes = sizeof(routes) / sizeof(routes[0]),
@@ -703,6 +715,7 @@ int lb_admin_start(struct lb_server *srv, char *err, size_t errlen)
         free(token);
     }
     if (rc < 0) {
+        lb__compat_stop(a);
         free(a);
         return -1;
     }
@@ -727,6 +740,7 @@ void lb_admin_reloaded(struct lb_server *srv, const char *token)
     if (lb_http_set_auth(a->http, token, srv->conf->admin.public_read) < 0)
         lb_log_msg(LB_LOG_ERROR, "admin", "out of memory setting the new token");
     hash_config(a);
+    lb__compat_reloaded(a);
     lb_admin_schedule_drains(srv);
 }
 
@@ -743,6 +757,7 @@ void lb_admin_stop(struct lb_server *srv)
     if (!a)
         return;
     srv->admin = NULL;
+    lb__compat_stop(a);
     lb_http_close(a->http, NULL, NULL);
     a->http = NULL;
     uv_close((uv_handle_t *)&a->drain_timer, admin_freed);

@@ -196,7 +196,7 @@ static int by_age(const void *a, const void *b)
 
 struct stream_entry {
     char app[128], stream[256], pool[64], node[64];
-    bool routed, stats;
+    bool routed, stats, hook;
     unsigned publishers, players, clients;
     uint64_t bw_in;
 };
@@ -204,24 +204,59 @@ struct stream_entry {
 struct streams_acc {
     struct stream_entry *e;
     size_t n, cap;
+    /* Open-addressing index over e (entry index + 1; 0 empty), 2 * cap
+     * slots: thousands of streams (stats, hooks) must not cost n^2
+     * compares on the control thread. */
+    size_t *idx;
 };
+
+static size_t key_hash(const char *app, const char *stream, const char *pool, const char *node)
+{
+    const char *part[4] = {app, stream, pool, node};
+    const size_t cap[4] = {sizeof(((struct stream_entry *)0)->app),
+                           sizeof(((struct stream_entry *)0)->stream),
+                           sizeof(((struct stream_entry *)0)->pool),
+                           sizeof(((struct stream_entry *)0)->node)};
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int k = 0; k < 4; k++) {
+        /* as stored: a field keeps at most cap - 1 bytes */
+        for (size_t i = 0; part[k][i] && i < cap[k] - 1; i++)
+            h = (h ^ (unsigned char)part[k][i]) * 0x100000001b3ULL;
+        h = (h ^ 0xffu) * 0x100000001b3ULL;
+    }
+    return (size_t)h;
+}
 
 static struct stream_entry *stream_slot(struct streams_acc *a, const char *app, const char *stream,
                                         const char *pool, const char *node)
 {
-    for (size_t i = 0; i < a->n; i++) {
-        struct stream_entry *e = &a->e[i];
+    size_t h = key_hash(app, stream, pool, node);
+    for (size_t i = a->idx ? h & (2 * a->cap - 1) : 0; a->idx && a->idx[i];
+         i = (i + 1) & (2 * a->cap - 1)) {
+        struct stream_entry *e = &a->e[a->idx[i] - 1];
         if (!strcmp(e->app, app) && !strcmp(e->stream, stream) && !strcmp(e->pool, pool) &&
             !strcmp(e->node, node))
             return e;
     }
     if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
+        size_t cap = a->cap ? a->cap * 2 : 64; /* a power of two: the index masks */
         struct stream_entry *p = realloc(a->e, cap * sizeof(*p));
         if (!p)
             return NULL;
         a->e = p;
+        size_t *idx = calloc(2 * cap, sizeof(*idx));
+        if (!idx)
+            return NULL; /* a->cap unchanged: the old index still fits */
+        free(a->idx);
+        a->idx = idx;
         a->cap = cap;
+        for (size_t k = 0; k < a->n; k++) {
+            const struct stream_entry *o = &a->e[k];
+            size_t j = key_hash(o->app, o->stream, o->pool, o->node) & (2 * cap - 1);
+            while (idx[j])
+                j = (j + 1) & (2 * cap - 1);
+            idx[j] = k + 1;
+        }
     }
     struct stream_entry *e = &a->e[a->n++];
     memset(e, 0, sizeof(*e));
@@ -229,6 +264,10 @@ static struct stream_entry *stream_slot(struct streams_acc *a, const char *app, 
     snprintf(e->stream, sizeof(e->stream), "%s", stream);
     snprintf(e->pool, sizeof(e->pool), "%s", pool);
     snprintf(e->node, sizeof(e->node), "%s", node);
+    size_t j = key_hash(e->app, e->stream, e->pool, e->node) & (2 * a->cap - 1);
+    while (a->idx[j])
+        j = (j + 1) & (2 * a->cap - 1);
+    a->idx[j] = a->n;
     return e;
 }
 
@@ -243,6 +282,15 @@ static void stats_stream(void *arg, const char *pool, const char *node, const st
     e->stats = true;
     e->clients = s->clients;
     e->bw_in = s->bw_in;
+}
+
+static void hook_stream(void *arg, const char *pool, const char *node, const char *app,
+                        const char *stream, uint64_t expires_in_ms)
+{
+    struct stream_entry *e = stream_slot(arg, app, stream, pool, node);
+    (void)expires_in_ms;
+    if (e)
+        e->hook = true;
 }
 
 static json_object *streams_json(struct gather *g)
@@ -267,10 +315,11 @@ static json_object *streams_json(struct gather *g)
     }
     if (g->srv->health)
         hc_engine_each_stream(g->srv->health, stats_stream, &a);
+    hc_index_each_hook(g->srv->env.index, hook_stream, &a);
     json_object *arr = json_object_new_array();
     for (size_t i = 0; i < a.n; i++) {
         const struct stream_entry *e = &a.e[i];
-        if (!e->routed && !e->stats)
+        if (!e->routed && !e->stats && !e->hook)
             continue; /* only players through us: the stream's origin is not known */
         json_object *j = json_object_new_object(), *src = json_object_new_array();
         json_object_object_add(j, "app", json_object_new_string(e->app));
@@ -281,6 +330,8 @@ static json_object *streams_json(struct gather *g)
             json_object_array_add(src, json_object_new_string("routed"));
         if (e->stats)
             json_object_array_add(src, json_object_new_string("stats"));
+        if (e->hook)
+            json_object_array_add(src, json_object_new_string("hook"));
         json_object_object_add(j, "sources", src);
         json_object_object_add(j, "publishers_here", lb__admin_u64(e->publishers));
         json_object_object_add(j, "players_here", lb__admin_u64(e->players));
@@ -291,6 +342,7 @@ static json_object *streams_json(struct gather *g)
         json_object_array_add(arr, j);
     }
     free(a.e);
+    free(a.idx);
     json_object *root = json_object_new_object();
     json_object_object_add(root, "streams", arr);
     return root;

@@ -305,8 +305,10 @@ static void log_changes(struct lb_server *srv, const struct ups_snapshot *old,
             removed++;
             unsigned live = atomic_load(&o->live->sessions);
             left += live;
-            if (!n)
+            if (!n) {
                 hc_index_clear_node(srv->env.index, old->pools[p].name, o->name);
+                hc_index_clear_hooks(srv->env.index, old->pools[p].name, o->name);
+            }
             lb_log_msg(LB_LOG_INFO, "reload_node_removed",
                        "pool=%s node=%s address=%s live_sessions=%u", old->pools[p].name, o->name,
                        o->address_text, live);
@@ -383,6 +385,21 @@ int lb_proc_reload(struct lb_server *srv, struct ups_msgs *errs)
         geo_unref(geo);
         conf_free(c);
         return refused(srv, errs, err);
+    }
+    /* Checked here so a bad hooks secret refuses the whole reload; the
+     * admin server reads it again once the reload is in (lb_admin_reloaded). */
+    char *hsecret = NULL;
+    if (c->admin.present && conf_admin_hooks_secret_load(c, &hsecret, err, sizeof(err)) < 0) {
+        free(token);
+        if (afd > 2)
+            close(afd);
+        geo_unref(geo);
+        conf_free(c);
+        return refused(srv, errs, err);
+    }
+    if (hsecret) {
+        memset(hsecret, 0, strlen(hsecret));
+        free(hsecret);
     }
     struct ups_snapshot *snap = lb_proc_build(srv, c, geo, err, sizeof(err));
     if (!snap) {

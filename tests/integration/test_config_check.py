@@ -43,6 +43,11 @@ class ConfigCheck(unittest.TestCase):
                     with open(os.open(token, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
                         f.write("s3cret-token\n")
                     text = re.sub(r"token_file: \S+", "token_file: " + token, text)
+                if "hooks_secret_file:" in text:
+                    secret = os.path.join(tmp.dir, "hooks.secret")
+                    with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                        f.write("h00k-secret\n")
+                    text = re.sub(r"hooks_secret_file: \S+", "hooks_secret_file: " + secret, text)
                 if text != open(path).read():
                     path = os.path.join(tmp.dir, os.path.basename(path))
                     with open(path, "w") as f:

@@ -101,7 +101,7 @@ static void test_errors(void **st)
                  "t.yaml:4:22: admin.public_read: must be true or false (got \"maybe\")");
     expect_error(BASE "admin: {token: x}\n",
                  "t.yaml:4:9: admin.token: unknown key (expected one of: address, token_file, "
-                 "public_read, state_file)");
+                 "public_read, state_file, hooks_secret_file)");
     expect_error(BASE "admin: {token_file: ''}\n",
                  "t.yaml:4:21: admin.token_file: must not be empty");
     expect_error(BASE "admin: {address: 127.0.0.1:1935}\n",
@@ -216,6 +216,35 @@ static void test_token_errors(void **st)
     expect_token_error(p, why);
 }
 
+/* admin.hooks_secret_file: the same file rules, its own key in errors. */
+static void test_hooks_secret(void **st)
+{
+    char text[1024], err[512], *secret = (char *)1, *token = (char *)1;
+    const char *p = token_file("hooks", "h00k-secret\n", 0600);
+    snprintf(text, sizeof(text), "%sadmin:\n  hooks_secret_file: %s\n", BASE, p);
+    struct conf *c = load_ok(text);
+    assert_int_equal(conf_admin_hooks_secret_load(c, &secret, err, sizeof(err)), 0);
+    assert_string_equal(secret, "h00k-secret");
+    free(secret);
+    assert_int_equal(conf_admin_token_load(c, &token, err, sizeof(err)), 0);
+    assert_null(token); /* the two are apart */
+    conf_free(c);
+
+    p = token_file("hooks-world", "abc\n", 0644);
+    snprintf(text, sizeof(text), "%sadmin:\n  hooks_secret_file: %s\n", BASE, p);
+    c = load_ok(text);
+    secret = (char *)1;
+    assert_int_equal(conf_admin_hooks_secret_load(c, &secret, err, sizeof(err)), -1);
+    assert_null(secret);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "t.yaml:5:22: admin.hooks_secret_file: %s is readable by everyone (mode 0644): run "
+             "chmod o-r on it",
+             p);
+    assert_string_equal(err, want);
+    conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_token_ok),
         cmocka_unit_test(test_token_errors),
+        cmocka_unit_test(test_hooks_secret),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -129,12 +129,135 @@ static void test_set_node_cost_does_not_grow_with_index(void **st)
     hc_index_free(x);
 }
 
+/* ---- hook entries (SRS http_hooks) ---- */
+
+static uint64_t fake_now = 1000;
+static uint64_t fake_clock(void) { return fake_now; }
+
+struct seen {
+    char line[8][96];
+    size_t n;
+};
+
+static void collect(void *arg, const char *pool, const char *node, const char *app,
+                    const char *stream, uint64_t expires_in_ms)
+{
+    struct seen *s = arg;
+    if (s->n < 8)
+        snprintf(s->line[s->n++], sizeof(s->line[0]), "%s/%s %s/%s %llu", pool, node, app, stream,
+                 (unsigned long long)expires_in_ms);
+}
+
+static void test_hooks_publish_unpublish(void **st)
+{
+    struct hc_index *x = hc_index_new();
+    uint64_t ev;
+    hc_index_set_clock(x, fake_clock);
+    fake_now = 1000;
+    assert_string_equal(where(x, "p", "h1"), "-");
+    assert_int_equal(hc_index_hook_publish(x, "p", "b", "live", "h1", &ev), 0);
+    assert_int_equal(ev, 0);
+    assert_string_equal(where(x, "p", "h1"), "b"); /* at once, no stats poll */
+    assert_string_equal(where(x, "q", "h1"), "-"); /* only in its pool */
+    assert_int_equal(hc_index_hook_publish(x, "p", "b", "live", "h1", NULL), 1); /* again */
+    assert_int_equal(hc_index_count_hooks(x, NULL), 1);
+
+    /* The same stream name in another app is another stream. */
+    assert_int_equal(hc_index_hook_publish(x, "p", "a", "other", "h1", NULL), 0);
+    assert_string_equal(where(x, "p", "h1"), "b");
+
+    struct seen seen = {0};
+    hc_index_each_hook(x, collect, &seen);
+    assert_int_equal(seen.n, 2);
+    assert_string_equal(seen.line[0], "p/b live/h1 86400000");
+    assert_string_equal(seen.line[1], "p/a other/h1 86400000");
+
+    /* Stats and hooks: stats clearing does not touch hooks, and back. */
+    struct hc_stream s1 = live("live", "h1");
+    hc_index_set_node(x, "p", "c", &s1, 1);
+    hc_index_clear_node(x, "p", "b");
+    assert_string_equal(where(x, "p", "h1"), "b");     /* hooks before stats */
+    assert_true(hc_index_hook_unpublish(x, "p", "b", "live", "h1"));
+    assert_false(hc_index_hook_unpublish(x, "p", "b", "live", "h1")); /* twice: none left */
+    assert_string_equal(where(x, "p", "h1"), "c");     /* the stats still say c */
+    hc_index_add_publish(x, "p", "d", "live", "h1");
+    hc_index_hook_publish(x, "p", "b", "live", "h1", NULL);
+    assert_string_equal(where(x, "p", "h1"), "d");     /* our routed publish first */
+
+    /* A node down (or gone): its hook entries go, and only its. */
+    assert_int_equal(hc_index_clear_hooks(x, "p", "b"), 1);
+    assert_int_equal(hc_index_clear_hooks(x, "p", "b"), 0);
+    assert_int_equal(hc_index_count_hooks(x, NULL), 1); /* a's other/h1 */
+    hc_index_free(x);
+}
+
+static void test_hooks_expire_and_touch(void **st)
+{
+    struct hc_index *x = hc_index_new();
+    hc_index_set_clock(x, fake_clock);
+    hc_index_set_hook_limits(x, 100, 10000);
+    fake_now = 5000;
+    hc_index_hook_publish(x, "p", "a", "live", "old", NULL);
+    fake_now = 9000;
+    hc_index_hook_publish(x, "p", "a", "live", "young", NULL);
+    fake_now = 14000;
+    assert_true(hc_index_hook_touch(x, "p", "a", "live", "old")); /* a play: confirmed */
+    assert_false(hc_index_hook_touch(x, "p", "a", "live", "never"));
+    fake_now = 19500; /* young expired at 19000; old lives to 24000 */
+    assert_string_equal(where(x, "p", "young"), "-");
+    assert_string_equal(where(x, "p", "old"), "a");
+    assert_int_equal(hc_index_count_hooks(x, NULL), 1);
+    assert_false(hc_index_hook_touch(x, "p", "a", "live", "young")); /* expired: not revived */
+    fake_now = 24000;
+    assert_string_equal(where(x, "p", "old"), "-");
+    hc_index_hook_publish(x, "p", "a", "live", "new", NULL); /* sweeps the expired */
+    assert_int_equal(hc_index_count(x), 1);
+    hc_index_free(x);
+}
+
+static void test_hooks_bounded(void **st)
+{
+    struct hc_index *x = hc_index_new();
+    char name[32];
+    uint64_t ev = 0;
+    uint64_t evicted = 0;
+    hc_index_set_clock(x, fake_clock);
+    hc_index_set_hook_limits(x, 3, 1000000);
+    fake_now = 1;
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof(name), "s%d", i);
+        assert_int_equal(hc_index_hook_publish(x, "p", "a", "live", name, &ev), 0);
+        assert_int_equal(ev, 0);
+        fake_now++;
+    }
+    hc_index_hook_touch(x, "p", "a", "live", "s0"); /* s1 is now the least recently confirmed */
+    assert_int_equal(hc_index_hook_publish(x, "p", "a", "live", "s3", &ev), 0);
+    assert_int_equal(ev, 1);
+    assert_string_equal(where(x, "p", "s1"), "-");
+    assert_string_equal(where(x, "p", "s0"), "a");
+    assert_string_equal(where(x, "p", "s3"), "a");
+    assert_int_equal(hc_index_count_hooks(x, &evicted), 3);
+    assert_int_equal(evicted, 1);
+    /* A burst never grows it past the bound. */
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof(name), "b%d", i);
+        hc_index_hook_publish(x, "p", "n", "live", name, NULL);
+    }
+    assert_int_equal(hc_index_count_hooks(x, &evicted), 3);
+    assert_int_equal(hc_index_count(x), 3);
+    assert_int_equal(evicted, 1001);
+    hc_index_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_node_replaces_only_that_node),
         cmocka_unit_test(test_clear_node),
         cmocka_unit_test(test_set_node_cost_does_not_grow_with_index),
+        cmocka_unit_test(test_hooks_publish_unpublish),
+        cmocka_unit_test(test_hooks_expire_and_touch),
+        cmocka_unit_test(test_hooks_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
