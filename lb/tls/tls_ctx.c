@@ -308,8 +308,14 @@ static SSL_CTX *server_ctx(const struct conf_tls_listen *t, const struct conf_tl
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, cc->key, SSL_FILETYPE_PEM) != 1) {
-        msg_add(msgs, false, "%s.key: %s: not a usable PEM private key: %s", where, cc->key,
-                ossl_why(why, sizeof(why)));
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+            ERR_clear_error();
+            msg_add(msgs, false, "%s.key: %s: the key does not match the certificate %s", where,
+                    cc->key, cc->cert);
+        } else {
+            msg_add(msgs, false, "%s.key: %s: not a usable PEM private key: %s", where, cc->key,
+                    ossl_why(why, sizeof(why)));
+        }
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
