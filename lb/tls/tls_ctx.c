@@ -297,7 +297,11 @@ static SSL_CTX *server_ctx(const struct conf_tls_listen *t, const struct conf_tl
                                                                       : TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_num_tickets(ctx, 1);
+    /* No TLS 1.3 NewSessionTicket: librtmp over GnuTLS (rtmpdump and the
+     * players built on it) fails its RTMP handshake when one arrives (it
+     * reads it as an error). TLS 1.2 clients resume with tickets under the
+     * rotated keys below. */
+    SSL_CTX_set_num_tickets(ctx, 0);
     if (SSL_CTX_set_cipher_list(ctx, LB_TLS12_CIPHERS) != 1) {
         msg_add(msgs, false, "%s: %s", where, ossl_why(why, sizeof(why)));
         goto fail;

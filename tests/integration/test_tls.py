@@ -260,8 +260,8 @@ routes:
     def test_gstreamer_publishes_rtmps(self):
         p = self.fleet.spawn("gst-pub", [
             "gst-launch-1.0", "-e", "videotestsrc", "is-live=true", "!",
-            "video/x-raw,width=320,height=240,framerate=25/1", "!", "x264enc", "tune=zerolatency",
-            "key-int-max=25", "!", "h264parse", "!", "flvmux", "streamable=true", "!",
+            "video/x-raw,width=320,height=240,framerate=25/1", "!", "openh264enc",
+            "gop-size=25", "!", "h264parse", "!", "flvmux", "streamable=true", "!",
             "rtmp2sink", "location=" + self.url("live", "t3"), "tls-validation-flags=0"])
         try:
             self.live_on("t3")
@@ -321,6 +321,19 @@ routes: [{name: r, pool: o}]
         rc, err = self.check(self.tls_conf(*soon), "soon")
         self.assertEqual(rc, 0, err)
         self.assertRegex(err, r"warning: .*soon\.pem: the certificate expires on .* \(within 14 days\)")
+
+    def test_tls12_session_resumption_with_tickets(self):
+        ctx = client_ctx()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        with socket.create_connection(("127.0.0.1", self.tcps), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+                s.makefile("rb").readline()
+                sess = s.session
+                self.assertTrue(sess.has_ticket)
+        with socket.create_connection(("127.0.0.1", self.tcps), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.test", session=sess) as s:
+                self.assertTrue(s.session_reused)
+                self.assertEqual(s.makefile("rb").readline(), b"plain-backend\n")
 
     # ---- wrong protocol ----------------------------------------------------
 
