@@ -462,7 +462,12 @@ routes: [{name: r, pool: o}]
             self.assertIsNotNone(closed_within(s, max(left, 0.5)), "a session hung")
             s.close()
         self.assertIsNone(self.lb.poll(), "rtmplb died")
-        self.assertLess(rss_kib(self.lb.pid) - rss0, 8192, "memory grew")
+        grew = rss_kib(self.lb.pid) - rss0
+        print("RSS growth over %d bad handshakes: %d KiB" % (len(cases), grew))
+        # ASan's quarantine keeps freed memory resident: a looser bound there.
+        sanitized = "sanitizers" in subprocess.run([harness.ARGS.rtmplb, "-V"],
+                                                   capture_output=True, text=True).stdout
+        self.assertLess(grew, 65536 if sanitized else 8192, "memory grew")
         self.assertEqual(served_cert(self.rtmps, "b.test")[1] in ("TLSv1.2", "TLSv1.3"), True)
         m = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.admin,
                                    timeout=5).read().decode()
