@@ -313,12 +313,15 @@ static bool upstream_reads(const struct lb_session *s, unsigned wants)
  * the session would read now. */
 static int pending_reader(const struct lb_session *s)
 {
-    if (s->state == LB_SS_PROXY || s->state == LB_SS_TLS || s->state == LB_SS_CLOSING)
+    /* Raw sockets (no pending op) leave at the first two tests. */
+    bool cp = lb_conn_pending(&s->client), up = lb_conn_pending(&s->upstream);
+    if ((!cp && !up) || s->state == LB_SS_PROXY || s->state == LB_SS_TLS ||
+        s->state == LB_SS_CLOSING)
         return 0;
     unsigned wants = s->front_live ? s->f.ops->wants(&s->f) : 0;
-    if (lb_conn_pending(&s->client) && client_reads(s, wants))
+    if (cp && client_reads(s, wants))
         return 1;
-    if (lb_conn_pending(&s->upstream) && upstream_reads(s, wants))
+    if (up && upstream_reads(s, wants))
         return 2;
     return 0;
 }
