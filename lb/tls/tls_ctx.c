@@ -262,6 +262,10 @@ static void common_modes(SSL_CTX *ctx)
 {
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read what the socket has, not one record header then its body: half
+     * the recv calls. What is read ahead waits inside SSL, and the session
+     * core reads it without a poll event (the transport's pending op). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     /* Encoders and players close without close_notify: that is an EOF. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_NO_COMPRESSION);
