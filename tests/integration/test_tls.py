@@ -14,6 +14,7 @@ and truncated ClientHellos neither crash, hang nor grow rtmplb."""
 import os
 import random
 import re
+import select
 import signal
 import socket
 import ssl
@@ -170,7 +171,9 @@ routes: [{name: all, pool: c}]
 
         cls.backend = TcpBackend("plain-backend")
         f.threads.append(cls.backend)
-        cls.rtmps, cls.plain, cls.tcps, cls.admin = (free_port() for _ in range(4))
+        cls.echo = TcpBackend("echo", mode="slow_echo")
+        f.threads.append(cls.echo)
+        cls.rtmps, cls.plain, cls.tcps, cls.admin, cls.echop = (free_port() for _ in range(5))
         ca, other = c.path("ca.pem"), c.path("other-ca.pem")
         cls.conf = """
 workers: 2
@@ -185,6 +188,7 @@ listeners:
         - {cert: %s, key: %s}
   - {name: plain, address: 127.0.0.1:%d}
   - {name: tcps, address: 127.0.0.1:%d, mode: tcp, tls: {certificates: [{cert: %s, key: %s}]}}
+  - {name: echo, address: 127.0.0.1:%d, mode: tcp, tls: {certificates: [{cert: %s, key: %s}]}}
 pools:
   origins:
     nodes:
@@ -204,16 +208,20 @@ pools:
       - {name: plain-b, address: 127.0.0.1:%d, weight: 1}
   tcpdest:
     nodes: [{name: backend, address: 127.0.0.1:%d}]
+  echo:
+    nodes: [{name: echo, address: 127.0.0.1:%d}]
 routes:
   - {name: tcp, match: {listener: tcps}, pool: tcpdest}
+  - {name: echo, match: {listener: echo}, pool: echo}
   - {name: secure, match: {stream: "sec-*"}, pool: secure}
   - {name: probed, match: {stream: "probed-*"}, pool: probed}
   - {name: fallthrough, match: {stream: "fall-*"}, pool: fallthrough}
   - {name: live, match: {app: live}, pool: origins, policy: stream_affinity}
 """ % (HS_TIMEOUT_MS, cls.admin, cls.rtmps, cls.cur[0], cls.cur[1], cls.b[0], cls.b[1],
-       cls.plain, cls.tcps, cls.a[0], cls.a[1], o["origin-a"].rtmp_port,
+       cls.plain, cls.tcps, cls.a[0], cls.a[1], cls.echop, cls.a[0], cls.a[1],
+       o["origin-a"].rtmp_port,
        o["origin-b"].rtmp_port, cls.term, ca, cls.term, other, cls.term, ca, cls.term, other,
-       o["origin-b"].rtmp_port, cls.backend.port)
+       o["origin-b"].rtmp_port, cls.backend.port, cls.echo.port)
         cls.lb = f.rtmplb(cls.conf, wait_ports=[cls.rtmps])
 
     def url(self, app, stream, tls=True):
@@ -321,6 +329,32 @@ routes: [{name: r, pool: o}]
         rc, err = self.check(self.tls_conf(*soon), "soon")
         self.assertEqual(rc, 0, err)
         self.assertRegex(err, r"warning: .*soon\.pem: the certificate expires on .* \(within 14 days\)")
+
+    def test_tls_echo_moves_every_byte_both_ways(self):
+        # 8 MiB each way through a TLS leg (client) and a plain leg (a slow
+        # echo: what rtmplb holds fills up, backpressure both ways); the
+        # close_notify ends it and the backend's EOF marker comes back.
+        data = random.Random(5).randbytes(8 << 20)
+        got = bytearray()
+        with socket.create_connection(("127.0.0.1", self.echop), timeout=20) as raw:
+            with client_ctx().wrap_socket(raw, server_hostname="a.test") as s:
+                s.setblocking(False)  # one thread: an SSL object is not shared
+                sent, deadline = 0, time.monotonic() + 60
+                while len(got) < len(data) and time.monotonic() < deadline:
+                    if sent < len(data):
+                        try:
+                            sent += s.send(data[sent:sent + 65536])
+                        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                            pass
+                    try:
+                        chunk = s.recv(1 << 16)
+                        if not chunk:
+                            break
+                        got += chunk
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                        select.select([s], [s] if sent < len(data) else [], [], 0.1)
+        self.assertEqual(len(got), len(data))
+        self.assertTrue(got == data, "the bytes differ")
 
     def test_tls12_session_resumption_with_tickets(self):
         ctx = client_ctx()
