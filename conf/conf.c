@@ -192,8 +192,8 @@ static const struct conf_field listener_fields[] = {
      0, 0, modes, NULL, 0, 0, NULL, NULL},
     {"proxy_protocol", CK_ENUM, OFF(struct conf_listener, proxy_protocol), 0, 0, 0, 0, pp_listen,
      NULL, 0, 0, NULL, NULL},
-    {"tls", CK_STRUCT, OFF(struct conf_listener, tls), 0, 0, 0, 0, NULL, &tls_listen_type, 0, 0,
-     NULL, NULL},
+    {"tls", CK_STRUCT, OFF(struct conf_listener, tls), CF_NULL_PRESENT, 0, 0, 0, NULL,
+     &tls_listen_type, 0, 0, NULL, NULL},
     F_END};
 static const struct conf_type listener_type = {
     "listener", sizeof(struct conf_listener), OFF(struct conf_listener, mark), CONF_NO_OFF,
@@ -245,7 +245,8 @@ static const struct conf_field node_fields[] = {
      0, NULL, NULL},
     {"send_proxy", CK_ENUM, OFF(struct conf_node, send_proxy), 0, 0, 0, 0, pp_send, NULL, 0, 0,
      NULL, NULL},
-    {"tls", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &node_tls_type, 0, 0, NULL, NULL},
+    /* "tls:" alone: RTMPS with the defaults, never silently plain */
+    {"tls", CK_STRUCT, 0, CF_NULL_PRESENT, 0, 0, 0, NULL, &node_tls_type, 0, 0, NULL, NULL},
     {"stats", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &stats_type, 0, 0, NULL, NULL},
     {"location", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &location_type, 0, 0, NULL, NULL},
     F_END};

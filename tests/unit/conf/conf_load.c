@@ -238,6 +238,9 @@ static void test_tls_shape(void **st)
                       false),
                  "t.yaml:5:59: listeners[0].tls.min_version: must be one of: 1.2, 1.3 (got "
                  "\"1.1\")");
+    /* "tls:" alone turns TLS on: a listener then lacks its certificates */
+    expect_error(edit(4, "    mode: tcp\n    tls:\n", false),
+                 "t.yaml:5:9: listeners[0].tls.certificates: is required");
 }
 
 static void test_tls_keys(void **st)
@@ -253,6 +256,9 @@ static void test_tls_keys(void **st)
         "      - {name: a, address: 127.0.0.1:1936, tls: {sni: o.example, ca: ca.pem}}\n"
         "      - {name: b, address: 127.0.0.1:1937, tls: {verify: false}}\n"
         "      - {name: c, address: 127.0.0.1:1938}\n"
+        "      - name: d\n"
+        "        address: 127.0.0.1:1939\n"
+        "        tls:\n"
         "routes: [{name: r, pool: o}]\n";
     struct conf *c = load(text, &errs);
     assert_non_null(c);
@@ -266,6 +272,7 @@ static void test_tls_keys(void **st)
     assert_string_equal(n[0].tls.ca, "ca.pem");
     assert_true(n[1].tls.present && !n[1].tls.verify);
     assert_false(n[2].tls.present);
+    assert_true(n[3].tls.present && n[3].tls.verify && !n[3].tls.ca); /* "tls:" alone */
     conf_free(c);
 }
 
