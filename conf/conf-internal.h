@@ -29,6 +29,9 @@ enum conf_kind {
 #define CF_MARK 2u     /* store the value's mark at mark_off */
 #define CF_NONEMPTY 4u /* sequences and maps: at least one entry */
 #define CF_PASSIVE 8u  /* addresses: a listening address */
+/* CK_STRUCT: "key:" alone turns the section on with its defaults (its
+ * required keys are then missing). Without it, "key:" alone is ignored. */
+#define CF_NULL_PRESENT 16u
 
 struct conf_enum_val {
     const char *name;

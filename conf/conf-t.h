@@ -50,6 +50,28 @@ struct conf_addr {
     char *text; /* as written in the file */
 };
 
+/* listeners[].tls: RTMPS on a listener. */
+enum conf_tls_version { CONF_TLS_1_2, CONF_TLS_1_3 };
+
+struct conf_tls_cert {
+    struct conf_mark mark;
+    char *cert; /* PEM: the certificate, then its chain */
+    char *key;  /* PEM private key */
+};
+
+/* Bound on certificates per listener (SNI picks among them). */
+#define CONF_MAX_TLS_CERTS 64
+/* rtmplb -t warns about a certificate that expires within this. */
+#define CONF_TLS_EXPIRY_WARN_S (14 * 86400)
+
+struct conf_tls_listen {
+    bool present;
+    struct conf_mark mark;
+    struct conf_tls_cert *certs; /* the first is the default */
+    size_t n_certs;
+    int min_version; /* enum conf_tls_version */
+};
+
 struct conf_listener {
     struct conf_mark mark;
     char *name;
@@ -59,6 +81,7 @@ struct conf_listener {
     int mode; /* enum conf_listener_mode */
     struct conf_mark mode_mark;
     int proxy_protocol; /* enum conf_proxy_protocol */
+    struct conf_tls_listen tls;
 };
 
 struct conf_node {
@@ -70,6 +93,14 @@ struct conf_node {
     bool backup;
     int64_t max_sessions;
     int send_proxy; /* CONF_PP_OFF, _V1, _V2 */
+    struct {
+        bool present; /* the node speaks RTMPS */
+        struct conf_mark mark;
+        char *sni;  /* server name sent and verified; NULL: none sent, verify the IP */
+        bool verify; /* chain and name (default true) */
+        char *ca;   /* PEM CA bundle; NULL: the system store */
+        struct conf_mark ca_mark;
+    } tls;
     struct {
         bool present;
         char *country;

@@ -101,12 +101,17 @@ static void listener_init(void *obj)
 {
     struct conf_listener *l = obj;
     l->mode = CONF_MODE_RTMP;
+    l->tls.min_version = CONF_TLS_1_2;
 }
+
+static const struct conf_enum_val tls_versions[] = {
+    {"1.2", CONF_TLS_1_2, NULL}, {"1.3", CONF_TLS_1_3, NULL}, {NULL, 0, NULL}};
 
 static void node_init(void *obj)
 {
     struct conf_node *n = obj;
     n->weight = 1;
+    n->tls.verify = true;
     n->location.lat = NAN;
     n->location.lon = NAN;
 }
@@ -164,6 +169,26 @@ static const struct conf_type timeouts_type = {"timeouts", 0, CONF_NO_OFF, CONF_
 static const struct conf_type limits_type = {"limits", 0, CONF_NO_OFF, CONF_NO_OFF, CONF_NO_OFF,
                                              NULL, limit_fields};
 
+static const struct conf_field tls_cert_fields[] = {
+    {"cert", CK_STR, OFF(struct conf_tls_cert, cert), CF_REQUIRED, 0, 0, 0, NULL, NULL, 0, 0, NULL,
+     NULL},
+    {"key", CK_STR, OFF(struct conf_tls_cert, key), CF_REQUIRED, 0, 0, 0, NULL, NULL, 0, 0, NULL,
+     NULL},
+    F_END};
+static const struct conf_type tls_cert_type = {"certificate", sizeof(struct conf_tls_cert),
+                                               OFF(struct conf_tls_cert, mark), CONF_NO_OFF,
+                                               CONF_NO_OFF, NULL, tls_cert_fields};
+static const struct conf_field tls_listen_fields[] = {
+    {"certificates", CK_SEQ, OFF(struct conf_tls_listen, certs), CF_REQUIRED | CF_NONEMPTY, 0, 0,
+     0, NULL, &tls_cert_type, OFF(struct conf_tls_listen, n_certs), CONF_MAX_TLS_CERTS, NULL,
+     NULL},
+    {"min_version", CK_ENUM, OFF(struct conf_tls_listen, min_version), 0, 0, 0, 0, tls_versions,
+     NULL, 0, 0, NULL, NULL},
+    F_END};
+static const struct conf_type tls_listen_type = {
+    "tls", sizeof(struct conf_tls_listen), OFF(struct conf_tls_listen, mark), CONF_NO_OFF,
+    OFF(struct conf_tls_listen, present), NULL, tls_listen_fields};
+
 static const struct conf_field listener_fields[] = {
     {"name", CK_STR, OFF(struct conf_listener, name), CF_REQUIRED | CF_MARK,
      OFF(struct conf_listener, name_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
@@ -173,7 +198,8 @@ static const struct conf_field listener_fields[] = {
      0, 0, modes, NULL, 0, 0, NULL, NULL},
     {"proxy_protocol", CK_ENUM, OFF(struct conf_listener, proxy_protocol), 0, 0, 0, 0, pp_listen,
      NULL, 0, 0, NULL, NULL},
-    F_UNSUP("tls", "RTMPS is not built yet"),
+    {"tls", CK_STRUCT, OFF(struct conf_listener, tls), CF_NULL_PRESENT, 0, 0, 0, NULL,
+     &tls_listen_type, 0, 0, NULL, NULL},
     F_END};
 static const struct conf_type listener_type = {
     "listener", sizeof(struct conf_listener), OFF(struct conf_listener, mark), CONF_NO_OFF,
@@ -202,6 +228,18 @@ static const struct conf_type stats_type = {"stats", 0, OFF(struct conf_node, st
                                             CONF_NO_OFF, OFF(struct conf_node, stats.present), NULL,
                                             stats_fields};
 
+static const struct conf_field node_tls_fields[] = {
+    {"sni", CK_STR, OFF(struct conf_node, tls.sni), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    {"verify", CK_BOOL, OFF(struct conf_node, tls.verify), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL,
+     NULL},
+    {"ca", CK_STR, OFF(struct conf_node, tls.ca), CF_MARK, OFF(struct conf_node, tls.ca_mark), 0, 0,
+     NULL, NULL, 0, 0, NULL, NULL},
+    F_END};
+/* Fields carry offsets from struct conf_node (the walk gets the node). */
+static const struct conf_type node_tls_type = {"tls", 0, OFF(struct conf_node, tls.mark),
+                                               CONF_NO_OFF, OFF(struct conf_node, tls.present),
+                                               NULL, node_tls_fields};
+
 static const struct conf_field node_fields[] = {
     {"name", CK_STR, OFF(struct conf_node, name), CF_REQUIRED | CF_MARK,
      OFF(struct conf_node, name_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
@@ -213,6 +251,8 @@ static const struct conf_field node_fields[] = {
      0, NULL, NULL},
     {"send_proxy", CK_ENUM, OFF(struct conf_node, send_proxy), 0, 0, 0, 0, pp_send, NULL, 0, 0,
      NULL, NULL},
+    /* "tls:" alone: RTMPS with the defaults, never silently plain */
+    {"tls", CK_STRUCT, 0, CF_NULL_PRESENT, 0, 0, 0, NULL, &node_tls_type, 0, 0, NULL, NULL},
     {"stats", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &stats_type, 0, 0, NULL, NULL},
     {"location", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &location_type, 0, 0, NULL, NULL},
     F_END};

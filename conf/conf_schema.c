@@ -306,6 +306,21 @@ static void walk_value(struct conf_ctx *ctx, const struct conf_field *f, yaml_no
         return;
     }
     case CK_STRUCT:
+        if (is_null(n) && (f->flags & CF_NULL_PRESENT)) {
+            const struct conf_type *t = f->sub;
+            void *sub = AT(obj, f->off, char);
+            if (t->mark_off != CONF_NO_OFF)
+                *AT(sub, t->mark_off, struct conf_mark) = conf__mark(n);
+            if (t->present_off != CONF_NO_OFF)
+                *AT(sub, t->present_off, bool) = true;
+            for (const struct conf_field *sf = t->fields; sf->key; sf++)
+                if (sf->flags & CF_REQUIRED) {
+                    size_t old = path_push_key(ctx, sf->key);
+                    conf__error_here(ctx, conf__mark(n), "is required");
+                    path_pop(ctx, old);
+                }
+            return;
+        }
         if (is_null(n))
             return; /* "key:" alone = all defaults */
         conf__walk_struct(ctx, f->sub, n, AT(obj, f->off, char));

@@ -13,6 +13,7 @@
     X(OK, "ok")                                                 \
     X(L4_TIMEOUT, "L4 timeout: no TCP connection in time")      \
     X(L4_REFUSED, "L4 refused: connection refused or reset")    \
+    X(L6_TLS, "TLS handshake or certificate verification failed") \
     X(L6_RTMP_HANDSHAKE, "RTMP handshake failed")               \
     X(L7_RTMP_REJECT, "RTMP connect rejected")                  \
     X(L7_TIMEOUT, "L7 timeout: no answer in time")              \

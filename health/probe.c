@@ -6,6 +6,7 @@
  * workers read) and every transition is logged with its reason. */
 #include "health/probe.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <llhttp.h>
 #include <stdio.h>
@@ -24,6 +25,8 @@
 #include "lb/rtmp/handshake.h"
 #include "lb/rtmp/bytes.h"
 #include "lb/rtmp/message.h"
+#include "lb/tls/tls.h"
+#include "lb/xprt/tls.h"
 
 #define BODY_CAP HC_STATS_DOC_MAX
 #define RTMP_IN_CAP (256u << 10)
@@ -53,6 +56,9 @@ struct hc_conn {
     size_t in_len;
     struct rtmp_chunk_dec dec;
     struct rtmp_asm as;
+    /* tls: RTMPS nodes (checks only; stats are plain http) */
+    struct lb_tls_mem *tls;
+    bool tls_done;
     /* http */
     llhttp_t parser;
     llhttp_settings_t settings;
@@ -72,6 +78,10 @@ struct hc_target {
     bool check;
     struct hc_params p;
     int type;
+    /* An RTMPS node: probes speak TLS (L6_TLS when that layer fails). The
+     * target holds a reference to the set its client context lives in. */
+    struct lb_tls_set *tls_set;
+    const struct lb_tls_client *tls;
     char *app, *url;
     bool stats;
     int stats_kind;
@@ -265,6 +275,7 @@ static void conn_handle_closed(uv_handle_t *h)
     free(c->in);
     rtmp_asm_free(&c->as);
     free(c->body);
+    lb_tls_mem_free(c->tls);
     free(c);
 }
 
@@ -299,15 +310,19 @@ static void on_timeout(uv_timer_t *tm)
 {
     struct hc_conn *c = tm->data;
     char d[128];
+    unsigned long long took = (unsigned long long)(uv_now(c->t->e->loop) - c->started_ms);
     /* One deadline for the whole poll, from connect to the last byte: a
      * document trickled a byte at a time fails like a silent node. */
     if (c->kind == CONN_STATS && c->connected)
-        snprintf(d, sizeof(d), "no whole response within %llums (%zu body bytes so far)",
-                 (unsigned long long)(uv_now(c->t->e->loop) - c->started_ms), c->body_len);
+        snprintf(d, sizeof(d), "no whole response within %llums (%zu body bytes so far)", took,
+                 c->body_len);
+    else if (c->tls && c->connected && !c->tls_done)
+        snprintf(d, sizeof(d), "no TLS handshake within %llums", took);
     else
         snprintf(d, sizeof(d), "no %s within %llums", c->connected ? "answer" : "connection",
-                 (unsigned long long)(uv_now(c->t->e->loop) - c->started_ms));
-    finish(c, c->connected ? HC_L7_TIMEOUT : HC_L4_TIMEOUT, d);
+                 took);
+    finish(c, !c->connected ? HC_L4_TIMEOUT : c->tls && !c->tls_done ? HC_L6_TLS : HC_L7_TIMEOUT,
+           d);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -328,8 +343,54 @@ static void on_written(uv_write_t *w, int status)
         finish(c, HC_L4_REFUSED, uv_strerror(status));
 }
 
+/* TLS records on their way to the node: each write owns its bytes. */
+struct tls_write {
+    uv_write_t w;
+    size_t len;
+    uint8_t data[];
+};
+
+static void on_tls_written(uv_write_t *w, int status)
+{
+    struct hc_conn *c = w->data;
+    free((struct tls_write *)w); /* w is the first member */
+    if (status < 0 && status != UV_ECANCELED)
+        finish(c, HC_L4_REFUSED, uv_strerror(status));
+}
+
+/* Sends what TLS has for the node. */
+static void tls_flush(struct hc_conn *c)
+{
+    uint8_t tmp[16384];
+    size_t n;
+    while (!c->done && (n = lb_tls_mem_take_out(c->tls, tmp, sizeof(tmp))) > 0) {
+        struct tls_write *tw = malloc(sizeof(*tw) + n);
+        if (!tw) {
+            finish(c, HC_L6_TLS, "out of memory");
+            return;
+        }
+        memcpy(tw->data, tmp, n);
+        tw->len = n;
+        tw->w.data = c;
+        uv_buf_t b = uv_buf_init((char *)tw->data, (unsigned)n);
+        int rc = uv_write(&tw->w, (uv_stream_t *)&c->tcp, &b, 1, on_tls_written);
+        if (rc < 0) {
+            free(tw);
+            finish(c, HC_L4_REFUSED, uv_strerror(rc));
+            return;
+        }
+    }
+}
+
 static void write_buf(struct hc_conn *c, uv_write_t *w, const void *p, size_t n)
 {
+    if (c->tls) {
+        if (lb_tls_mem_write(c->tls, p, n) < 0)
+            finish(c, HC_L6_TLS, "TLS write failed");
+        else
+            tls_flush(c);
+        return;
+    }
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
     w->data = c;
     int rc = uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
@@ -510,11 +571,54 @@ static void http_done(struct hc_conn *c)
     finish(c, status >= 200 && status < 300 ? HC_OK : HC_L7_HTTP_STATUS, d);
 }
 
+static void plain_input(struct hc_conn *c, const uint8_t *p, size_t n);
+static void send_request(struct hc_conn *c);
+
+/* TLS: ciphertext in; the handshake, then plaintext to the probe. */
+static void tls_input(struct hc_conn *c, const uint8_t *p, size_t n)
+{
+    char why[200];
+    enum lb_tls_result res;
+    if (lb_tls_mem_feed(c->tls, p, n) < 0) {
+        finish(c, HC_L6_TLS, "out of memory");
+        return;
+    }
+    if (!c->tls_done) {
+        int rc = lb_tls_mem_handshake(c->tls, &res, why, sizeof(why));
+        tls_flush(c);
+        if (c->done || rc == -EAGAIN)
+            return;
+        if (rc < 0) {
+            finish(c, HC_L6_TLS, why);
+            return;
+        }
+        c->tls_done = true;
+        send_request(c);
+    }
+    uint8_t tmp[16384];
+    for (int i = 0; i < 64 && !c->done; i++) {
+        ssize_t k = lb_tls_mem_read(c->tls, tmp, sizeof(tmp));
+        tls_flush(c); /* a read may answer (TLS 1.3 key update) */
+        if (k == -EAGAIN || c->done)
+            return;
+        if (k <= 0) {
+            finish(c, c->hs_done ? HC_L7_RTMP_REJECT : HC_L6_RTMP_HANDSHAKE,
+                   k == 0 ? "closed (TLS close_notify)" : "TLS error");
+            return;
+        }
+        plain_input(c, tmp, (size_t)k);
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct hc_conn *c = s->data;
     if (c->done)
         return;
+    if (n < 0 && c->tls && !c->tls_done) {
+        finish(c, HC_L6_TLS, "closed during the TLS handshake");
+        return;
+    }
     if (n < 0) {
         if (c->type == CONF_HC_HTTP) {
             if (!c->complete && llhttp_finish(&c->parser) == HPE_OK && c->complete)
@@ -531,11 +635,19 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0)
         return;
+    if (c->tls)
+        tls_input(c, (const uint8_t *)buf->base, (size_t)n);
+    else
+        plain_input(c, (const uint8_t *)buf->base, (size_t)n);
+}
+
+static void plain_input(struct hc_conn *c, const uint8_t *p, size_t n)
+{
     if (c->type == CONF_HC_RTMP) {
-        rtmp_input(c, (const uint8_t *)buf->base, (size_t)n);
+        rtmp_input(c, p, n);
         return;
     }
-    llhttp_errno_t e = llhttp_execute(&c->parser, buf->base, (size_t)n);
+    llhttp_errno_t e = llhttp_execute(&c->parser, (const char *)p, n);
     if (c->complete) {
         http_done(c);
         return;
@@ -560,11 +672,32 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     c->connected = true;
+    if (c->kind == CONN_CHECK && c->t->tls) {
+        /* An RTMPS node: the TLS handshake first (a tcp check ends there). */
+        c->tls = lb_tls_mem_new(c->t->tls);
+        if (!c->tls) {
+            finish(c, HC_L6_TLS, "out of memory");
+            return;
+        }
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        tls_input(c, NULL, 0);
+        return;
+    }
     if (c->type == CONF_HC_TCP) {
         finish(c, HC_OK, "connected");
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    send_request(c);
+}
+
+/* Connected (and TLS done): what the probe sends first. */
+static void send_request(struct hc_conn *c)
+{
+    if (c->type == CONF_HC_TCP) {
+        finish(c, HC_OK, c->tls ? "TLS handshake done" : "connected");
+        return;
+    }
     if (c->type == CONF_HC_RTMP) {
         rtmp_hs_client_init(&c->hc, NULL);
         write_buf(c, &c->w1, c->hc.c0c1, sizeof(c->hc.c0c1));
@@ -642,6 +775,7 @@ static void schedule(struct hc_target *t, enum conn_kind kind)
 static void free_spec(struct hc_target *t)
 {
     ups_node_live_unref(t->live);
+    lb_tls_set_unref(t->tls_set);
     free(t->streams);
     free(t->pool);
     free(t->node);
@@ -729,6 +863,14 @@ static struct hc_target *target_spec(struct hc_engine *e, const struct conf_pool
     return t;
 }
 
+static void target_tls(struct hc_target *t, struct ups_snapshot *snap, const struct ups_node *un)
+{
+    if (!un->tls || !snap->tls)
+        return;
+    t->tls_set = lb_tls_set_ref(snap->tls);
+    t->tls = un->tls;
+}
+
 static bool str_eq(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
@@ -737,7 +879,7 @@ static bool str_eq(const char *a, const char *b)
 /* Same node, same probes: the running target can go on as it is. */
 static bool same_target(const struct hc_target *a, const struct hc_target *b)
 {
-    return a->live == b->live && str_eq(a->pool, b->pool) && str_eq(a->node, b->node) &&
+    return a->live == b->live && a->tls == b->tls && str_eq(a->pool, b->pool) && str_eq(a->node, b->node) &&
            memcmp(&a->addr, &b->addr, sizeof(a->addr)) == 0 && a->check == b->check &&
            a->type == b->type && str_eq(a->app, b->app) && str_eq(a->url, b->url) &&
            a->p.interval_ms == b->p.interval_ms && a->p.jitter_ms == b->p.jitter_ms &&
@@ -778,6 +920,7 @@ void hc_engine_apply(struct hc_engine *e, const struct conf *c, struct ups_snaps
             struct hc_target *t = target_spec(e, cp, cn, &pool->nodes[i]);
             if (!t)
                 continue;
+            target_tls(t, snap, &pool->nodes[i]);
             /* A node whose probes did not change keeps its target: its
              * rise/fall progress and the probe in flight go on. */
             struct hc_target **pp = &old;

@@ -5,6 +5,7 @@
 #include "lb/proc/proc.h"
 #include "lb/proc/upgrade.h"
 #include "lb/log.h"
+#include "lb/tls/tls.h"
 
 #include <llhttp.h>
 #include <maxminddb.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 #include <yaml.h>
@@ -63,6 +65,17 @@ static int check_references(const char *path, const struct conf *c)
         }
         geo_unref(db);
     }
+    /* TLS: every file readable, each key matching its certificate, no
+     * certificate expired (a warning within 14 days). */
+    struct lb_tls_msgs msgs = {0};
+    struct lb_tls_set *tls = lb_tls_set_build(c, (int64_t)time(NULL), &msgs);
+    for (size_t i = 0; i < msgs.n; i++)
+        fprintf(stderr, "%s%s\n", msgs.warn[i] ? "warning: " : "", msgs.msg[i]);
+    bool tls_bad = msgs.errors > 0;
+    lb_tls_msgs_free(&msgs);
+    lb_tls_set_unref(tls);
+    if (tls_bad)
+        return 2;
     char *token, terr[700];
     if (conf_admin_token_load(c, &token, terr, sizeof(terr)) < 0) {
         fprintf(stderr, "%s\n", terr);

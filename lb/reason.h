@@ -38,7 +38,11 @@
     X(ORIGIN_CLOSED, "origin_closed", "the origin closed before the hand-over")       \
     X(ORIGIN_PROTOCOL, "origin_protocol", "the origin broke a check of the front door") \
     X(ORIGIN_REJECTED, "origin_rejected", "the origin refused connect or createStream") \
-    X(ORIGIN_TIMEOUT, "origin_timeout", "the origin did not answer in time")
+    X(ORIGIN_TIMEOUT, "origin_timeout", "the origin did not answer in time")          \
+    X(TLS_HANDSHAKE, "tls_handshake", "the client's TLS handshake failed or timed out") \
+    X(NOT_TLS, "not_tls", "plain bytes on a TLS listener")                            \
+    X(TLS_ON_PLAIN, "tls_on_plain", "a TLS ClientHello on a plain listener")          \
+    X(ORIGIN_TLS, "origin_tls", "the origin's TLS handshake or certificate failed")
 
 enum lb_reason {
 #define X(e, name, text) LB_REASON_##e,

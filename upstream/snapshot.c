@@ -78,6 +78,8 @@ static void free_snapshot(struct ups_snapshot *s)
     free(s->routes);
     if (s->geo && s->geo_release)
         s->geo_release(s->geo);
+    if (s->tls && s->tls_release)
+        s->tls_release(s->tls);
     for (size_t p = 0; p < s->n_pools; p++) {
         struct ups_pool *pool = &s->pools[p];
         for (size_t i = 0; i < pool->n_nodes; i++) {

@@ -59,6 +59,9 @@ struct ups_node {
     size_t index;          /* in its pool */
     struct ups_pool *pool;
     struct ups_node_live *live;
+    /* RTMPS node: its client context (a struct lb_tls_client of the
+     * snapshot's tls set; opaque here). NULL: plain. */
+    const void *tls;
 };
 
 struct ups_pool {
@@ -156,6 +159,9 @@ struct ups_snapshot {
      * does no I/O); released with the snapshot. */
     void *geo;
     void (*geo_release)(void *geo);
+    /* The TLS contexts of this config (lb/tls, opaque here), likewise. */
+    void *tls;
+    void (*tls_release)(void *tls);
 };
 
 /* Bound on the nodes one session dials before giving up. */

@@ -15,6 +15,7 @@
 #include "lb/admin/views.h"
 #include "lb/log.h"
 #include "lb/proc/proc.h"
+#include "lb/tls/tls.h"
 #include "lb/worker/worker.h"
 #include "upstream/override.h"
 #include "upstream/upstream.h"
@@ -27,6 +28,46 @@
 
 static void probe_sample(void *arg, const char *pool, const char *node, const uint64_t *results,
                          size_t n);
+
+/* TLS: handshakes by side, result and version, and the seconds each
+ * listener certificate has left (labels: listener, index in its list). */
+static void tls_metrics(struct lb_server *srv, struct lb_metrics *m)
+{
+    static const char *const sides[] = {"client", "origin"};
+    bool any = false;
+    for (size_t i = 0; i < srv->n_listeners; i++)
+        any |= srv->listeners[i].tls;
+    if (!any && !srv->tls)
+        return;
+    lb_metrics_family(m, "rtmplb_tls_handshakes_total", LB_METRIC_COUNTER,
+                      "TLS handshakes, by side (client: on a listener; origin: to an RTMPS "
+                      "node), result and version.");
+    for (int sd = 0; sd < LB_TLS_SIDE__COUNT; sd++)
+        for (int r = 0; r < LB_TLS_RESULT__COUNT; r++)
+            for (int v = 0; v < LB_TLS_V__COUNT; v++) {
+                struct lb_label l[] = {{"side", sides[sd]},
+                                       {"result", lb_tls_result_name((enum lb_tls_result)r)},
+                                       {"version", lb_tls_ver_name((enum lb_tls_ver)v)}};
+                lb_metrics_u64(m, l, 3, atomic_load(&lb_tls_stats.hs[sd][r][v]));
+            }
+    lb_metrics_family(m, "rtmplb_tls_resumed_total", LB_METRIC_COUNTER,
+                      "TLS handshakes that resumed a session (tickets).");
+    lb_metrics_u64(m, NULL, 0, atomic_load(&lb_tls_stats.resumed));
+    if (!srv->tls)
+        return;
+    lb_metrics_family(m, "rtmplb_tls_certificate_expiry_seconds", LB_METRIC_GAUGE,
+                      "Seconds until a listener certificate expires (negative: expired).");
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; i < srv->tls->n_listeners; i++) {
+        const struct lb_tls_server *ts = &srv->tls->listeners[i];
+        for (size_t k = 0; k < ts->n_certs; k++) {
+            char idx[24];
+            snprintf(idx, sizeof(idx), "%zu", k);
+            struct lb_label l[] = {{"listener", ts->listener}, {"index", idx}};
+            lb_metrics_double(m, l, 2, (double)(ts->certs[k].not_after - now));
+        }
+    }
+}
 
 static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
 {
@@ -202,6 +243,7 @@ static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
     lb_metrics_family(m, "rtmplb_log_lines_dropped_total", LB_METRIC_COUNTER,
                       "Log lines dropped because the log sink was too slow (queue full).");
     lb_metrics_u64(m, NULL, 0, lb_log_dropped_total());
+    tls_metrics(srv, m);
     lb_metrics_family(m, "rtmplb_admin_connections", LB_METRIC_GAUGE,
                       "Open admin HTTP connections.");
     lb_metrics_u64(m, NULL, 0, a->http ? lb_http_connections(a->http) : 0);

@@ -340,6 +340,10 @@ static struct lb_action handshake_bytes(struct lb_front *f, const uint8_t *p, si
     struct rtmp_phase *r = st(f);
     size_t used;
     enum rtmp_hs_result hr = rtmp_hs_server_feed(r->hs, p, n, &used);
+    if (hr == RTMP_HS_ERROR && p[0] == 0x16)
+        return protocol_error(f, LB_REASON_TLS_ON_PLAIN,
+                              "TLS ClientHello on a plain listener (the client uses rtmps:// "
+                              "on a listener without tls): closed");
     if (hr == RTMP_HS_ERROR) {
         char why[64];
         snprintf(why, sizeof(why), "not an RTMP handshake (first byte 0x%02x)", p[0]);

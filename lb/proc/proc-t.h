@@ -15,6 +15,7 @@ struct lb_admin;
 struct ups_overrides;
 struct hc_engine;
 struct hc_index;
+struct lb_tls_set;
 
 #define LB_MAX_ROUTE_STATS 256
 
@@ -25,6 +26,7 @@ struct lb_listener_spec {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char *address_text;
+    bool tls; /* RTMPS: fixed for the process, like the address */
 };
 
 struct lb_server;
@@ -52,6 +54,9 @@ struct lb_server {
     size_t n_listeners;
     struct ups_snapshot *snap; /* control thread's reference */
     struct geo_db *geo;        /* the database of the current config, or NULL */
+    struct lb_tls_set *tls;    /* the TLS contexts of the current config, or NULL */
+    uv_timer_t tls_keys;       /* rotates the session ticket keys */
+    char ktls_why[128];        /* what the kTLS probe found */
     struct hc_engine *health;  /* probes, control thread */
     struct lb_env env;         /* what workers read */
     int access_fd;             /* -1 = off, 2 = stderr */

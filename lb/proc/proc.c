@@ -9,6 +9,7 @@
 #include "health/streams.h"
 #include "lb/admin/events.h"
 #include "lb/log.h"
+#include "lb/tls/tls.h"
 #include "lb/net.h"
 #include "lb/perip.h"
 #include "lb/proc/upgrade.h"
@@ -80,6 +81,7 @@ static void close_control(struct lb_server *srv)
     uv_close((uv_handle_t *)&srv->sig_usr1, NULL);
     uv_close((uv_handle_t *)&srv->sig_usr2, NULL);
     uv_close((uv_handle_t *)&srv->worker_done, NULL);
+    uv_close((uv_handle_t *)&srv->tls_keys, NULL);
     if (srv->replies_open) {
         lb_wreply_close(&srv->replies);
         srv->replies_open = false;
@@ -195,8 +197,6 @@ static int bind_listeners(struct lb_server *srv)
             if (fd < 0)
                 break;
             srv->workers[w].listeners[i].fd = fd;
-            srv->workers[w].listeners[i].info =
-                (struct lb_listen_info){l->name, l->mode, l->proxy_protocol, NULL};
             taken++;
         }
         /* A port the old process hands over is in use by design; a new
@@ -211,17 +211,23 @@ static int bind_listeners(struct lb_server *srv)
                            l->name, l->address_text, strerror(err));
                 return -1;
             }
-            struct lb_wlistener *wl = &srv->workers[w].listeners[i];
-            wl->fd = fd;
-            wl->info = (struct lb_listen_info){l->name, l->mode, l->proxy_protocol, NULL};
+            srv->workers[w].listeners[i].fd = fd;
         }
+        for (unsigned w = 0; w < srv->n_workers; w++)
+            srv->workers[w].listeners[i].info =
+                (struct lb_listen_info){l->name, l->mode, l->proxy_protocol, NULL, i, l->tls};
         static const char *const pp[] = {"", ", PROXY v1", ", PROXY v2", ", PROXY v1/v2"};
         char inh[32] = "";
         if (taken)
             snprintf(inh, sizeof(inh), ", %u inherited", taken);
-        lb_log_msg(LB_LOG_INFO, "listening", "listener %s on %s (mode %s%s, %u sockets%s)",
+        lb_log_msg(LB_LOG_INFO, "listening", "listener %s on %s (mode %s%s%s, %u sockets%s)",
                    l->name, l->address_text, conf_mode_name(l->mode), pp[l->proxy_protocol & 3],
-                   srv->n_workers, inh);
+                   l->tls ? ", TLS" : "", srv->n_workers, inh);
+        if (l->tls)
+            lb_log_msg(LB_LOG_INFO, "tls_path",
+                       "listener %s: TLS in userspace (OpenSSL, copied through a bounded "
+                       "buffer; no splice on its TLS legs): %s",
+                       l->name, srv->ktls_why);
     }
     return 0;
 }
@@ -243,6 +249,7 @@ static void free_server(struct lb_server *srv)
     free(srv->listeners);
     ups_snapshot_unref(srv->snap);
     geo_unref(srv->geo);
+    lb_tls_set_unref(srv->tls);
     hc_index_free(srv->env.index);
     lb_perip_free(srv->env.perip);
     ups_ovr_free(srv->ovr);
@@ -267,6 +274,7 @@ static int copy_listeners(struct lb_server *srv, const struct conf *conf)
         l->address_text = strdup(cl->address.text);
         l->mode = cl->mode;
         l->proxy_protocol = cl->proxy_protocol;
+        l->tls = cl->tls.present;
         memcpy(&l->addr, &cl->address.ss, cl->address.len);
         l->addrlen = cl->address.len;
         if (!l->name || !l->address_text)
@@ -287,6 +295,10 @@ static void fixed_limits(struct lb_server *srv, const struct conf *conf)
     };
 }
 
+/* Session ticket keys: a new one now and then; the previous one still
+ * opens tickets (lb/tls). */
+static void on_tls_keys(uv_timer_t *t) { lb_tls_keys_rotate(); }
+
 static int start_control(struct lb_server *srv)
 {
     int rc;
@@ -305,6 +317,10 @@ static int start_control(struct lb_server *srv)
     }
     if ((rc = uv_async_init(&srv->loop, &srv->worker_done, on_worker_done)) < 0)
         return rc;
+    if ((rc = uv_timer_init(&srv->loop, &srv->tls_keys)) < 0)
+        return rc;
+    uv_timer_start(&srv->tls_keys, on_tls_keys, LB_TLS_KEY_ROTATE_MS, LB_TLS_KEY_ROTATE_MS);
+    uv_unref((uv_handle_t *)&srv->tls_keys);
     srv->worker_done.data = srv;
     if ((rc = lb_wreply_init(&srv->replies, &srv->loop)) < 0)
         return rc;
@@ -387,6 +403,17 @@ int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_contro
         free_server(&srv);
         return 2;
     }
+    if (lb_proc_open_tls(conf, &srv.tls, err, sizeof(err)) < 0) {
+        free_server(&srv);
+        return 2;
+    }
+    if (srv.tls) {
+        /* kTLS would let both legs splice; tried once, and the path each
+         * listener takes is logged. */
+        bool k = lb_tls_ktls_probe(srv.ktls_why, sizeof(srv.ktls_why));
+        lb_log_msg(LB_LOG_INFO, "ktls", "kTLS %s: %s", k ? "offered by the kernel (this build "
+                   "still uses userspace TLS)" : "unavailable", srv.ktls_why);
+    }
     if (conf->admin.state_file) {
         struct ups_msgs msgs = {0};
         ups_ovr_load(srv.ovr, conf->admin.state_file, &msgs);
@@ -397,7 +424,7 @@ int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_contro
             lb_log_msg(LB_LOG_INFO, "state_file", "%zu node and %zu route overrides from %s",
                        srv.ovr->n_nodes, srv.ovr->n_routes, conf->admin.state_file);
     }
-    srv.snap = lb_proc_build(&srv, conf, srv.geo, err, sizeof(err));
+    srv.snap = lb_proc_build(&srv, conf, srv.geo, srv.tls, err, sizeof(err));
     if (!srv.snap) {
         lb_log_msg(LB_LOG_ERROR, "start", "%s", err);
         free_server(&srv);

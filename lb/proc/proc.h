@@ -20,7 +20,11 @@ int lb_proc_reload(struct lb_server *srv, struct ups_msgs *errs);
 /* A snapshot of c with geo, the route counters and the overrides applied
  * (stale overrides are reported and dropped). NULL with why in err. */
 struct ups_snapshot *lb_proc_build(struct lb_server *srv, const struct conf *c,
-                                   struct geo_db *geo, char *err, size_t errlen);
+                                   struct geo_db *geo, struct lb_tls_set *tls, char *err,
+                                   size_t errlen);
+/* Builds the TLS contexts of c, logging warnings and errors. 0 (*out may
+ * be NULL: no TLS), or -1 with the first error in err. */
+int lb_proc_open_tls(const struct conf *c, struct lb_tls_set **out, char *err, size_t errlen);
 /* The overrides changed: rebuild from the running config, publish, save. */
 int lb_proc_apply_overrides(struct lb_server *srv, char *err, size_t errlen);
 void lb_proc_save_overrides(struct lb_server *srv);

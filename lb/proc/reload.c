@@ -10,6 +10,7 @@
 #include "health/streams.h"
 #include "lb/admin/events.h"
 #include "lb/log.h"
+#include "lb/tls/tls.h"
 #include "lb/worker/worker.h"
 #include "upstream/override.h"
 #include "upstream/upstream.h"
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static void apply_log_settings(const struct conf *c)
@@ -106,6 +108,40 @@ int lb_proc_open_geo(const struct conf *c, struct geo_db **out)
     return 0;
 }
 
+static void release_tls(void *tls) { lb_tls_set_unref(tls); }
+
+int lb_proc_open_tls(const struct conf *c, struct lb_tls_set **out, char *err, size_t errlen)
+{
+    struct lb_tls_msgs msgs = {0};
+    *out = lb_tls_set_build(c, (int64_t)time(NULL), &msgs);
+    err[0] = '\0';
+    for (size_t i = 0; i < msgs.n; i++) {
+        lb_log_msg(msgs.warn[i] ? LB_LOG_WARN : LB_LOG_ERROR, "tls", "%s", msgs.msg[i]);
+        if (!msgs.warn[i] && !err[0])
+            snprintf(err, errlen, "%s", msgs.msg[i]);
+    }
+    int rc = msgs.errors ? -1 : 0;
+    if (rc < 0 && !err[0])
+        snprintf(err, errlen, "%s: the TLS contexts cannot be built", c->path);
+    lb_tls_msgs_free(&msgs);
+    return rc;
+}
+
+/* The snapshot holds the TLS contexts for the sessions that use them; each
+ * RTMPS node points at its client context. */
+static void attach_tls(struct ups_snapshot *snap, struct lb_tls_set *tls)
+{
+    if (!tls)
+        return;
+    snap->tls = lb_tls_set_ref(tls);
+    snap->tls_release = release_tls;
+    for (size_t p = 0; p < snap->n_pools; p++)
+        for (size_t i = 0; i < snap->pools[p].n_nodes; i++) {
+            struct ups_node *n = &snap->pools[p].nodes[i];
+            n->tls = lb_tls_set_node(tls, snap->pools[p].name, n->name);
+        }
+}
+
 /* The snapshot keeps the database alive for the sessions using it; nodes
  * that declare only a country get that country's centroid. */
 void lb_proc_attach_geo(struct ups_snapshot *snap, struct geo_db *db)
@@ -139,7 +175,8 @@ static bool same_listeners(const struct lb_server *srv, const struct conf *c)
         const struct lb_listener_spec *l = &srv->listeners[i];
         const struct conf_listener *cl = &c->listeners[i];
         if (strcmp(l->name, cl->name) != 0 || l->mode != cl->mode ||
-            l->proxy_protocol != cl->proxy_protocol || l->addrlen != cl->address.len ||
+            l->proxy_protocol != cl->proxy_protocol || l->tls != cl->tls.present ||
+            l->addrlen != cl->address.len ||
             memcmp(&l->addr, &cl->address.ss, l->addrlen) != 0)
             return false;
     }
@@ -178,13 +215,15 @@ void lb_proc_save_overrides(struct lb_server *srv)
 }
 
 struct ups_snapshot *lb_proc_build(struct lb_server *srv, const struct conf *c,
-                                   struct geo_db *geo, char *err, size_t errlen)
+                                   struct geo_db *geo, struct lb_tls_set *tls, char *err,
+                                   size_t errlen)
 {
     /* One policy row more than workers: the control thread's (locate). */
     struct ups_snapshot *snap = ups_snapshot_build(c, srv->snap, srv->n_workers + 1, err, errlen);
     if (!snap)
         return NULL;
     lb_proc_attach_geo(snap, geo);
+    attach_tls(snap, tls);
     for (size_t i = 0; i < snap->n_routes; i++)
         snap->routes[i].role_sessions = route_counters(srv, snap->routes[i].name);
     if (srv->ovr) {
@@ -215,7 +254,7 @@ static void publish(struct lb_server *srv, struct ups_snapshot *snap)
 
 int lb_proc_apply_overrides(struct lb_server *srv, char *err, size_t errlen)
 {
-    struct ups_snapshot *snap = lb_proc_build(srv, srv->conf, srv->geo, err, errlen);
+    struct ups_snapshot *snap = lb_proc_build(srv, srv->conf, srv->geo, srv->tls, err, errlen);
     if (!snap)
         return -1;
     publish(srv, snap);
@@ -401,8 +440,26 @@ int lb_proc_reload(struct lb_server *srv, struct ups_msgs *errs)
         memset(hsecret, 0, strlen(hsecret));
         free(hsecret);
     }
-    struct ups_snapshot *snap = lb_proc_build(srv, c, geo, err, sizeof(err));
+    /* Certificates are re-read; a listener cannot start or stop TLS
+     * without a restart (its sockets are fixed). */
+    struct lb_tls_set *tls = NULL;
+    for (size_t i = 0; i < c->n_listeners && i < srv->n_listeners; i++)
+        if (c->listeners[i].tls.present != srv->listeners[i].tls) {
+            snprintf(err, sizeof(err), "%s:%u:%u: listeners[%zu].tls: turning TLS %s on a "
+                     "listener needs a restart", c->path, c->listeners[i].mark.line,
+                     c->listeners[i].mark.col, i, srv->listeners[i].tls ? "off" : "on");
+            free(token);
+            if (afd > 2)
+                close(afd);
+            geo_unref(geo);
+            conf_free(c);
+            return refused(srv, errs, err);
+        }
+    struct ups_snapshot *snap = NULL;
+    if (lb_proc_open_tls(c, &tls, err, sizeof(err)) == 0)
+        snap = lb_proc_build(srv, c, geo, tls, err, sizeof(err));
     if (!snap) {
+        lb_tls_set_unref(tls);
         free(token);
         if (afd > 2)
             close(afd);
@@ -416,6 +473,8 @@ int lb_proc_reload(struct lb_server *srv, struct ups_msgs *errs)
                    "listener changes need a restart; keeping the current listeners");
     geo_unref(srv->geo);
     srv->geo = geo;
+    lb_tls_set_unref(srv->tls); /* live sessions keep theirs through their snapshot */
+    srv->tls = tls;
     if (srv->health)
         hc_engine_apply(srv->health, c, snap);
     if (afd > 2 || afd != srv->access_fd)

@@ -54,6 +54,8 @@ void lb__upoll_close(struct lb_session *s, bool redial)
     s->uev = 0;
     s->redial = redial;
     uv_close((uv_handle_t *)&s->upoll, lb__on_handle_closed);
+    lb_conn_release(&s->upstream);
+    s->u_tls_hs = false;
     close(s->upstream.fd); /* after uv_close: never close a polled fd */
     s->upstream.fd = -1;
 }
@@ -152,9 +154,11 @@ void lb__close_now(struct lb_session *s, enum lb_reason r)
 
     uv_close((uv_handle_t *)&s->timer, lb__on_handle_closed);
     uv_close((uv_handle_t *)&s->cpoll, lb__on_handle_closed);
+    lb_conn_release(&s->client);
     close(s->client.fd);
     s->redial = false;
     lb__upoll_close(s, false);
+    lb_conn_release(&s->upstream);
     if (s->upstream.fd >= 0)
         close(s->upstream.fd);
     s->upstream.fd = -1;

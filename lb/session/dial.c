@@ -11,6 +11,8 @@
 #include "lb/log.h"
 #include "lb/net.h"
 #include "lb/proxy_proto.h"
+#include "lb/tls/tls.h"
+#include "lb/xprt/tls.h"
 #include "upstream/upstream.h"
 
 #include <errno.h>
@@ -77,6 +79,8 @@ void lb__node_failed(struct lb_session *s, enum lb_reason why, int err)
         lb__close_req(s, LB_REASON_INTERNAL_ERROR, 0);
         return;
     }
+    if (s->fail_detail[0])
+        text = s->fail_detail;
     hc_passive_failure(n, text);
     s->f.last_failure = why == LB_REASON_DIAL_FAILED ? LB_REASON_NONE : why;
     switch (why) {
@@ -89,11 +93,15 @@ void lb__node_failed(struct lb_session *s, enum lb_reason why, int err)
     case LB_REASON_ORIGIN_PROTOCOL:
         text = "answered with a bad handshake";
         break;
+    case LB_REASON_ORIGIN_TLS: /* fail_detail says what */
+        break;
     default:
         break;
     }
-    snprintf(s->f.last_failure_text, sizeof(s->f.last_failure_text), "origin %s %s%s", n->name,
-             why == LB_REASON_DIAL_FAILED ? "refused or timed out: " : "", text);
+    /* (the result is used: a long node name or detail is cut, knowingly) */
+    if (snprintf(s->f.last_failure_text, sizeof(s->f.last_failure_text), "origin %s %s%s", n->name,
+             why == LB_REASON_DIAL_FAILED ? "refused or timed out: " : "", text) < 0)
+        s->f.last_failure_text[0] = '\0';
     lb_log_begin(&l, LB_LOG_WARN, "dial_failed");
     lb_log_str(&l, "client", s->client_text);
     lb_log_str(&l, "app", s->f.app);
@@ -105,6 +113,7 @@ void lb__node_failed(struct lb_session *s, enum lb_reason why, int err)
     lb_log_u64(&l, "attempt", s->f.dials);
     lb_log_str(&l, "next", s->next_cand < s->cands.n ? s->cands.node[s->next_cand]->name : "none");
     lb_log_end(&l);
+    s->fail_detail[0] = '\0';
 
     if (s->indexed) {
         hc_index_remove_publish(s->h->env->index, n->pool->name, n->name, s->f.app, s->f.stream);
@@ -123,6 +132,8 @@ void lb__node_failed(struct lb_session *s, enum lb_reason why, int err)
         lb__upoll_close(s, true); /* the next dial starts once the handle is closed */
         return;
     }
+    lb_conn_release(&s->upstream);
+    s->u_tls_hs = false;
     if (s->upstream.fd >= 0)
         close(s->upstream.fd);
     s->upstream.fd = -1;
@@ -145,7 +156,8 @@ static void connected(struct lb_session *s)
     (void)setsockopt(s->upstream.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     lb__set_state(s, LB_SS_CONNECTED);
     s->f.upstream = &s->upstream;
-    size_t k = lb__proxy_header_out(s, pp, sizeof(pp));
+    /* An RTMPS node had its PROXY header before the TLS handshake. */
+    size_t k = n->tls ? 0 : lb__proxy_header_out(s, pp, sizeof(pp));
     if (k && lb_buf_append(&s->f.to_upstream, pp, k, sizeof(pp)) < 0) {
         lb__close_req(s, LB_REASON_INTERNAL_ERROR, ENOMEM);
         return;
@@ -172,6 +184,55 @@ static void connected(struct lb_session *s)
     lb__apply(s, s->f.ops->on_upstream_connected(&s->f));
 }
 
+/* An RTMPS node: the TLS handshake after connect, within the dial's
+ * deadline (timeouts.connect), before the phase hears of the node. A
+ * failure (a verification failure too) is this node's: next candidate. */
+static void on_dial_tls_event(uv_poll_t *h, int status, int events)
+{
+    struct lb_session *s = h->data;
+    enum lb_tls_result res;
+
+    if (status < 0) {
+        lb_tls_count(LB_TLS_SIDE_ORIGIN, LB_TLS_CLOSED, LB_TLS_V_UNKNOWN);
+        snprintf(s->fail_detail, sizeof(s->fail_detail), "TLS handshake: %s",
+                 strerror(ECONNRESET));
+        lb__node_failed(s, LB_REASON_ORIGIN_TLS, 0);
+        lb__settle(s);
+        return;
+    }
+    int rc = lb_tls_handshake(&s->upstream, LB_TLS_SIDE_ORIGIN, &res, s->fail_detail,
+                              sizeof(s->fail_detail));
+    if (rc == -EAGAIN) {
+        s->uev = lb_tls_hs_events(&s->upstream);
+        uv_poll_start(&s->upoll, s->uev, on_dial_tls_event);
+        return;
+    }
+    if (rc < 0) {
+        lb__node_failed(s, LB_REASON_ORIGIN_TLS, 0);
+    } else {
+        s->u_tls_hs = false;
+        connected(s);
+    }
+    lb__settle(s);
+}
+
+static void tls_begin(struct lb_session *s)
+{
+    uint8_t pp[PP_MAX_HEADER];
+    size_t k = lb__proxy_header_out(s, pp, sizeof(pp));
+    /* A fresh socket takes a PROXY header (<= 232 bytes) whole. */
+    if (k && send(s->upstream.fd, pp, k, MSG_NOSIGNAL) != (ssize_t)k) {
+        lb__node_failed(s, LB_REASON_DIAL_FAILED, errno ? errno : EIO);
+        return;
+    }
+    if (lb_tls_connect(&s->upstream, s->node->tls) < 0) {
+        lb__close_req(s, LB_REASON_INTERNAL_ERROR, ENOMEM);
+        return;
+    }
+    s->u_tls_hs = true;
+    on_dial_tls_event(&s->upoll, 0, UV_WRITABLE);
+}
+
 void lb__on_dial_event(uv_poll_t *h, int status, int events)
 {
     struct lb_session *s = h->data;
@@ -180,6 +241,10 @@ void lb__on_dial_event(uv_poll_t *h, int status, int events)
 
     if (getsockopt(s->upstream.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
         soerr = errno;
+    if (status == 0 && soerr == 0 && s->node->tls) {
+        tls_begin(s); /* settles itself */
+        return;
+    }
     if (status == 0 && soerr == 0)
         connected(s);
     else

@@ -11,6 +11,8 @@ void lb__close_req(struct lb_session *s, enum lb_reason r, int err);
 uint64_t lb__now(const struct lb_session *s);
 void lb__apply(struct lb_session *s, struct lb_action a);
 void lb__front_start(struct lb_session *s);
+/* PROXY header done (or none): the TLS handshake or the front door. */
+void lb__after_proxy(struct lb_session *s);
 void lb__settle(struct lb_session *s);
 void lb__upoll_close(struct lb_session *s, bool redial);
 

@@ -80,7 +80,7 @@ void lb__proxy_readable(struct lb_session *s)
             accept_header(s, &ph);
             free(in);
             s->pp_in = NULL;
-            lb__front_start(s);
+            lb__after_proxy(s);
             return;
         }
         if (r == PP_ERROR || in->len == sizeof(in->buf)) {

@@ -97,15 +97,18 @@ struct lb_listen_info {
     int mode;           /* enum conf_mode */
     int proxy_protocol; /* enum conf_proxy_protocol */
     const struct lb_phase_ops *phase; /* NULL: by mode (tests choose their own) */
+    size_t index; /* in the config: its TLS contexts in the snapshot's set */
+    bool tls;     /* RTMPS: a TLS handshake before the front door */
 };
 
 /* ---- one session -------------------------------------------------------- */
 
-/* PROXY -> FRONT -> DIALING -> CONNECTED -> SPLICING, and FAILING (an
+/* PROXY -> [TLS ->] FRONT -> DIALING -> CONNECTED -> SPLICING, and FAILING (an
  * error is on its way to the client) or CLOSING from any of them. A failed
  * node sends CONNECTED back to DIALING. */
 #define LB_SSTATE_MAP(X) \
     X(PROXY, "proxy")    \
+    X(TLS, "tls")        \
     X(FRONT, "front")    \
     X(DIALING, "dialing") \
     X(CONNECTED, "connected") \
@@ -165,7 +168,10 @@ struct lb_session {
     bool indexed;          /* a routed publish in the stream index */
     uint64_t t_accept_ns;
     uint64_t t_last_ms;     /* last byte, loop time */
-    uint64_t hs_deadline;   /* PROXY: accept + handshake */
+    uint64_t hs_deadline;   /* PROXY, TLS: accept + handshake */
+    bool u_tls_hs;          /* DIALING: the node's TLS handshake is under way */
+    int kick_depth;         /* settle: rounds run for bytes waiting inside TLS */
+    char fail_detail[160];  /* the next lb__node_failed's text, when set */
     uint64_t dial_deadline; /* DIALING */
     uint64_t half_deadline; /* SPLICING with one side closed */
     uint64_t linger_deadline; /* FAILING */

@@ -14,6 +14,8 @@
 #include "health/view.h"
 #include "lb/log.h"
 #include "lb/net.h"
+#include "lb/tls/tls.h"
+#include "lb/xprt/tls.h"
 #include "upstream/upstream.h"
 
 #include <errno.h>
@@ -34,7 +36,8 @@ static const char *const state_names[] = {
 /* allowed[from] is the set of states a session may move to. */
 #define BIT(x) (1u << (x))
 static const unsigned allowed[] = {
-    [LB_SS_PROXY] = BIT(LB_SS_FRONT) | BIT(LB_SS_CLOSING),
+    [LB_SS_PROXY] = BIT(LB_SS_TLS) | BIT(LB_SS_FRONT) | BIT(LB_SS_CLOSING),
+    [LB_SS_TLS] = BIT(LB_SS_FRONT) | BIT(LB_SS_CLOSING),
     [LB_SS_FRONT] = BIT(LB_SS_DIALING) | BIT(LB_SS_FAILING) | BIT(LB_SS_CLOSING),
     [LB_SS_DIALING] = BIT(LB_SS_CONNECTED) | BIT(LB_SS_FAILING) | BIT(LB_SS_CLOSING),
     [LB_SS_CONNECTED] = BIT(LB_SS_DIALING) | BIT(LB_SS_SPLICING) | BIT(LB_SS_FAILING) |
@@ -66,6 +69,9 @@ void lb__close_req(struct lb_session *s, enum lb_reason r, int err)
 
 static void on_client_event(uv_poll_t *h, int status, int events);
 static void on_upstream_event(uv_poll_t *h, int status, int events);
+static void client_io(struct lb_session *s, int status, int events);
+static void upstream_io(struct lb_session *s, int status, int events);
+#define KICK_ROUNDS 8
 static void on_timer(uv_timer_t *t);
 
 void lb__apply(struct lb_session *s, struct lb_action a)
@@ -144,8 +150,9 @@ static bool admit(struct lb_session *s)
 
 void lb__front_start(struct lb_session *s)
 {
-    if (!admit(s))
-        return;
+    /* timeouts.handshake runs from accept: a TLS handshake spent some. */
+    uint64_t spent = (uv_hrtime() - s->t_accept_ns) / 1000000;
+    s->lim.handshake_ms = s->lim.handshake_ms > spent + 1 ? s->lim.handshake_ms - spent : 1;
     lb__set_state(s, LB_SS_FRONT);
     if (s->f.ops->create(&s->f) < 0) {
         lb__close_req(s, LB_REASON_INTERNAL_ERROR, ENOMEM);
@@ -158,6 +165,80 @@ void lb__front_start(struct lb_session *s)
     lb__fill_geo(s, &s->f.req); /* the client's address is final now (PROXY) */
     s->f.now_ms = lb__now(s);
     lb__apply(s, s->f.ops->start(&s->f));
+}
+
+/* ---- TLS on the client side ------------------------------------------------ */
+
+static void tls_log(struct lb_session *s, enum lb_log_level lvl, const char *event,
+                    const char *detail)
+{
+    struct lb_logline l;
+    lb_log_begin(&l, lvl, event);
+    lb_log_str(&l, "client", s->client_text);
+    lb_log_str(&l, "listener", s->lst->name);
+    lb_log_str(&l, "detail", detail);
+    lb_log_end(&l);
+}
+
+/* After the PROXY header (if any): the TLS handshake, or the front door. */
+void lb__after_proxy(struct lb_session *s)
+{
+    /* The per-address limits, before any TLS: a TLS handshake is part of
+     * the pre-route phase and counts as one. */
+    if (!admit(s))
+        return;
+    if (!s->lst->tls) {
+        lb__front_start(s);
+        return;
+    }
+    lb__set_state(s, LB_SS_TLS);
+}
+
+/* The TLS listener's first byte must start a TLS record (0x16, a
+ * handshake); plain RTMP starts with 0x03. Then the handshake itself. */
+static void tls_client_step(struct lb_session *s)
+{
+    char why[200];
+    enum lb_tls_result res;
+
+    if (s->client.ops != &lb_xprt_tls) {
+        uint8_t b;
+        ssize_t n = s->client.ops->peek(&s->client, &b, 1);
+        if (n == -EAGAIN)
+            return;
+        if (n <= 0) {
+            lb_tls_count(LB_TLS_SIDE_CLIENT, LB_TLS_CLOSED, LB_TLS_V_UNKNOWN);
+            lb__close_req(s, n == 0 ? LB_REASON_CLIENT_CLOSED_IN_HANDSHAKE : LB_REASON_CLIENT_ERROR,
+                          n == 0 ? 0 : (int)-n);
+            return;
+        }
+        if (b != 0x16) {
+            snprintf(why, sizeof(why),
+                     "not TLS on a TLS listener (first byte 0x%02x%s): closed", b,
+                     b == 0x03 ? ", plain RTMP: the client should use rtmps://" : "");
+            tls_log(s, LB_LOG_WARN, "tls_wrong_protocol", why);
+            lb_tls_count(LB_TLS_SIDE_CLIENT, LB_TLS_NOT_TLS, LB_TLS_V_UNKNOWN);
+            lb__close_req(s, LB_REASON_NOT_TLS, 0);
+            return;
+        }
+        const struct lb_tls_set *set = s->snap->tls;
+        const struct lb_tls_server *srv =
+            set && s->lst->index < set->n_listeners ? &set->listeners[s->lst->index] : NULL;
+        if (!srv || !srv->n_certs || lb_tls_accept(&s->client, srv->certs[0].ctx) < 0) {
+            lb__close_req(s, LB_REASON_INTERNAL_ERROR, ENOMEM);
+            return;
+        }
+    }
+    int rc = lb_tls_handshake(&s->client, LB_TLS_SIDE_CLIENT, &res, why, sizeof(why));
+    if (rc == -EAGAIN)
+        return;
+    if (rc < 0) {
+        tls_log(s, LB_LOG_WARN, "tls_handshake_failed", why);
+        lb__close_req(s, res == LB_TLS_CLOSED ? LB_REASON_CLIENT_CLOSED_IN_HANDSHAKE
+                                              : LB_REASON_TLS_HANDSHAKE, 0);
+        return;
+    }
+    lb__front_start(s);
 }
 
 /* ---- settling after each event -------------------------------------------- */
@@ -204,6 +285,7 @@ static uint64_t next_due(const struct lb_session *s)
     uint64_t idle = (uint64_t)atomic_load(&s->h->env->idle_ms);
     switch (s->state) {
     case LB_SS_PROXY:
+    case LB_SS_TLS:
         return s->hs_deadline;
     case LB_SS_FRONT:
     case LB_SS_CONNECTED:
@@ -219,9 +301,14 @@ static uint64_t next_due(const struct lb_session *s)
     }
 }
 
+static int pending_reader(const struct lb_session *s);
+
 static void arm_timer(struct lb_session *s)
 {
     uint64_t due = next_due(s), now = lb__now(s);
+    /* Bytes left inside TLS after the rounds settle allows: soon. */
+    if (pending_reader(s))
+        due = min_due(due, now + 1);
     if (!due) {
         if (s->timer_due)
             uv_timer_stop(&s->timer);
@@ -258,33 +345,67 @@ static void half_close_check(struct lb_session *s)
     }
 }
 
+/* Whether the client / the node is to be read now (bytes waiting inside a
+ * TLS transport are read without a poll event). */
+static bool client_reads(const struct lb_session *s, unsigned wants)
+{
+    return s->state == LB_SS_FAILING || (s->c2u.pumped && s->c2u.state == LB_DIR_READ) ||
+           (wants & LB_WANT_CLIENT);
+}
+
+static bool upstream_reads(const struct lb_session *s, unsigned wants)
+{
+    return s->upoll_open && s->state != LB_SS_DIALING &&
+           ((s->u2c.pumped && s->u2c.state == LB_DIR_READ) || (wants & LB_WANT_UPSTREAM));
+}
+
+/* 1: the client, 2: the node has bytes waiting inside its transport that
+ * the session would read now. */
+static int pending_reader(const struct lb_session *s)
+{
+    /* Raw sockets (no pending op) leave at the first two tests. */
+    bool cp = lb_conn_pending(&s->client), up = lb_conn_pending(&s->upstream);
+    if ((!cp && !up) || s->state == LB_SS_PROXY || s->state == LB_SS_TLS ||
+        s->state == LB_SS_CLOSING)
+        return 0;
+    unsigned wants = s->front_live ? s->f.ops->wants(&s->f) : 0;
+    if (cp && client_reads(s, wants))
+        return 1;
+    if (up && upstream_reads(s, wants))
+        return 2;
+    return 0;
+}
+
 static void rearm(struct lb_session *s)
 {
     int cev = 0, uev = 0;
     unsigned wants = s->front_live ? s->f.ops->wants(&s->f) : 0;
+    /* The events a read or a write waits for (a TLS read may need the
+     * socket writable); UV_READABLE and UV_WRITABLE on raw sockets. */
+    int crd = lb_conn_want(&s->client, UV_READABLE), cwr = lb_conn_want(&s->client, UV_WRITABLE);
+    int urd = lb_conn_want(&s->upstream, UV_READABLE);
+    int uwr = lb_conn_want(&s->upstream, UV_WRITABLE);
 
-    if (s->state == LB_SS_PROXY || s->state == LB_SS_FAILING) {
-        cev = UV_READABLE;
+    if (s->state == LB_SS_TLS) {
+        cev = s->client.ops == &lb_xprt_tls ? lb_tls_hs_events(&s->client) : UV_READABLE;
+    } else if (s->state == LB_SS_PROXY || s->state == LB_SS_FAILING) {
+        cev = s->state == LB_SS_FAILING ? crd : UV_READABLE;
         if (s->state == LB_SS_FAILING && lb_buf_pending(&s->f.to_client))
-            cev |= UV_WRITABLE;
+            cev |= cwr;
     } else {
         if (lb_buf_pending(&s->f.to_client))
-            cev |= UV_WRITABLE;
-        if (wants & LB_WANT_CLIENT)
-            cev |= UV_READABLE;
-        if (s->c2u.pumped && s->c2u.state == LB_DIR_READ)
-            cev |= UV_READABLE;
+            cev |= cwr;
+        if (client_reads(s, wants))
+            cev |= crd;
         if (s->u2c.pumped && s->u2c.state == LB_DIR_WRITE)
-            cev |= UV_WRITABLE;
+            cev |= cwr;
         if (s->upoll_open && s->state != LB_SS_DIALING) {
             if (lb_buf_pending(&s->f.to_upstream))
-                uev |= UV_WRITABLE;
-            if (wants & LB_WANT_UPSTREAM)
-                uev |= UV_READABLE;
-            if (s->u2c.pumped && s->u2c.state == LB_DIR_READ)
-                uev |= UV_READABLE;
+                uev |= uwr;
+            if (upstream_reads(s, wants))
+                uev |= urd;
             if (s->c2u.pumped && s->c2u.state == LB_DIR_WRITE)
-                uev |= UV_WRITABLE;
+                uev |= uwr;
         }
     }
     set_poll(&s->cpoll, &s->cev, cev, on_client_event);
@@ -326,6 +447,19 @@ void lb__settle(struct lb_session *s)
         return;
     }
     half_close_check(s);
+    /* Plaintext waiting inside a TLS transport: no poll event will say
+     * so. Read it now, a bounded number of rounds (then the timer). */
+    int who = s->kick_depth < KICK_ROUNDS ? pending_reader(s) : 0;
+    if (who) {
+        s->kick_depth++;
+        if (who == 1)
+            client_io(s, 0, lb_conn_want(&s->client, UV_READABLE));
+        else
+            upstream_io(s, 0, lb_conn_want(&s->upstream, UV_READABLE));
+        lb__settle(s);
+        s->kick_depth--;
+        return;
+    }
     rearm(s);
     arm_timer(s);
 }
@@ -358,37 +492,53 @@ static void discard_client(struct lb_session *s)
     }
 }
 
-static void on_client_event(uv_poll_t *h, int status, int events)
+static void client_io(struct lb_session *s, int status, int events)
 {
-    struct lb_session *s = h->data;
+    int rd = lb_conn_want(&s->client, UV_READABLE), wr = lb_conn_want(&s->client, UV_WRITABLE);
 
     if (status < 0) { /* POLLERR: libuv stopped the handle */
         s->cev = 0;
+        if (s->state == LB_SS_TLS)
+            lb_tls_count(LB_TLS_SIDE_CLIENT, LB_TLS_CLOSED, LB_TLS_V_UNKNOWN);
         lb__close_req(s, s->state == LB_SS_FAILING ? s->reason : LB_REASON_CLIENT_ERROR,
                       sock_error(s->client.fd));
     } else if (s->state == LB_SS_PROXY) {
         lb__proxy_readable(s);
+    } else if (s->state == LB_SS_TLS) {
+        tls_client_step(s);
     } else if (s->state == LB_SS_FAILING) {
-        if (events & UV_READABLE)
+        if (events & rd)
             discard_client(s);
     } else {
-        if ((events & UV_READABLE) && s->c2u.pumped && s->c2u.state == LB_DIR_READ)
+        if ((events & rd) && s->c2u.pumped && s->c2u.state == LB_DIR_READ)
             lb__pump(s, &s->c2u, true);
-        else if ((events & UV_READABLE) && s->front_live &&
-                 (s->f.ops->wants(&s->f) & LB_WANT_CLIENT)) {
+        else if ((events & rd) && s->front_live && (s->f.ops->wants(&s->f) & LB_WANT_CLIENT)) {
             s->f.now_ms = lb__now(s);
             lb__apply(s, s->f.ops->on_client_data(&s->f));
         }
-        if ((events & UV_WRITABLE) && s->close_req == LB_REASON_NONE && s->u2c.pumped &&
+        if ((events & wr) && s->close_req == LB_REASON_NONE && s->u2c.pumped &&
             s->u2c.state == LB_DIR_WRITE)
             lb__pump(s, &s->u2c, false);
     }
+}
+
+static void on_client_event(uv_poll_t *h, int status, int events)
+{
+    struct lb_session *s = h->data;
+    client_io(s, status, events);
     lb__settle(s);
 }
 
 static void on_upstream_event(uv_poll_t *h, int status, int events)
 {
     struct lb_session *s = h->data;
+    upstream_io(s, status, events);
+    lb__settle(s);
+}
+
+static void upstream_io(struct lb_session *s, int status, int events)
+{
+    int rd = lb_conn_want(&s->upstream, UV_READABLE), wr = lb_conn_want(&s->upstream, UV_WRITABLE);
 
     if (status < 0) {
         s->uev = 0;
@@ -403,18 +553,16 @@ static void on_upstream_event(uv_poll_t *h, int status, int events)
                 lb__close_req(s, LB_REASON_UPSTREAM_ERROR, err);
         }
     } else {
-        if ((events & UV_READABLE) && s->u2c.pumped && s->u2c.state == LB_DIR_READ)
+        if ((events & rd) && s->u2c.pumped && s->u2c.state == LB_DIR_READ)
             lb__pump(s, &s->u2c, false);
-        else if ((events & UV_READABLE) && s->front_live &&
-                 (s->f.ops->wants(&s->f) & LB_WANT_UPSTREAM)) {
+        else if ((events & rd) && s->front_live && (s->f.ops->wants(&s->f) & LB_WANT_UPSTREAM)) {
             s->f.now_ms = lb__now(s);
             lb__apply(s, s->f.ops->on_upstream_data(&s->f));
         }
-        if ((events & UV_WRITABLE) && s->close_req == LB_REASON_NONE && s->c2u.pumped &&
+        if ((events & wr) && s->close_req == LB_REASON_NONE && s->c2u.pumped &&
             s->c2u.state == LB_DIR_WRITE && s->state != LB_SS_DIALING)
             lb__pump(s, &s->c2u, true);
     }
-    lb__settle(s);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -424,7 +572,24 @@ static void on_timer(uv_timer_t *t)
     uint64_t idle = (uint64_t)atomic_load(&s->h->env->idle_ms);
 
     s->timer_due = 0;
+    int who = pending_reader(s);
+    if (who == 1)
+        client_io(s, 0, lb_conn_want(&s->client, UV_READABLE));
+    else if (who == 2)
+        upstream_io(s, 0, lb_conn_want(&s->upstream, UV_READABLE));
+    if (s->close_req != LB_REASON_NONE || s->state == LB_SS_CLOSING) {
+        lb__settle(s);
+        return;
+    }
     switch (s->state) {
+    case LB_SS_TLS:
+        if (now >= s->hs_deadline) {
+            lb_tls_count(LB_TLS_SIDE_CLIENT, LB_TLS_TIMEOUT, lb_tls_conn_version(&s->client));
+            tls_log(s, LB_LOG_WARN, "tls_handshake_failed",
+                    "no complete TLS handshake within timeouts.handshake");
+            lb__close_req(s, LB_REASON_TLS_HANDSHAKE, 0);
+        }
+        break;
     case LB_SS_PROXY:
         if (now >= s->hs_deadline) {
             lb_log_msg(LB_LOG_WARN, "proxy_protocol",
@@ -435,7 +600,14 @@ static void on_timer(uv_timer_t *t)
         break;
     case LB_SS_DIALING:
         if (s->dial_deadline && now >= s->dial_deadline && s->upoll_open) {
-            lb__node_failed(s, LB_REASON_DIAL_FAILED, ETIMEDOUT);
+            if (s->u_tls_hs) {
+                lb_tls_count(LB_TLS_SIDE_ORIGIN, LB_TLS_TIMEOUT, LB_TLS_V_UNKNOWN);
+                snprintf(s->fail_detail, sizeof(s->fail_detail),
+                         "did not finish the TLS handshake within timeouts.connect");
+                lb__node_failed(s, LB_REASON_ORIGIN_TLS, 0);
+            } else {
+                lb__node_failed(s, LB_REASON_DIAL_FAILED, ETIMEDOUT);
+            }
             break;
         }
         __attribute__((fallthrough)); /* the phase's own deadline */
@@ -522,14 +694,14 @@ void lb_session_start(struct lb_shost *h, const struct lb_listen_info *l, int fd
     h->sessions = s;
     h->n_sessions++;
 
+    s->hs_deadline = lb__now(s) + (uint64_t)atomic_load(&env->handshake_ms);
     if (l->proxy_protocol != CONF_PP_OFF) {
         s->state = LB_SS_PROXY;
-        s->hs_deadline = lb__now(s) + (uint64_t)atomic_load(&env->handshake_ms);
         if (lb__proxy_begin(s) < 0)
             lb__close_req(s, LB_REASON_INTERNAL_ERROR, ENOMEM);
     } else {
-        s->state = LB_SS_PROXY; /* PROXY -> FRONT is the one way in */
-        lb__front_start(s);
+        s->state = LB_SS_PROXY; /* PROXY -> [TLS ->] FRONT is the one way in */
+        lb__after_proxy(s);
     }
     lb__settle(s);
 }

@@ -26,6 +26,17 @@ struct lb_xprt_ops {
     /* Looks at what is readable without consuming it (PROXY headers, which
      * always arrive before any TLS). */
     ssize_t (*peek)(struct lb_conn *c, void *buf, size_t len);
+    /* The rest is for transports with their own state (TLS); NULL on raw,
+     * which keeps its fast path. */
+    /* The poll events that let a read (ev = UV_READABLE) or a write
+     * (UV_WRITABLE) that returned -EAGAIN go on: a TLS read may need the
+     * socket writable, and a write readable. */
+    int (*want)(const struct lb_conn *c, int ev);
+    /* Bytes already read from the socket and waiting inside the transport:
+     * no poll event will announce them. */
+    bool (*pending)(const struct lb_conn *c);
+    /* Frees the transport's state (the fd is the core's). */
+    void (*release)(struct lb_conn *c);
 };
 
 struct lb_conn {
@@ -39,6 +50,22 @@ extern const struct lb_xprt_ops lb_xprt_raw;
 static inline ssize_t lb_conn_read(struct lb_conn *c, void *buf, size_t len)
 {
     return c->ops->read(c, buf, len);
+}
+static inline int lb_conn_want(const struct lb_conn *c, int ev)
+{
+    return c->ops->want ? c->ops->want(c, ev) : ev;
+}
+static inline bool lb_conn_pending(const struct lb_conn *c)
+{
+    return c->ops->pending && c->ops->pending(c);
+}
+/* Back to a plain socket with no transport state (the fd stays). */
+static inline void lb_conn_release(struct lb_conn *c)
+{
+    if (c->ops->release)
+        c->ops->release(c);
+    c->ops = &lb_xprt_raw;
+    c->ctx = NULL;
 }
 static inline ssize_t lb_conn_write(struct lb_conn *c, const void *buf, size_t len)
 {

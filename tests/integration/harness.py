@@ -378,15 +378,15 @@ class Fleet:
         self._play_until(p, count, want, timeout, until)
         return self._flv_frames(flv)
 
-    def gst_frames(self, url, want, name="gst", timeout=40, until=None):
+    def gst_frames(self, url, want, name="gst", timeout=40, until=None, src_props=""):
         """Plays url with GStreamer's rtmp2src until `want` video frames are
         decoded (one 'chain' message each on the video sink), and until()
         holds, at most timeout seconds; returns the video frames decoded."""
         q = "queue max-size-time=0 max-size-buffers=0 max-size-bytes=0"
-        pipeline = ("rtmp2src location=%s timeout=10 ! flvdemux name=d "
+        pipeline = ("rtmp2src location=%s timeout=10 %s ! flvdemux name=d "
                     "d.video ! %s ! h264parse ! avdec_h264 ! fakesink name=vsink silent=false "
                     "sync=false async=false d.audio ! %s ! fakesink sync=false async=false"
-                    % (url, q, q))
+                    % (url, src_props, q, q))
         p = self.spawn(name, ["gst-launch-1.0", "-e", "-v", *pipeline.split()])
 
         def count():

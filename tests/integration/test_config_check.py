@@ -48,6 +48,17 @@ class ConfigCheck(unittest.TestCase):
                     with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
                         f.write("h00k-secret\n")
                     text = re.sub(r"hooks_secret_file: \S+", "hooks_secret_file: " + secret, text)
+                if "/etc/rtmplb/live.example.com.pem" in text:
+                    # No real certificate ships: make one (it is its own CA).
+                    cert = os.path.join(tmp.dir, "live.pem")
+                    key = os.path.join(tmp.dir, "live.key")
+                    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out",
+                                    cert, "-days", "30", "-subj", "/CN=live.example.com"],
+                                   check=True, capture_output=True)
+                    text = (text.replace("/etc/rtmplb/live.example.com.pem", cert)
+                            .replace("/etc/rtmplb/live.example.com.key", key)
+                            .replace("/etc/rtmplb/origin-ca.pem", cert))
                 if text != open(path).read():
                     path = os.path.join(tmp.dir, os.path.basename(path))
                     with open(path, "w") as f:

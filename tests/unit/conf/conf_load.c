@@ -151,7 +151,7 @@ static void test_unknown_key(void **st)
 {
     expect_error(edit(9, "        wieght: 2\n", true),
                  "t.yaml:9:9: pools.origins.nodes[0].wieght: unknown key (expected one of: "
-                 "name, address, weight, backup, max_sessions, send_proxy, stats, location)");
+                 "name, address, weight, backup, max_sessions, send_proxy, tls, stats, location)");
 }
 
 static void test_duplicate_key(void **st)
@@ -222,13 +222,58 @@ static void test_bad_enum(void **st)
                  "stream_affinity, stream_location, geo_nearest (got \"roundrobin\")");
 }
 
-static void test_unbuilt_feature(void **st)
+static void test_tls_shape(void **st)
 {
     expect_error(edit(12, "    pool: origins\n    policy: geo_nearest\n", false),
                  "t.yaml:11:5: routes[0].policy: geo_nearest needs geo.database");
-    expect_error(edit(4, "    mode: tcp\n    tls: {cert: a, key: b}\n", false),
-                 "t.yaml:5:10: listeners[0].tls: not available in this build yet: RTMPS is not "
-                 "built yet");
+    /* tls: a list of certificates, each with cert and key; a known version */
+    expect_error(edit(4, "    mode: tcp\n    tls: {certificates: []}\n", false),
+                 "t.yaml:5:25: listeners[0].tls.certificates: must have at least one "
+                 "certificate");
+    expect_error(edit(4, "    mode: tcp\n    tls: {certificates: [{cert: a}]}\n", false),
+                 "t.yaml:5:26: listeners[0].tls.certificates[0].key: is required");
+    expect_error(edit(4,
+                      "    mode: tcp\n    tls: {certificates: [{cert: a, key: b}], "
+                      "min_version: \"1.1\"}\n",
+                      false),
+                 "t.yaml:5:59: listeners[0].tls.min_version: must be one of: 1.2, 1.3 (got "
+                 "\"1.1\")");
+    /* "tls:" alone turns TLS on: a listener then lacks its certificates */
+    expect_error(edit(4, "    mode: tcp\n    tls:\n", false),
+                 "t.yaml:5:9: listeners[0].tls.certificates: is required");
+}
+
+static void test_tls_keys(void **st)
+{
+    struct conf_errors errs;
+    const char *text =
+        "listeners:\n"
+        "  - {name: s, address: 127.0.0.1:1935, tls: {certificates: [{cert: a.pem, key: a.key},"
+        " {cert: b.pem, key: b.key}], min_version: \"1.3\"}}\n"
+        "pools:\n"
+        "  o:\n"
+        "    nodes:\n"
+        "      - {name: a, address: 127.0.0.1:1936, tls: {sni: o.example, ca: ca.pem}}\n"
+        "      - {name: b, address: 127.0.0.1:1937, tls: {verify: false}}\n"
+        "      - {name: c, address: 127.0.0.1:1938}\n"
+        "      - name: d\n"
+        "        address: 127.0.0.1:1939\n"
+        "        tls:\n"
+        "routes: [{name: r, pool: o}]\n";
+    struct conf *c = load(text, &errs);
+    assert_non_null(c);
+    assert_true(c->listeners[0].tls.present);
+    assert_int_equal(c->listeners[0].tls.n_certs, 2);
+    assert_string_equal(c->listeners[0].tls.certs[1].key, "b.key");
+    assert_int_equal(c->listeners[0].tls.min_version, CONF_TLS_1_3);
+    const struct conf_node *n = c->pools[0].nodes;
+    assert_true(n[0].tls.present && n[0].tls.verify);
+    assert_string_equal(n[0].tls.sni, "o.example");
+    assert_string_equal(n[0].tls.ca, "ca.pem");
+    assert_true(n[1].tls.present && !n[1].tls.verify);
+    assert_false(n[2].tls.present);
+    assert_true(n[3].tls.present && n[3].tls.verify && !n[3].tls.ca); /* "tls:" alone */
+    conf_free(c);
 }
 
 static void test_missing_required(void **st)
@@ -516,8 +561,9 @@ int main(void)
         cmocka_unit_test(test_bad_bool),
         cmocka_unit_test(test_bad_address),
         cmocka_unit_test(test_bad_enum),
-        cmocka_unit_test(test_unbuilt_feature),
+        cmocka_unit_test(test_tls_shape),
         cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_tls_keys),
         cmocka_unit_test(test_duplicate_names),
         cmocka_unit_test(test_unknown_pool),
         cmocka_unit_test(test_unknown_listener),
