@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Does the admin API disturb the data path? Bulk TCP throughput through
 # rtmplb (tcp mode, 2 workers, splice) with a client polling /metrics and
-# /api/v1/sessions 20 times a second each, versus the same run without it:
+# /api/v1/sessions, upstreams, streams and the status page (GET /) 20 times a
+# second each, versus the same run without it:
 # the same rtmplb process, rounds alternating off/on, every cell the median
 # of ROUNDS runs; the ratio on/off is the figure (target: within 3%). The
 # poller's own figures (requests done, their rate, errors, latency) show it
@@ -46,15 +47,18 @@ EOF
 ./"$build"/rtmplb -c "$work/rtmplb.yaml" 2>"$work/rtmplb.log" & lbpid=$!; pids+=($lbpid)
 wait_port "$lbp"; wait_port "$adm"
 
-# The poller: every 50 ms, GET /metrics then GET /api/v1/sessions on one
-# keep-alive connection each (as a scraper and a dashboard would); on
-# SIGTERM it writes "requests seconds errors p50_ms p99_ms".
+# The poller: every 50 ms, GET /metrics, /api/v1/sessions, /api/v1/upstreams,
+# /api/v1/streams and the status page with its server-side snapshot (GET /),
+# on one keep-alive connection each (a scraper and forty open status pages'
+# worth of refreshes); on SIGTERM it writes "requests seconds errors p50_ms
+# p99_ms".
 cat > "$work/poll.py" <<'PY'
 import http.client, signal, sys, time
 port, token, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 hdr = {"Authorization": "Bearer " + token}
 conns = {p: http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-         for p in ("/metrics", "/api/v1/sessions?limit=1000")}
+         for p in ("/metrics", "/api/v1/sessions?limit=1000", "/api/v1/upstreams",
+                   "/api/v1/streams", "/")}
 lat, errors, stop = [], 0, False
 def on_term(*_):
     global stop
@@ -121,7 +125,7 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[i
 
 echo
 echo "Admin API vs data path: loopback, $(nproc) cores, rtmplb 2 workers (tcp, splice),"
-echo "iperf3 ${secs}s x $rounds alternating rounds (median); poller: /metrics + /api/v1/sessions every 50 ms"
+echo "iperf3 ${secs}s x $rounds alternating rounds (median); poller: /metrics, sessions, upstreams, streams, / every 50 ms"
 printf '%6s %14s %14s %8s   %s\n' conns "off Gbit/s" "on Gbit/s" "on/off" "runs off | on"
 for conns in "${conns_list[@]}"; do
   off=$(echo "${res[off,$conns]}" | median)
