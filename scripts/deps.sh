@@ -17,13 +17,16 @@ test=(libcmocka-dev clang libclang-rt-14-dev python3 python3-yaml prometheus rtm
       chromium nodejs)
 bench=(haproxy iperf3)
 geo=(libmaxmind-db-writer-perl mmdb-bin)
+# docker-compose: `docker-compose config` validates docker/compose.yaml (no
+# engine needed; --no-install-recommends keeps docker.io out).
+containers=(docker-compose)
 
 pkgs=("${build[@]}")
 for what in "${@:-build}"; do
   case "$what" in
     build) ;;
     run) pkgs+=("${run[@]}") ;;
-    test) pkgs+=("${run[@]}" "${test[@]}" "${geo[@]}") ;;
+    test) pkgs+=("${run[@]}" "${test[@]}" "${geo[@]}" "${containers[@]}") ;;
     bench) pkgs+=("${run[@]}" "${bench[@]}") ;;
     *) echo "deps.sh: unknown set '$what' (build, run, test, bench)" >&2; exit 2 ;;
   esac
