@@ -7,6 +7,7 @@
 #                            (chromium, nodejs, npm: the browser tests; their
 #                            npm package comes from scripts/browser-deps.sh)
 #   scripts/deps.sh bench    + HAProxy and iperf3
+#   scripts/deps.sh geo      the GeoIP database writer (scripts/fleet.sh geo)
 set -euo pipefail
 
 build=(gcc make cmake pkg-config libuv1-dev libssl-dev libmaxminddb-dev libyaml-dev node-llhttp
@@ -28,7 +29,8 @@ for what in "${@:-build}"; do
     run) pkgs+=("${run[@]}") ;;
     test) pkgs+=("${run[@]}" "${test[@]}" "${geo[@]}" "${containers[@]}") ;;
     bench) pkgs+=("${run[@]}" "${bench[@]}") ;;
-    *) echo "deps.sh: unknown set '$what' (build, run, test, bench)" >&2; exit 2 ;;
+    geo) pkgs+=("${geo[@]}") ;;
+    *) echo "deps.sh: unknown set '$what' (build, run, test, bench, geo)" >&2; exit 2 ;;
   esac
 done
 

@@ -9,7 +9,9 @@ listener reaches an edge that relays from that origin (the edge's /stat);
 the origin is SIGKILLed by PID (master and workers), the script's publisher
 publishes again through rtmplb, the stream lands on the other origin, and
 viewers through the edges get frames relayed from it; `stop` leaves none of
-the processes it started running."""
+the processes it started running. Also `fleet.sh geo`: clients "from JP"
+and "from US" (PROXY-protocol relays) land on different lines of
+conf/examples/geo-lines.yaml with a generated GeoIP database."""
 
 import json
 import os
@@ -196,7 +198,27 @@ class LocalFleet(unittest.TestCase):
         self.assertRegex(log, r"compat_answer endpoint=nginx_on_play asking=edge-[12] app=live name=test")
         self.__class__.first_origin = want
 
-    def test_3_origin_killed_stream_republished_elsewhere_reaches_viewers(self):
+    def test_3_geo_demo_jp_and_us_land_on_different_lines(self):
+        """`fleet.sh geo`: conf/examples/geo-lines.yaml with a generated test
+        database, clients "from JP" and "from US" through PROXY relays."""
+        r = self.fleet("geo", timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout[-3000:] + r.stderr[-3000:])
+        with open(os.path.join(self.run_dir, "geo", "rtmplb-geo.log")) as f:
+            log = f.read()
+        self.assertRegex(log, r"routed client=203\.0\.113\.7:\d+ listener=public role=publish app=live "
+                              r"stream=from-jp route=japan-korea pool=tokyo node=tyo-1")
+        self.assertRegex(log, r"routed client=198\.51\.100\.7:\d+ listener=public role=publish app=live "
+                              r"stream=from-us route=everyone-else pool=world node=iad-1")
+        self.assertEqual(self.origin_of("from-jp"), ["origin-a"])
+        self.assertEqual(self.origin_of("from-us"), ["origin-b"])
+        # The demo's publishers end by themselves in 20 s; spare the CPU now.
+        for cc in ("jp", "us"):
+            with open(os.path.join(self.run_dir, "geo-publish-%s.pid" % cc)) as f:
+                pid = int(f.read())
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGTERM)
+
+    def test_4_origin_killed_stream_republished_elsewhere_reaches_viewers(self):
         first = getattr(self, "first_origin", None) or self.origin_of("test")[0]
         other = "origin-b" if first == "origin-a" else "origin-a"
         with open(os.path.join(self.run_dir, first, "nginx.pid")) as f:
@@ -218,7 +240,7 @@ class LocalFleet(unittest.TestCase):
         self.assertRegex(st.stdout, r"DEAD +%s" % first)
         self.assertRegex(st.stdout, r"origins +%s +down" % first)
 
-    def test_4_stop_leaves_nothing_running(self):
+    def test_5_stop_leaves_nothing_running(self):
         pids = self.pids()
         self.assertGreaterEqual(len(pids), 6, "rtmplb, publisher, nodes: %s" % pids)
         r = self.fleet("stop")
