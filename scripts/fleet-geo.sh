@@ -34,7 +34,7 @@ sed -e "s|/var/lib/GeoIP/GeoLite2-City.mmdb|$geo/test-city.mmdb|" \
 "$bin" -t -c "$geo/rtmplb-geo.yaml" 2>"$geo/check.log" || { cat "$geo/check.log" >&2; exit 1; }
 "$bin" -c "$geo/rtmplb-geo.yaml" >"$geo/rtmplb-geo.log" 2>&1 &
 echo $! > "$state/rtmplb-geo.pid"
-for ((i = 0; i < 100; i++)); do grep -q " started " "$geo/rtmplb-geo.log" && break; sleep 0.1; done
+for ((i = 0; i < 100; i++)); do grep -qs " started " "$geo/rtmplb-geo.log" && break; sleep 0.1; done
 grep -q " started " "$geo/rtmplb-geo.log" || { cat "$geo/rtmplb-geo.log" >&2; exit 1; }
 
 for cc in jp us; do

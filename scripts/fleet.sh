@@ -301,7 +301,7 @@ rtmplb_conf > "$state/rtmplb.yaml"
 "$bin" -t -c "$state/rtmplb.yaml" 2>"$state/rtmplb-check.log" || { cat "$state/rtmplb-check.log" >&2; exit 1; }
 "$bin" -c "$state/rtmplb.yaml" >"$state/rtmplb.log" 2>&1 &
 echo $! > "$state/rtmplb.pid"
-for ((i = 0; i < 100; i++)); do grep -q " started " "$state/rtmplb.log" && break; sleep 0.1; done
+for ((i = 0; i < 100; i++)); do grep -qs " started " "$state/rtmplb.log" && break; sleep 0.1; done
 grep -q " started " "$state/rtmplb.log" || { cat "$state/rtmplb.log" >&2; exit 1; }
 
 # Every node up (health checks: rise 2 at 1 s).
