@@ -23,6 +23,14 @@ import harness
 from harness import free_port, wait_port
 
 
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class Installed(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -106,6 +114,51 @@ class Installed(unittest.TestCase):
             out = f.read().decode("utf-8", "replace")
         self.assertIn(" started ", out)
         self.assertRegex(out, r" reloaded file=\S+ generation=2", "SIGHUP reloaded nothing")
+
+    def test_pid_file_follows_the_serving_process(self):
+        """pid_file: written once serving, names the new process after a
+        SIGUSR2 upgrade (the old one leaves it alone when it exits), removed
+        when the last one stops."""
+        port = free_port()
+        pidf = os.path.join(self.tmp, "run", "rtmplb.pid")
+        os.makedirs(os.path.dirname(pidf), exist_ok=True)
+        with open(self.path("etc/rtmplb/rtmplb.yaml")) as f:
+            text = f.read().replace('"0.0.0.0:1935"', '"127.0.0.1:%d"' % port)
+        conf = os.path.join(self.tmp, "pid.yaml")
+        with open(conf, "w") as f:
+            f.write("pid_file: %s\n%s" % (pidf, text))
+        logp = os.path.join(self.tmp, "pid.log")
+        log = open(logp, "wb")
+        self.addCleanup(log.close)
+        p = subprocess.Popen([self.path("bin/rtmplb"), "-c", conf], stdout=log, stderr=log,
+                             stdin=subprocess.DEVNULL)
+        new_pid = []
+        self.addCleanup(lambda: [os.kill(x, signal.SIGKILL) for x in new_pid if pid_alive(x)])
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+
+        def read_pid():
+            try:
+                with open(pidf) as f:
+                    return int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                return 0
+        harness.wait_for(lambda: read_pid() == p.pid, 20, "the pid file to name %d" % p.pid)
+        p.send_signal(signal.SIGUSR2)
+
+        def upgraded():
+            with open(logp, "rb") as f:
+                m = re.search(rb"pid (\d+) serves now", f.read())
+            return int(m.group(1)) if m else 0
+        new = harness.wait_for(upgraded, 30, "the upgrade")
+        new_pid.append(new)
+        self.assertNotEqual(new, p.pid)
+        harness.wait_for(lambda: read_pid() == new, 20, "the pid file to name the new process")
+        self.assertEqual(p.wait(30), 0)  # no sessions to drain: the old one exits
+        self.assertEqual(read_pid(), new, "the old process removed or rewrote the new one's pid file")
+        os.kill(new, signal.SIGTERM)
+        harness.wait_for(lambda: not pid_alive(new), 30, "the new process to exit")
+        self.assertFalse(os.path.exists(pidf), "pid file left after the last process stopped")
+        self.assertEqual([f for f in os.listdir(os.path.dirname(pidf)) if f.endswith(".tmp")], [])
 
     def test_installed_examples_check(self):
         examples = sorted(glob.glob(self.path("share/doc/rtmplb/examples/*.yaml")))
