@@ -273,6 +273,9 @@ if [ -z "$bin" ]; then
 fi
 mkdir -p "$state"
 save_env
+# A start that fails half-way stops what it started (logs stay in $state).
+up_ok=0
+trap '[ $up_ok = 1 ] || { echo "fleet: start failed; stopping what it started (logs in $state)" >&2; stop_all >&2; }' EXIT
 
 for row in "${port_table[@]}"; do
   set -- $row
@@ -338,6 +341,7 @@ done
 direct=$(timeout 25 ffmpeg -hide_banner -nostats -loglevel error -rw_timeout 10000000 \
   -i "$play_url?line=direct" -t 2 -map 0:v:0 -f framemd5 - 2>/dev/null | grep -vc '^#' || true)
 
+up_ok=1
 A=http://$host:${P[admin]}
 self=scripts/fleet.sh
 [ "$state" = "$root/run/fleet" ] || self="$self --run-dir $state"
