@@ -166,6 +166,7 @@ struct conf_route {
 struct conf {
     char *path;
     int64_t workers; /* 0 = auto */
+    char *pid_file;  /* NULL: none; read at start only */
     struct {
         int format; /* enum conf_log_format */
         int level;  /* enum conf_log_level */

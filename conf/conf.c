@@ -359,6 +359,7 @@ static const struct conf_type admin_type = {"admin", 0, OFF(struct conf, admin.m
 
 static const struct conf_field root_fields[] = {
     {"workers", CK_WORKERS, OFF(struct conf, workers), 0, 0, 1, 256, NULL, NULL, 0, 0, NULL, NULL},
+    {"pid_file", CK_STR, OFF(struct conf, pid_file), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL},
     {"log", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &log_type, 0, 0, NULL, NULL},
     {"timeouts", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &timeouts_type, 0, 0, NULL, NULL},
     {"limits", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &limits_type, 0, 0, NULL, NULL},

@@ -7,6 +7,7 @@
 #                            (chromium, nodejs, npm: the browser tests; their
 #                            npm package comes from scripts/browser-deps.sh)
 #   scripts/deps.sh bench    + HAProxy and iperf3
+#   scripts/deps.sh geo      the GeoIP database writer (scripts/fleet.sh geo)
 set -euo pipefail
 
 build=(gcc make cmake pkg-config libuv1-dev libssl-dev libmaxminddb-dev libyaml-dev node-llhttp
@@ -17,15 +18,19 @@ test=(libcmocka-dev clang libclang-rt-14-dev python3 python3-yaml prometheus rtm
       chromium nodejs)
 bench=(haproxy iperf3)
 geo=(libmaxmind-db-writer-perl mmdb-bin)
+# docker-compose: `docker-compose config` validates docker/compose.yaml (no
+# engine needed; --no-install-recommends keeps docker.io out).
+containers=(docker-compose)
 
 pkgs=("${build[@]}")
 for what in "${@:-build}"; do
   case "$what" in
     build) ;;
     run) pkgs+=("${run[@]}") ;;
-    test) pkgs+=("${run[@]}" "${test[@]}" "${geo[@]}") ;;
+    test) pkgs+=("${run[@]}" "${test[@]}" "${geo[@]}" "${containers[@]}") ;;
     bench) pkgs+=("${run[@]}" "${bench[@]}") ;;
-    *) echo "deps.sh: unknown set '$what' (build, run, test, bench)" >&2; exit 2 ;;
+    geo) pkgs+=("${geo[@]}") ;;
+    *) echo "deps.sh: unknown set '$what' (build, run, test, bench, geo)" >&2; exit 2 ;;
   esac
 done
 

@@ -359,6 +359,51 @@ static int start_workers(struct lb_server *srv)
     return 0;
 }
 
+/* pid_file: written (temp file, rename) once this process serves, so after a
+ * SIGUSR2 upgrade it names the new process; removed at exit only while it
+ * still names this one. Failures are logged, never fatal. */
+static char *pid_path;
+
+static void pid_file_write(const char *path)
+{
+    char tmp[4096], text[32];
+    int n = snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+    int len = snprintf(text, sizeof(text), "%d\n", (int)getpid());
+    if (n < 0 || (size_t)n >= sizeof(tmp) || len < 0) {
+        lb_log_msg(LB_LOG_ERROR, "pid_file", "%s: path too long", path);
+        return;
+    }
+    FILE *f = fopen(tmp, "w");
+    int ok = f != NULL;
+    if (f) {
+        ok = fputs(text, f) != EOF;
+        ok = (fclose(f) == 0) && ok;
+    }
+    if (!ok || rename(tmp, path) != 0) {
+        lb_log_msg(LB_LOG_ERROR, "pid_file", "%s: %s", path, strerror(errno));
+        unlink(tmp);
+        return;
+    }
+    pid_path = strdup(path);
+}
+
+static void pid_file_remove(void)
+{
+    if (!pid_path)
+        return;
+    char text[32] = "";
+    FILE *f = fopen(pid_path, "r");
+    if (f) {
+        if (!fgets(text, sizeof(text), f))
+            text[0] = '\0';
+        fclose(f);
+        if (atoi(text) == (int)getpid())
+            unlink(pid_path);
+    }
+    free(pid_path);
+    pid_path = NULL;
+}
+
 int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_control_ops *ctl)
 {
     static struct lb_server srv; /* one per process; workers point into it */
@@ -450,6 +495,8 @@ int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_contro
                "max_sessions %u",
                RTMPLB_VERSION, (int)getpid(), srv.n_workers, conf->n_listeners, conf->n_pools,
                conf->n_routes, atomic_load(&srv.env.max_sessions));
+    if (conf->pid_file)
+        pid_file_write(conf->pid_file);
     lb_upgrade_ready();
 
     uv_run(&srv.loop, UV_RUN_DEFAULT);
@@ -460,6 +507,7 @@ int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_contro
                "pid %d: %llu sessions served, %llu refused", (int)getpid(),
                (unsigned long long)atomic_load(&srv.env.sessions_total),
                (unsigned long long)atomic_load(&srv.env.sessions_refused));
+    pid_file_remove();
     lb_log_stop(2000); /* bounded: a stuck sink must not keep us from exiting */
     free_server(&srv);
     return 0;
