@@ -38,7 +38,10 @@
     X(ORIGIN_CLOSED, "origin_closed", "the origin closed before the hand-over")       \
     X(ORIGIN_PROTOCOL, "origin_protocol", "the origin broke a check of the front door") \
     X(ORIGIN_REJECTED, "origin_rejected", "the origin refused connect or createStream") \
-    X(ORIGIN_TIMEOUT, "origin_timeout", "the origin did not answer in time")
+    X(ORIGIN_TIMEOUT, "origin_timeout", "the origin did not answer in time")          \
+    X(TAKEN_OVER, "taken_over", "a new publish of its stream took over (publish_conflict)") \
+    X(PUBLISH_CONFLICT, "publish_conflict", "its stream was being published already (publish_conflict)") \
+    X(TAKEOVER_TIMEOUT, "takeover_timeout", "the old publish of its stream did not end within timeouts.takeover")
 
 enum lb_reason {
 #define X(e, name, text) LB_REASON_##e,
