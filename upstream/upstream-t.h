@@ -73,6 +73,10 @@ struct ups_pool {
 struct ups_stream_view {
     bool (*locate)(void *ctx, const char *pool, const char *app, const char *stream, char *node,
                    size_t cap);
+    /* pool/node itself says app/stream is live there (stats, hooks), not
+     * only this instance's routing; NULL: unknown. */
+    bool (*reported)(void *ctx, const char *pool, const char *node, const char *app,
+                     const char *stream);
     void *ctx;
 };
 

@@ -7,9 +7,10 @@
  *             publish is untouched.
  *   takeover  the old session's worker ends it (both its legs); this
  *             session waits (TAKEOVER) until the registry says the old
- *             claim is gone, then until the origin released the name: while
- *             the stream index still says the stream is live on the old
- *             node (its stats or hooks), else a short settle delay; then
+ *             claim is gone, then until the origin released the name:
+ *             while the old node's own stats (or hooks) in the stream
+ *             index list the stream, if they did when the takeover began;
+ *             else a short settle delay after the old leg closed; then
  *             it is routed to the old node first (ups_request.pin_node),
  *             not re-hashed elsewhere.
  *
@@ -70,6 +71,15 @@ static struct lb_action refuse(struct lb_front *f, const struct ups_route *rt,
                       f->app, f->stream, old->client, rt->name, conflict_name(rt->publish_conflict));
 }
 
+/* The old node itself (its stats, its hooks) says the stream is live. */
+static bool reported(const struct lb_front *f, const struct lb_pub_owner *old)
+{
+    const struct ups_stream_view *v = f->req.streams;
+    if (!old->node[0] || !v || !v->reported)
+        return false;
+    return v->reported(v->ctx, old->pool, old->node, f->app, f->stream);
+}
+
 struct lb_action lb_rp_publish(struct lb_front *f)
 {
     struct rtmp_phase *r = st(f);
@@ -118,20 +128,11 @@ struct lb_action lb_rp_publish(struct lb_front *f)
     r->take_start = f->now_ms;
     r->take_deadline = f->now_ms + f->lim->takeover_ms;
     r->take_gone_ms = 0;
-    r->take_wait = NULL;
+    /* The node's stats (or hooks) know the old publish: wait until they
+     * say it is gone. Otherwise a short delay after its leg closed. */
+    r->take_wait = reported(f, r->take_old) ? "stats" : NULL;
     f->deadline_ms = f->now_ms + TAKEOVER_POLL_MS;
     return lb_act(LB_ACT_CONTINUE);
-}
-
-/* The index (stats, hooks) still says the stream is live on the old node. */
-static bool still_live(const struct lb_front *f, const struct lb_pub_owner *old)
-{
-    char where[LB_PUB_NAME_MAX];
-    const struct ups_stream_view *v = f->req.streams;
-    if (!old->node[0] || !v || !v->locate)
-        return false;
-    return v->locate(v->ctx, old->pool, f->app, f->stream, where, sizeof(where)) &&
-           strcmp(where, old->node) == 0;
 }
 
 static struct lb_action go(struct lb_front *f)
@@ -183,8 +184,9 @@ struct lb_action lb_rp_takeover_timer(struct lb_front *f)
      * the name go? */
     if (!r->take_gone_ms)
         r->take_gone_ms = now;
-    if (still_live(f, r->take_old)) {
-        r->take_wait = "stats";
+    if (r->take_wait && strcmp(r->take_wait, "stats") == 0) {
+        if (!reported(f, r->take_old))
+            return go(f);
         if (now < r->take_deadline) {
             f->deadline_ms = now + TAKEOVER_POLL_MS;
             return lb_act(LB_ACT_CONTINUE);
@@ -192,13 +194,9 @@ struct lb_action lb_rp_takeover_timer(struct lb_front *f)
         r->take_wait = "stats_timeout"; /* the origin will say what it thinks */
         return go(f);
     }
-    if (!r->take_wait && r->take_old->node[0]) {
+    if (!r->take_wait && r->take_old->node[0])
         r->take_wait = "delay";
-        f->deadline_ms = r->take_gone_ms + TAKEOVER_SETTLE_MS;
-        return lb_act(LB_ACT_CONTINUE);
-    }
-    if (r->take_wait && strcmp(r->take_wait, "delay") == 0 &&
-        now < r->take_gone_ms + TAKEOVER_SETTLE_MS) {
+    if (r->take_wait && now < r->take_gone_ms + TAKEOVER_SETTLE_MS) {
         f->deadline_ms = r->take_gone_ms + TAKEOVER_SETTLE_MS;
         return lb_act(LB_ACT_CONTINUE);
     }

@@ -91,10 +91,13 @@ class Takeover(unittest.TestCase):
             out[name] = self.fleet.nginx_origin(name, free_port(), free_port(), extra_app="")
         return out
 
-    def rtmplb(self, origins, conflict, policy="weighted"):
+    def rtmplb(self, origins, conflict, policy="weighted", stats=False):
         self.port, self.admin = free_port(), free_port()
-        nodes = ", ".join("{name: %s, address: 127.0.0.1:%d}" % (n, o.rtmp_port)
+        st = ', stats: {kind: nginx-rtmp, url: "http://127.0.0.1:%d/stat"}'
+        nodes = ", ".join("{name: %s, address: 127.0.0.1:%d%s}"
+                          % (n, o.rtmp_port, st % o.http_port if stats else "")
                           for n, o in origins.items())
+        health = "health: {type: tcp, interval: 1s, timeout: 500ms}, " if stats else ""
         conflict_line = "    publish_conflict: %s\n" % conflict if conflict else ""
         tok = os.path.join(self.fleet.dir, "token")
         with open(tok, "w") as f:
@@ -104,14 +107,14 @@ class Takeover(unittest.TestCase):
                 "listeners: [{name: rtmp, address: 127.0.0.1:%d}]\n"
                 "admin: {address: 127.0.0.1:%d, public_read: true, token_file: %s}\n"
                 "timeouts: {takeover: 5s}\n"
-                "pools:\n  origins: {nodes: [%s]}\n"
+                "pools:\n  origins: {%snodes: [%s]}\n"
                 "routes:\n"
                 "  - name: pub\n"
                 "    match: {role: publish}\n"
                 "    pool: origins\n"
                 "    policy: %s\n%s"
                 "  - {name: play, match: {role: play}, pool: origins, policy: stream_location}\n"
-                % (self.port, self.admin, tok, nodes, policy, conflict_line))
+                % (self.port, self.admin, tok, health, nodes, policy, conflict_line))
         self.fleet.rtmplb(yaml, wait_ports=[self.port])
 
     def url(self, stream):
@@ -263,6 +266,27 @@ class Takeover(unittest.TestCase):
         m = metrics(self.admin)
         self.assertEqual(metric(m, "rtmplb_publish_conflicts_total", outcome="reject"), 1)
         self.assertEqual(metric(m, "rtmplb_publish_conflicts_total", outcome="takeover"), 1)
+
+    def test_4_takeover_waits_for_the_origin_stats(self):
+        # With stats, rtmplb waits until the origin's /stat no longer lists
+        # the old publish (the next poll after the old leg closed).
+        origins = self.origins(1)
+        self.rtmplb(origins, "takeover", stats=True)
+        url = self.url("cam4")
+        old = self.publish_and_wait(url, origins, "cam4", "old")
+        # The stream index has the origin's word for it, not only ours.
+        time.sleep(2.5)
+        self.freeze(old)
+        new = self.fleet.publish(url, name="new")
+        wait_for(lambda: " takeover " in self.fleet.log_text("rtmplb"), 15, "the takeover line")
+        line = [l for l in self.fleet.log_text("rtmplb").splitlines() if " takeover " in l][0]
+        self.assertIn("wait=stats ", line)
+        waited = int(re.search(r"waited_ms=(\d+)", line).group(1))
+        self.assertLess(waited, 5000)  # timeouts.takeover
+        got = self.fleet.play_frames(url, 25, name="after", timeout=40)
+        self.assertGreaterEqual(got, 25)
+        self.assertIsNone(new.poll(), self.fleet.log_text("new"))
+        print("takeover with stats: waited %d ms" % waited)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ static bool fake_locate(void *ctx, const char *pool, const char *app, const char
 
 static const char *first_for(struct ups_snapshot *s, int role, size_t *n)
 {
-    struct ups_stream_view view = {fake_locate, NULL};
+    struct ups_stream_view view = {.locate = fake_locate, .ctx = NULL};
     struct ups_request req = {.listener = "a", .role = role, .app = "live", .stream = "s",
                               .streams = &view};
     struct ups_candidates c;
