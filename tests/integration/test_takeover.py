@@ -4,7 +4,9 @@ The OBS case: an encoder's network blips, its old TCP connection stays open
 and silent (here: the old ffmpeg frozen with SIGSTOP, so its socket stays
 open and sends nothing; the kernel keeps acking), and the encoder republishes
 at once. An origin keeps the old publish until its ping timeout (nginx-rtmp:
-60 s + 30 s) and answers the republish NetStream.Publish.BadName.
+60 s + 30 s) and answers the republish NetStream.Publish.BadName. (A
+SIGKILLed encoder is no such case: the kernel closes its socket, rtmplb
+passes the close on, and nginx-rtmp lets the name go at once; checked.)
 
 - test_0: straight to nginx-rtmp, the republish is refused (the problem).
 - test_1: through rtmplb with publish_conflict: auto (same address): the
