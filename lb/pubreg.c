@@ -95,12 +95,14 @@ void lb_pubreg_set_kick(struct lb_pubreg *g, lb_pub_kick_fn kick, void *arg)
     g->kick_arg = arg;
 }
 
-/* "route\napp/stream": a newline is in no route name or stream name the
- * front door passes on (the key only has to be unambiguous). */
+/* "route\napp\nstream": app and stream may both hold a '/', so "/" would
+ * be ambiguous; a newline is in no route name, and the key only has to be
+ * unambiguous for names without one (AMF strings may hold any byte, but a
+ * name with a newline only shares a key with another odd name). */
 static char *make_key(const char *route, const char *app, const char *stream)
 {
     char *k;
-    if (asprintf(&k, "%s\n%s/%s", route ? route : "", app ? app : "", stream ? stream : "") < 0)
+    if (asprintf(&k, "%s\n%s\n%s", route ? route : "", app ? app : "", stream ? stream : "") < 0)
         return NULL;
     return k;
 }

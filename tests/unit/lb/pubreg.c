@@ -88,9 +88,14 @@ static void test_claim_release(void **unused)
     assert_string_equal(old.node, "origin-a");
     assert_int_equal(old.since_ms, 100);
     assert_true(lb_pubreg_decide_takeover(CONF_PUBCONF_AUTO, SA(old.addr), SA(a)));
-    /* "app/stream" keys cannot collide across the split. */
+    /* App and stream stay apart, whatever '/' they hold. */
     assert_int_equal(lb_pubreg_claim(g, "pub", "live/s1", "", &who, &none, NULL), LB_PUB_CLAIMED);
     lb_pubreg_release(g, none);
+    uint64_t x1 = 0, x2 = 0;
+    assert_int_equal(lb_pubreg_claim(g, "pub", "live", "a/b", &who, &x1, NULL), LB_PUB_CLAIMED);
+    assert_int_equal(lb_pubreg_claim(g, "pub", "live/a", "b", &who, &x2, NULL), LB_PUB_CLAIMED);
+    lb_pubreg_release(g, x1);
+    lb_pubreg_release(g, x2);
 
     lb_pubreg_release(g, id);
     assert_int_equal(lb_pubreg_status(g, id), LB_PUB_GONE);
