@@ -25,6 +25,9 @@ enum conf_policy {
 };
 enum conf_role { CONF_ROLE_ANY, CONF_ROLE_PUBLISH, CONF_ROLE_PLAY };
 enum conf_route_on { CONF_ROUTE_ON_STREAM, CONF_ROUTE_ON_CONNECT };
+/* A publish for a stream this instance already carries on the same route:
+ * auto takes over when the new client's address is the old one's. */
+enum conf_publish_conflict { CONF_PUBCONF_AUTO, CONF_PUBCONF_TAKEOVER, CONF_PUBCONF_REJECT };
 enum conf_health_type { CONF_HC_TCP, CONF_HC_RTMP, CONF_HC_HTTP };
 enum conf_stats_kind { CONF_STATS_NGINX_RTMP, CONF_STATS_SRS };
 /* What the local connect _result says of Enhanced RTMP (E-RTMP v2):
@@ -161,6 +164,7 @@ struct conf_route {
     struct conf_mark pool_mark;
     int policy;   /* enum conf_policy */
     int route_on; /* enum conf_route_on */
+    int publish_conflict; /* enum conf_publish_conflict */
 };
 
 struct conf {
@@ -179,6 +183,7 @@ struct conf {
         int64_t drain_ms;
         int64_t upgrade_drain_ms; /* old process after SIGUSR2; 0: until each session ends */
         int64_t half_close_ms; /* rtmp/http: one side closed -> close after this */
+        int64_t takeover_ms;   /* publisher takeover: old publish gone, name released */
     } timeouts;
     struct {
         int64_t max_sessions;

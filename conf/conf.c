@@ -71,6 +71,11 @@ static const char *check_continent(const char *v)
 static const struct conf_enum_val route_ons[] = {{"stream", CONF_ROUTE_ON_STREAM, NULL},
                                                  {"connect", CONF_ROUTE_ON_CONNECT, NULL},
                                                  {NULL, 0, NULL}};
+static const struct conf_enum_val publish_conflicts[] = {
+    {"auto", CONF_PUBCONF_AUTO, NULL},
+    {"takeover", CONF_PUBCONF_TAKEOVER, NULL},
+    {"reject", CONF_PUBCONF_REJECT, NULL},
+    {NULL, 0, NULL}};
 
 /* ---- schema ----------------------------------------------------------- */
 
@@ -88,6 +93,7 @@ static void conf_init(void *obj)
     c->timeouts.idle_ms = 60000;
     c->timeouts.drain_ms = 30000;
     c->timeouts.half_close_ms = 5000;
+    c->timeouts.takeover_ms = 5000;
     c->limits.max_sessions = 20000;
     c->limits.max_sessions_per_ip = 0;
     c->limits.preroute_bytes = 64 * 1024;
@@ -121,6 +127,7 @@ static void route_init(void *obj)
     struct conf_route *r = obj;
     r->policy = CONF_POLICY_WEIGHTED;
     r->route_on = CONF_ROUTE_ON_STREAM;
+    r->publish_conflict = CONF_PUBCONF_AUTO;
 }
 
 static const struct conf_field log_fields[] = {
@@ -138,6 +145,7 @@ static const struct conf_field timeout_fields[] = {
     DUR("drain", timeouts.drain_ms, 0, 3600000),
     DUR("upgrade_drain", timeouts.upgrade_drain_ms, 0, 604800000),
     DUR("half_close", timeouts.half_close_ms, 0, 3600000),
+    DUR("takeover", timeouts.takeover_ms, 100, 60000),
     F_END};
 
 static const struct conf_field limit_fields[] = {
@@ -329,6 +337,8 @@ static const struct conf_field route_fields[] = {
     {"policy", CK_ENUM, OFF(struct conf_route, policy), 0, 0, 0, 0, policies, NULL, 0, 0, NULL, NULL},
     {"route_on", CK_ENUM, OFF(struct conf_route, route_on), 0, 0, 0, 0, route_ons, NULL, 0, 0,
      NULL, NULL},
+    {"publish_conflict", CK_ENUM, OFF(struct conf_route, publish_conflict), 0, 0, 0, 0,
+     publish_conflicts, NULL, 0, 0, NULL, NULL},
     F_END};
 static const struct conf_type route_type = {"route", sizeof(struct conf_route),
                                             OFF(struct conf_route, mark), CONF_NO_OFF, CONF_NO_OFF,

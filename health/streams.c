@@ -329,6 +329,23 @@ bool hc_index_lookup(struct hc_index *x, const char *pool, const char *app, cons
     return found;
 }
 
+bool hc_index_reported(struct hc_index *x, const char *pool, const char *node, const char *app,
+                       const char *stream)
+{
+    char *k = key_of(app, stream);
+    bool found = false;
+    if (!k)
+        return false;
+    uint64_t now = x->clock();
+    pthread_rwlock_rdlock(&x->lock);
+    for (struct entry *e = x->b[hash(k)]; e && !found; e = e->next)
+        found = e->src != SRC_ROUTED && strcmp(e->key, k) == 0 && strcmp(e->pool, pool) == 0 &&
+                strcmp(e->node, node) == 0 && (e->src != SRC_HOOK || e->expires_ms > now);
+    pthread_rwlock_unlock(&x->lock);
+    free(k);
+    return found;
+}
+
 size_t hc_index_count(struct hc_index *x)
 {
     pthread_rwlock_rdlock(&x->lock);

@@ -78,6 +78,11 @@ void hc_index_each_hook(struct hc_index *x, hc_hook_cb cb, void *arg);
  * a hook, then stats with a publisher). Copies its name into node. */
 bool hc_index_lookup(struct hc_index *x, const char *pool, const char *app, const char *stream,
                      char *node, size_t cap);
+/* What pool/node itself says (its stats, or a live hook entry): app/stream
+ * is live there. Publishes this instance routed do not count (publisher
+ * takeover: has the origin let the name go?). */
+bool hc_index_reported(struct hc_index *x, const char *pool, const char *node, const char *app,
+                       const char *stream);
 size_t hc_index_count(struct hc_index *x);
 
 /* Stats documents are untrusted input: a document over HC_STATS_DOC_MAX

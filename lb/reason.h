@@ -42,7 +42,10 @@
     X(TLS_HANDSHAKE, "tls_handshake", "the client's TLS handshake failed or timed out") \
     X(NOT_TLS, "not_tls", "plain bytes on a TLS listener")                            \
     X(TLS_ON_PLAIN, "tls_on_plain", "a TLS ClientHello on a plain listener")          \
-    X(ORIGIN_TLS, "origin_tls", "the origin's TLS handshake or certificate failed")
+    X(ORIGIN_TLS, "origin_tls", "the origin's TLS handshake or certificate failed") \
+    X(TAKEN_OVER, "taken_over", "a new publish of its stream took over (publish_conflict)") \
+    X(PUBLISH_CONFLICT, "publish_conflict", "its stream was being published already (publish_conflict)") \
+    X(TAKEOVER_TIMEOUT, "takeover_timeout", "the old publish of its stream did not end within timeouts.takeover")
 
 enum lb_reason {
 #define X(e, name, text) LB_REASON_##e,

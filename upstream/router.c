@@ -105,8 +105,26 @@ struct ups_node *ups_route_stream_node(const struct ups_route *r, const struct u
     return NULL;
 }
 
+/* A takeover's node: up, not disabled (a draining node still keeps what
+ * is there), with room. */
+static struct ups_node *pinned(const struct ups_route *r, const struct ups_request *req)
+{
+    for (size_t i = 0; i < r->pool->n_nodes; i++) {
+        struct ups_node *n = &r->pool->nodes[i];
+        if (strcmp(n->name, req->pin_node) != 0)
+            continue;
+        if (atomic_load(&n->live->health) != UPS_UP ||
+            atomic_load(&n->live->admin) == UPS_DISABLED || !ups_node_has_room(n))
+            return NULL;
+        return n;
+    }
+    return NULL;
+}
+
 static struct ups_node *located(const struct ups_route *r, const struct ups_request *req)
 {
+    if (req->pin_node && !req->l4 && req->role == CONF_ROLE_PUBLISH)
+        return pinned(r, req);
     if (r->policy != CONF_POLICY_STREAM_LOCATION || req->role != CONF_ROLE_PLAY)
         return NULL;
     return ups_route_stream_node(r, req, NULL);

@@ -167,6 +167,7 @@ struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_s
         rt->continent = dup_list(cr->match.continent, cr->match.n_continent);
         rt->n_continent = rt->continent ? cr->match.n_continent : 0;
         rt->route_on = cr->route_on;
+        rt->publish_conflict = cr->publish_conflict;
         if (cr->match.n_args) {
             rt->args = calloc(cr->match.n_args, sizeof(*rt->args));
             if (!rt->args)

@@ -76,6 +76,10 @@ struct ups_pool {
 struct ups_stream_view {
     bool (*locate)(void *ctx, const char *pool, const char *app, const char *stream, char *node,
                    size_t cap);
+    /* pool/node itself says app/stream is live there (stats, hooks), not
+     * only this instance's routing; NULL: unknown. */
+    bool (*reported)(void *ctx, const char *pool, const char *node, const char *app,
+                     const char *stream);
     void *ctx;
 };
 
@@ -108,6 +112,10 @@ struct ups_request {
     const char *continent;
     bool has_location;
     double lat, lon;
+    /* A publish taking over another's name goes back to the node the old
+     * one was on (the origin's stream lives there), first if it may serve;
+     * NULL: none. */
+    const char *pin_node;
 };
 
 /* A policy orders one tier (primaries, then backups) of eligible nodes.
@@ -139,6 +147,7 @@ struct ups_route {
     struct ups_pool *pool;
     int policy;
     int route_on;
+    int publish_conflict; /* enum conf_publish_conflict */
     const struct ups_policy_ops *ops;
     void *state;
     /* Sessions routed here by role (0 tcp/unknown, 1 publish, 2 play):

@@ -18,7 +18,8 @@ void ups_snapshot_unref(struct ups_snapshot *s);
  * route when no node can take the session (all full). A play routed by
  * stream_location goes first to the node where req->streams says the
  * stream is live, even a backup or a draining one (the stream is only
- * there), as long as it is up, not disabled and has room. With
+ * there), as long as it is up, not disabled and has room; likewise a
+ * publish with req->pin_node (a takeover) goes first to that node. With
  * req->at_connect, only a route_on: connect route can match (see
  * ups_route_find_connect). */
 const struct ups_route *ups_route_select(const struct ups_snapshot *s,

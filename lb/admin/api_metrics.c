@@ -14,6 +14,7 @@
 #include "lb/admin/metrics.h"
 #include "lb/admin/views.h"
 #include "lb/log.h"
+#include "lb/pubreg.h"
 #include "lb/proc/proc.h"
 #include "lb/tls/tls.h"
 #include "lb/worker/worker.h"
@@ -176,6 +177,18 @@ static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
         lb_metrics_u64(m, l[1], 1, atomic_load(&srv->env.perip_refused[0]));
         lb_metrics_u64(m, l[2], 1, atomic_load(&srv->env.perip_refused[1]));
     }
+    lb_metrics_family(m, "rtmplb_publish_conflicts_total", LB_METRIC_COUNTER,
+                      "Publishes of a stream this instance already carried on the same route, "
+                      "by outcome (publish_conflict).");
+    for (int o = 0; o < LB_PUB_OUT__COUNT; o++) {
+        struct lb_label l[] = {{"outcome", lb_pub_outcome_name((enum lb_pub_outcome)o)}};
+        lb_metrics_u64(m, l, 1,
+                       srv->env.pubreg ? lb_pubreg_outcomes(srv->env.pubreg, (enum lb_pub_outcome)o)
+                                       : 0);
+    }
+    lb_metrics_family(m, "rtmplb_publishes", LB_METRIC_GAUGE,
+                      "Streams this instance carries a publish for (the takeover registry).");
+    lb_metrics_u64(m, NULL, 0, srv->env.pubreg ? lb_pubreg_count(srv->env.pubreg) : 0);
     lb_metrics_family(m, "rtmplb_client_addresses", LB_METRIC_GAUGE,
                       "Client addresses (IPv6: /64 blocks) with a live session, counted while "
                       "a per-address limit is set.");

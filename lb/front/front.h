@@ -46,6 +46,7 @@ struct lb_front_limits {
     uint32_t max_amf_string;
     uint64_t handshake_ms; /* from accept to routing */
     uint64_t connect_ms;   /* one node: connect, and answer the RTMP handshake */
+    uint64_t takeover_ms;  /* publisher takeover: the old publish gone, its name released */
 };
 
 /* The phase's view of its session, owned by the session core. */
@@ -75,6 +76,13 @@ struct lb_front {
     enum lb_reason last_failure;  /* of the last node that failed this session */
     char last_failure_text[128];
     const char *client_text;  /* for log lines */
+    /* Publisher takeover (lb/pubreg.h): the registry of live publishes and
+     * the client's address (the PROXY header's if any); NULL: none. */
+    struct lb_pubreg *pubreg;
+    const struct sockaddr *peer;
+    /* Set by the phase: its claim on the stream it publishes (0: none).
+     * The core releases it when the session ends or fails. */
+    uint64_t pub_id;
 };
 
 struct lb_phase_ops {

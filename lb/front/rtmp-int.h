@@ -9,6 +9,8 @@
 #include "lb/rtmp/handshake.h"
 #include "lb/rtmp/message.h"
 
+struct lb_pub_owner;
+
 #define RP_MAX_TIDS 8
 #define RP_UIN_CAP (256 * 1024)  /* origin bytes held while patching */
 #define RP_COUT_HIGH (256 * 1024) /* stop reading the origin above this */
@@ -18,13 +20,16 @@
 /*   HANDSHAKE  read C0C1, answer S0S1S2 at once, read C2
  *   LOCAL      decode the client's chunks, answer connect/createStream,
  *              keep every byte after C2 in b; publish/play: ROUTE
+ *   TAKEOVER   a publish whose stream another session publishes: waits
+ *              for it to end and the origin to release the name
+ *              (rtmp_takeover.c), then ROUTE to the same node
  *   ROUTED     the core dials
  *   UP_HS      plain client handshake with the node; then C2 + b verbatim
  *   PATCH      node -> client forwarded verbatim while parsed, the replies
  *              the client already had get their transaction id zeroed
  *   HANDOVER   every such reply seen: the core splices both ways
  *   FAILED     an error reply is queued for the client */
-enum rp_state { RP_HANDSHAKE, RP_LOCAL, RP_ROUTED, RP_UP_HS, RP_PATCH, RP_HANDOVER, RP_FAILED };
+enum rp_state { RP_HANDSHAKE, RP_LOCAL, RP_TAKEOVER, RP_ROUTED, RP_UP_HS, RP_PATCH, RP_HANDOVER, RP_FAILED };
 
 struct rp_tid {
     double tid;
@@ -69,6 +74,11 @@ struct rtmp_phase {
     bool u_scs_seen;
     uint32_t next_chunk;  /* a Set Chunk Size parsed but not yet forwarded */
     size_t next_chunk_at; /* stream position where it ends; 0: none */
+    /* publisher takeover (rtmp_takeover.c) */
+    struct lb_pub_owner *take_old; /* the claim taken over; NULL: none */
+    const char *take_wait;         /* how the name's release was awaited */
+    uint64_t take_start, take_deadline, take_gone_ms;
+    const char *fail_code; /* an error code other than the role's; NULL: the role's */
 };
 
 /* rtmp.c */
@@ -77,6 +87,13 @@ struct lb_action lb_rp_fail(struct lb_front *f, enum lb_reason reason, const cha
 struct lb_action lb_rp_retry(struct lb_front *f, enum lb_reason why);
 bool lb_rp_tid_take(struct rtmp_phase *r, double tid, bool *create_stream, bool remove);
 void lb_rp_free_origin_side(struct rtmp_phase *r);
+/* Routes f->req as role: the client's commands are read, b stays. */
+struct lb_action lb_rp_route(struct lb_front *f, int role);
+
+/* rtmp_takeover.c */
+/* A publish: claim its stream, or take it over, or refuse it. */
+struct lb_action lb_rp_publish(struct lb_front *f);
+struct lb_action lb_rp_takeover_timer(struct lb_front *f);
 
 /* rtmp_up.c */
 struct lb_action lb_rp_upstream_connected(struct lb_front *f);

@@ -22,13 +22,16 @@
 
 static struct rtmp_phase *st(const struct lb_front *f) { return f->state; }
 
-static const char *const state_names[] = {"handshake", "local", "routed", "upstream_handshake",
+static const char *const state_names[] = {"handshake", "local", "takeover", "routed", "upstream_handshake",
                                           "patch", "handover", "failed"};
 
 /* ---- errors ------------------------------------------------------------- */
 
 static const char *fail_code(const struct lb_front *f)
 {
+    const struct rtmp_phase *r = f->state;
+    if (r->fail_code)
+        return r->fail_code;
     return f->role == CONF_ROLE_PUBLISH ? "NetStream.Publish.Denied"
                                          : "NetStream.Play.StreamNotFound";
 }
@@ -145,7 +148,7 @@ static int set_args(struct lb_front *f, const char *stream_query)
     return 0;
 }
 
-static struct lb_action route(struct lb_front *f, int role)
+struct lb_action lb_rp_route(struct lb_front *f, int role)
 {
     struct rtmp_phase *r = st(f);
     f->role = role;
@@ -214,7 +217,7 @@ static struct lb_action on_connect(struct lb_front *f, const struct rtmp_cmd *cm
     q.at_connect = true;
     if (ups_route_find_connect(f->snap, &q)) {
         r->passthrough = true;
-        return route(f, CONF_ROLE_ANY);
+        return lb_rp_route(f, CONF_ROLE_ANY);
     }
     /* E-RTMP: the pools this session may reach decide what the reply
      * promises (ups_ertmp_at_connect); media passes untouched either way. */
@@ -257,7 +260,9 @@ static struct lb_action command(struct lb_front *f, const struct rtmp_msg *m)
             return protocol_error(f, LB_REASON_CLIENT_PUB_BEFORE_CONNECT, "publish or play before connect");
         if (set_name(&f->stream, cmd.stream) < 0 || set_args(f, cmd.stream_args) < 0)
             return lb_act_close(LB_REASON_INTERNAL_ERROR);
-        return route(f, cmd.kind == RTMP_CMD_PUBLISH ? CONF_ROLE_PUBLISH : CONF_ROLE_PLAY);
+        if (cmd.kind == RTMP_CMD_PUBLISH)
+            return lb_rp_publish(f);
+        return lb_rp_route(f, CONF_ROLE_PLAY);
     default:
         return lb_act(LB_ACT_CONTINUE);
     }
@@ -429,6 +434,8 @@ static struct lb_action rp_timer(struct lb_front *f)
     case RP_PATCH:
         return lb_rp_fail(f, LB_REASON_ORIGIN_TIMEOUT, "origin %s did not answer in time",
                           f->node ? f->node->name : "?");
+    case RP_TAKEOVER:
+        return lb_rp_takeover_timer(f);
     case RP_HANDOVER: /* a side never took what was queued for it */
         return lb_act_close(LB_REASON_IDLE_TIMEOUT);
     default:
@@ -503,8 +510,10 @@ static void rp_free(struct lb_front *f)
     lb_buf_free(&r->b);
     lb_rp_free_origin_side(r);
     free(r->tc_query);
+    free(r->take_old);
     free(r->args);
     f->req.args = NULL;
+    f->req.pin_node = NULL; /* it pointed into take_old */
     f->req.n_args = 0;
     free(r);
     f->state = NULL;

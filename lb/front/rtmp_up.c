@@ -6,7 +6,9 @@
  * a reply split across chunks, reads or both is patched all the same. */
 #include "lb/front/rtmp-int.h"
 #include "lb/rtmp/bytes.h"
+#include "lb/pubreg.h"
 #include "lb/rtmp/command.h"
+#include "upstream/upstream-t.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +26,9 @@ struct lb_action lb_rp_upstream_connected(struct lb_front *f)
     /* A retry after a failed node starts the origin side afresh: nothing
      * of the failed node reached the client. */
     lb_rp_free_origin_side(r);
+    /* A takeover of this publish goes back to this node. */
+    if (f->pub_id && f->pubreg && f->node)
+        lb_pubreg_set_node(f->pubreg, f->pub_id, f->node->pool->name, f->node->name);
     r->hc = malloc(sizeof(*r->hc));
     r->udec = malloc(sizeof(*r->udec));
     if (!r->hc || !r->udec)

@@ -12,6 +12,7 @@
 #include "lb/tls/tls.h"
 #include "lb/net.h"
 #include "lb/perip.h"
+#include "lb/pubreg.h"
 #include "lb/proc/upgrade.h"
 #include "lb/worker/worker.h"
 #include "upstream/override.h"
@@ -252,6 +253,7 @@ static void free_server(struct lb_server *srv)
     lb_tls_set_unref(srv->tls);
     hc_index_free(srv->env.index);
     lb_perip_free(srv->env.perip);
+    lb_pubreg_free(srv->env.pubreg);
     ups_ovr_free(srv->ovr);
     free(srv->env.lstats);
     if (srv->access_fd > 2)
@@ -336,6 +338,32 @@ static int start_control(struct lb_server *srv)
         return UV_EINVAL;
     }
     return 0;
+}
+
+static void free_wreq(struct lb_wreq *r)
+{
+    free(r->sessions);
+    free(r);
+}
+
+/* Publisher takeover (lb/pubreg.h), from any worker: the holder's own
+ * worker ends it on its loop. A holder is a live session, so its worker
+ * still runs. */
+static void kick_publisher(void *arg, unsigned worker, uint64_t id)
+{
+    struct lb_server *srv = arg;
+    if (worker >= srv->n_workers)
+        return;
+    struct lb_wreq *r = calloc(1, sizeof(*r));
+    if (!r) {
+        lb_log_msg(LB_LOG_ERROR, "takeover", "out of memory: cannot end publish %llu",
+                   (unsigned long long)id);
+        return;
+    }
+    r->kind = LB_WREQ_TAKEOVER;
+    r->pub_id = id;
+    r->done = free_wreq;
+    lb_worker_request(&srv->workers[worker], r);
 }
 
 static int start_workers(struct lb_server *srv)
@@ -428,6 +456,9 @@ int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_contro
     srv.workers = calloc(srv.n_workers, sizeof(*srv.workers));
     srv.env.index = hc_index_new();
     srv.env.perip = lb_perip_new();
+    srv.env.pubreg = lb_pubreg_new();
+    if (srv.env.pubreg)
+        lb_pubreg_set_kick(srv.env.pubreg, kick_publisher, &srv);
     srv.ovr = ups_ovr_new();
     srv.env.lstats = calloc(conf->n_listeners, sizeof(*srv.env.lstats));
     srv.env.n_lstats = conf->n_listeners;
@@ -435,7 +466,7 @@ int lb_proc_run(const char *conf_path, struct conf *conf, const struct lb_contro
                                              0.1,   0.25,   0.5,   1,    2.5,   5, 10};
     lb_histo_init(&srv.env.preroute, preroute_bounds,
                   sizeof(preroute_bounds) / sizeof(preroute_bounds[0]));
-    if (!srv.workers || !srv.env.index || !srv.env.perip || !srv.ovr || !srv.env.lstats ||
+    if (!srv.workers || !srv.env.index || !srv.env.perip || !srv.env.pubreg || !srv.ovr || !srv.env.lstats ||
         copy_listeners(&srv, conf) < 0) {
         lb_log_msg(LB_LOG_ERROR, "start", "out of memory");
         free_server(&srv);

@@ -79,6 +79,7 @@ void lb_proc_apply_settings(struct lb_server *srv, const struct conf *c)
     atomic_store(&env->handshake_ms, c->timeouts.handshake_ms);
     atomic_store(&env->idle_ms, c->timeouts.idle_ms);
     atomic_store(&env->half_close_ms, c->timeouts.half_close_ms);
+    atomic_store(&env->takeover_ms, c->timeouts.takeover_ms);
     atomic_store(&env->drain_ms, c->timeouts.drain_ms);
     atomic_store(&env->upgrade_drain_ms, c->timeouts.upgrade_drain_ms);
     unsigned max = (unsigned)c->limits.max_sessions;

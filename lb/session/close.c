@@ -6,6 +6,7 @@
 #include "health/streams.h"
 #include "conf/conf.h"
 #include "lb/log.h"
+#include "lb/pubreg.h"
 #include "upstream/upstream.h"
 
 #include <stdlib.h>
@@ -122,6 +123,15 @@ static void release_node(struct lb_session *s)
     ups_node_release(n);
 }
 
+/* The publish's claim goes after its index entry: a successor waiting on
+ * the claim then finds the index without it. */
+static void release_claim(struct lb_session *s)
+{
+    if (s->f.pub_id && s->h->env->pubreg)
+        lb_pubreg_release(s->h->env->pubreg, s->f.pub_id);
+    s->f.pub_id = 0;
+}
+
 void lb__close_now(struct lb_session *s, enum lb_reason r)
 {
     struct lb_env *env = s->h->env;
@@ -162,6 +172,7 @@ void lb__close_now(struct lb_session *s, enum lb_reason r)
     if (s->upstream.fd >= 0)
         close(s->upstream.fd);
     s->upstream.fd = -1;
+    release_claim(s); /* both legs are closed: a successor may go */
 }
 
 void lb_session_end(struct lb_session *s, enum lb_reason r)
@@ -201,6 +212,7 @@ void lb__begin_failing(struct lb_session *s, enum lb_reason r)
     release_node(s);
     s->node = NULL;
     lb__upoll_close(s, false);
+    release_claim(s);
     s->dial_deadline = 0;
     s->linger_deadline = lb__now(s) + FAIL_LINGER_MS;
 }

@@ -17,6 +17,7 @@
 #include "upstream/upstream-t.h"
 
 struct hc_index;
+struct lb_pubreg;
 struct lb_pp_in;
 
 /* Process settings every worker reads; a reload stores new values. */
@@ -25,6 +26,7 @@ struct lb_env {
     _Atomic int64_t handshake_ms;
     _Atomic int64_t idle_ms;
     _Atomic int64_t half_close_ms;
+    _Atomic int64_t takeover_ms; /* publisher takeover: the wait's bound */
     _Atomic int64_t drain_ms;
     _Atomic int64_t upgrade_drain_ms; /* after a handover; 0: until each session ends */
     _Atomic unsigned max_sessions; /* effective, after the fd budget */
@@ -37,6 +39,7 @@ struct lb_env {
     /* Fixed for the process (workers read them unlocked). */
     struct lb_front_limits lim;
     struct hc_index *index;
+    struct lb_pubreg *pubreg; /* live publishes (takeover); NULL: none */
     _Atomic unsigned sessions; /* live, all workers */
     _Atomic uint64_t sessions_total;
     _Atomic uint64_t sessions_refused;

@@ -684,9 +684,12 @@ void lb_session_start(struct lb_shost *h, const struct lb_listen_info *l, int fd
     s->lim = env->lim;
     s->lim.handshake_ms = (uint64_t)atomic_load(&env->handshake_ms);
     s->lim.connect_ms = (uint64_t)atomic_load(&env->connect_ms);
+    s->lim.takeover_ms = (uint64_t)atomic_load(&env->takeover_ms);
     s->f.lim = &s->lim;
     s->f.snap = s->snap;
     s->f.client_text = s->client_text;
+    s->f.pubreg = env->pubreg;
+    s->f.peer = (const struct sockaddr *)&s->peer;
 
     s->next = h->sessions;
     if (h->sessions)

@@ -29,6 +29,7 @@ struct lb_wlistener {
 enum lb_wreq_kind {
     LB_WREQ_SESSIONS,   /* copy every live session into sessions[] */
     LB_WREQ_CLOSE_NODE, /* end the sessions on pool/node with reason */
+    LB_WREQ_TAKEOVER,   /* end the session holding publish claim pub_id (taken over) */
 };
 
 /* One live session as the admin API shows it. */
@@ -56,6 +57,8 @@ struct lb_wreq {
     char pool[128], node[128];
     int reason; /* enum lb_reason */
     unsigned closed;
+    /* LB_WREQ_TAKEOVER (closed counts it too) */
+    uint64_t pub_id;
     /* LB_WREQ_SESSIONS: heap array, the receiver frees it */
     struct lb_wsession *sessions;
     size_t n_sessions;

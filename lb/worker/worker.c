@@ -250,6 +250,19 @@ static void answer_close_node(struct lb_worker *w, struct lb_wreq *r)
     }
 }
 
+/* A publisher takeover: the claim's session ends, both legs at once (its
+ * claim is released last, lb/session/close.c). */
+static void answer_takeover(struct lb_worker *w, struct lb_wreq *r)
+{
+    for (struct lb_session *s = w->host.sessions; s; s = s->next) {
+        if (s->f.pub_id != r->pub_id)
+            continue;
+        lb_session_end(s, LB_REASON_TAKEN_OVER);
+        r->closed++;
+        return;
+    }
+}
+
 static void post_reply(struct lb_wreply_q *q, struct lb_wreq *r)
 {
     r->next = NULL;
@@ -282,6 +295,8 @@ static void run_requests(struct lb_worker *w)
             answer_sessions(w, r);
         else if (r->kind == LB_WREQ_CLOSE_NODE)
             answer_close_node(w, r);
+        else if (r->kind == LB_WREQ_TAKEOVER)
+            answer_takeover(w, r);
         post_reply(w->replies, r);
     }
 }

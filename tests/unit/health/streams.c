@@ -249,6 +249,34 @@ static void test_hooks_bounded(void **st)
     hc_index_free(x);
 }
 
+/* What a node itself says (stats, hooks), apart from this instance's own
+ * routed publishes: a takeover waits on it. */
+static void test_reported_by_the_node(void **st)
+{
+    struct hc_index *x = hc_index_new();
+    hc_index_set_clock(x, fake_clock);
+    hc_index_add_publish(x, "p", "a", "live", "s1");
+    assert_string_equal(where(x, "p", "s1"), "a");
+    assert_false(hc_index_reported(x, "p", "a", "live", "s1")); /* only ours */
+    struct hc_stream a[] = {live("live", "s1")};
+    hc_index_set_node(x, "p", "a", a, 1);
+    assert_true(hc_index_reported(x, "p", "a", "live", "s1"));
+    assert_false(hc_index_reported(x, "p", "b", "live", "s1")); /* another node */
+    assert_false(hc_index_reported(x, "q", "a", "live", "s1")); /* another pool */
+    assert_false(hc_index_reported(x, "p", "a", "live", "s2"));
+    hc_index_remove_publish(x, "p", "a", "live", "s1");
+    assert_true(hc_index_reported(x, "p", "a", "live", "s1"));
+    hc_index_set_node(x, "p", "a", NULL, 0); /* the next poll: gone */
+    assert_false(hc_index_reported(x, "p", "a", "live", "s1"));
+    /* A hook says so until it expires. */
+    hc_index_set_hook_limits(x, 10, 1000);
+    assert_int_equal(hc_index_hook_publish(x, "p", "b", "live", "h", NULL), 0);
+    assert_true(hc_index_reported(x, "p", "b", "live", "h"));
+    fake_now += 2000;
+    assert_false(hc_index_reported(x, "p", "b", "live", "h"));
+    hc_index_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_hooks_publish_unpublish),
         cmocka_unit_test(test_hooks_expire_and_touch),
         cmocka_unit_test(test_hooks_bounded),
+        cmocka_unit_test(test_reported_by_the_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -78,7 +78,7 @@ static bool fake_locate(void *ctx, const char *pool, const char *app, const char
 
 static const char *first_for(struct ups_snapshot *s, int role, size_t *n)
 {
-    struct ups_stream_view view = {fake_locate, NULL};
+    struct ups_stream_view view = {.locate = fake_locate, .ctx = NULL};
     struct ups_request req = {.listener = "a", .role = role, .app = "live", .stream = "s",
                               .streams = &view};
     struct ups_candidates c;
@@ -132,6 +132,68 @@ static void test_stream_location_serves_from_backup_and_draining(void **st)
     assert_string_not_equal(first_for(s, CONF_ROLE_PLAY, &n), "bk");
     assert_int_equal(n, 3);
     where = NULL;
+
+    ups_snapshot_unref(s);
+    conf_free(c);
+}
+
+/* A takeover's publish goes back to the old publish's node (pin_node),
+ * whatever the policy would pick, while that node may serve. */
+static const char PIN[] =
+    "listeners: [{name: a, address: 127.0.0.1:1935}]\n"
+    "pools:\n"
+    "  o: {nodes: [{name: p1, address: 127.0.0.1:1}, {name: p2, address: 127.0.0.1:2},\n"
+    "              {name: p3, address: 127.0.0.1:3}, {name: bk, address: 127.0.0.1:4, backup: true}]}\n"
+    "routes: [{name: r, pool: o, policy: weighted, publish_conflict: takeover}]\n";
+
+static const char *pinned_first(struct ups_snapshot *s, int role, const char *pin, size_t *n)
+{
+    struct ups_request req = {.listener = "a", .role = role, .app = "live", .stream = "s",
+                              .pin_node = pin};
+    struct ups_candidates c;
+    const struct ups_route *r = ups_route_select(s, &req, &c);
+    assert_non_null(r);
+    assert_int_equal(r->publish_conflict, CONF_PUBCONF_TAKEOVER);
+    *n = c.n;
+    for (size_t i = 1; i < c.n; i++) /* never twice */
+        assert_ptr_not_equal(c.node[i], c.node[0]);
+    return c.n ? c.node[0]->name : "none";
+}
+
+static void test_pin_node(void **st)
+{
+    struct conf_errors errs;
+    struct conf_load_opts opts = {.resolve_names = false};
+    char err[128];
+    size_t n;
+    struct conf *c = conf_load_buffer("t.yaml", PIN, strlen(PIN), &opts, &errs);
+    assert_non_null(c);
+    struct ups_snapshot *s = ups_snapshot_build(c, NULL, 1, err, sizeof(err));
+    assert_non_null(s);
+
+    /* Weighted round robin would move on each time: the pin holds. */
+    for (int i = 0; i < 6; i++) {
+        assert_string_equal(pinned_first(s, CONF_ROLE_PUBLISH, "p3", &n), "p3");
+        assert_int_equal(n, 4); /* then the others as fallbacks */
+    }
+    /* Even a backup, and a draining node: the origin's stream is there. */
+    assert_string_equal(pinned_first(s, CONF_ROLE_PUBLISH, "bk", &n), "bk");
+    atomic_store(&node_named(s, "p2")->live->admin, UPS_DRAINING);
+    assert_string_equal(pinned_first(s, CONF_ROLE_PUBLISH, "p2", &n), "p2");
+    /* Down or disabled: the policy's order, without it. */
+    atomic_store(&node_named(s, "p2")->live->admin, UPS_DISABLED);
+    assert_string_not_equal(pinned_first(s, CONF_ROLE_PUBLISH, "p2", &n), "p2");
+    atomic_store(&node_named(s, "p2")->live->admin, UPS_ENABLED);
+    atomic_store(&node_named(s, "p3")->live->health, UPS_DOWN);
+    assert_string_not_equal(pinned_first(s, CONF_ROLE_PUBLISH, "p3", &n), "p3");
+    assert_int_equal(n, 3); /* p1, p2, then the backup */
+    atomic_store(&node_named(s, "p3")->live->health, UPS_UP);
+    /* Plays ignore it; an unknown name is no pin. */
+    const char *a = pinned_first(s, CONF_ROLE_PLAY, "p3", &n);
+    const char *b = pinned_first(s, CONF_ROLE_PLAY, "p3", &n);
+    assert_string_not_equal(a, b); /* round robin moved on */
+    assert_string_not_equal(pinned_first(s, CONF_ROLE_PUBLISH, "nope", &n), "nope");
+    assert_int_equal(n, 4);
 
     ups_snapshot_unref(s);
     conf_free(c);
@@ -287,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_matching),
         cmocka_unit_test(test_stream_location_serves_from_backup_and_draining),
         cmocka_unit_test(test_args),
+        cmocka_unit_test(test_pin_node),
         cmocka_unit_test(test_ertmp_at_connect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,8 +14,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "lb/front/rtmp-int.h"
+#include "lb/pubreg.h"
 #include "lb/rtmp/amf.h"
 #include "lb/rtmp/bytes.h"
 #include "lb/rtmp/chunk.h"
@@ -1388,6 +1391,146 @@ static void test_memory_stalled_handshake(void **st)
                   sizeof(struct rtmp_chunk_dec));
 }
 
+/* ---- publisher takeover ------------------------------------------------------------ */
+
+struct kick_log {
+    unsigned n, worker;
+    uint64_t id;
+};
+
+static void kick_rec(void *arg, unsigned worker, uint64_t id)
+{
+    struct kick_log *k = arg;
+    k->n++;
+    k->worker = worker;
+    k->id = id;
+}
+
+static struct sockaddr_storage v4(const char *a, int port)
+{
+    struct sockaddr_storage ss;
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    memset(&ss, 0, sizeof(ss));
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)port);
+    assert_int_equal(inet_pton(AF_INET, a, &in->sin_addr), 1);
+    return ss;
+}
+
+/* A publish of live/cam1 from 127.0.0.1:5555 while `holder` publishes it. */
+static struct drv *conflicting_publish(struct lb_pubreg *g, struct client *c)
+{
+    static struct sockaddr_storage me;
+    me = v4("127.0.0.1", 5555);
+    build_client(c, CL_PUBLISH, 128);
+    struct drv *d = drv_new("rtmp", 64 * 1024);
+    d->lim.takeover_ms = 3000;
+    d->f.pubreg = g;
+    d->f.peer = (const struct sockaddr *)&me;
+    d->f.req.worker = 0;
+    feed(d, false, c->s.b, c->s.n);
+    return d;
+}
+
+static void on_timer_at(struct drv *d, uint64_t now)
+{
+    d->f.now_ms = now;
+    record(d, d->f.ops->on_timer(&d->f));
+}
+
+static void test_takeover(void **st)
+{
+    static struct client c;
+    struct lb_pubreg *g = lb_pubreg_new();
+    struct kick_log k = {0};
+    lb_pubreg_set_kick(g, kick_rec, &k);
+    struct sockaddr_storage old_addr = v4("127.0.0.1", 4444);
+    struct lb_pub_who holder = {1, (const struct sockaddr *)&old_addr, "127.0.0.1:4444", 10};
+    uint64_t hid = 0;
+    assert_int_equal(lb_pubreg_claim(g, "live", "live", "cam1", &holder, &hid, NULL),
+                     LB_PUB_CLAIMED);
+    lb_pubreg_set_node(g, hid, "origins", "o2");
+
+    /* auto, same address: the holder's worker is asked to end it, and the
+     * new publish waits without reading or routing. */
+    struct drv *d = conflicting_publish(g, &c);
+    assert_int_equal(d->n_act, 0);
+    assert_int_equal(k.n, 1);
+    assert_int_equal(k.worker, 1);
+    assert_int_equal(k.id, hid);
+    assert_true(d->f.pub_id != 0 && d->f.pub_id != hid);
+    assert_int_equal(lb_pubreg_status(g, d->f.pub_id), LB_PUB_WAITING);
+    assert_int_equal(d->f.ops->wants(&d->f), 0);
+    assert_true(d->f.deadline_ms > T0 && d->f.deadline_ms <= T0 + 100);
+    on_timer_at(d, d->f.deadline_ms); /* the holder is still there */
+    assert_int_equal(d->n_act, 0);
+    /* It ends (its worker released the claim): a settle delay, then ROUTE
+     * with the old node pinned. */
+    lb_pubreg_release(g, hid);
+    uint64_t t = d->f.deadline_ms;
+    on_timer_at(d, t);
+    assert_int_equal(d->n_act, 0);
+    assert_true(d->f.deadline_ms >= t + 50);
+    on_timer_at(d, d->f.deadline_ms);
+    assert_int_equal(d->n_act, 1);
+    assert_int_equal(d->act[0].kind, LB_ACT_ROUTE);
+    assert_int_equal(d->f.req.role, CONF_ROLE_PUBLISH);
+    assert_string_equal(d->f.req.pin_node, "o2");
+    const struct ups_route *r = ups_route_select(d->f.snap, &d->f.req, &d->cands);
+    assert_non_null(r);
+    assert_string_equal(d->cands.node[0]->name, "o2");
+    assert_int_equal(lb_pubreg_status(g, d->f.pub_id), LB_PUB_OWNER);
+    assert_int_equal(lb_pubreg_outcomes(g, LB_PUB_OUT_TAKEOVER), 1);
+    /* The core releases the claim when the session ends. */
+    lb_pubreg_release(g, d->f.pub_id);
+    drv_free(d);
+    assert_int_equal(lb_pubreg_count(g), 0);
+    lb_pubreg_free(g);
+}
+
+static void test_takeover_refused_and_timeout(void **st)
+{
+    static struct client c;
+    struct lb_pubreg *g = lb_pubreg_new();
+    struct kick_log k = {0};
+    lb_pubreg_set_kick(g, kick_rec, &k);
+    struct sockaddr_storage other = v4("192.0.2.9", 4444), same = v4("127.0.0.1", 1);
+    struct lb_pub_who holder = {0, (const struct sockaddr *)&other, "192.0.2.9:4444", 0};
+    uint64_t hid = 0;
+    assert_int_equal(lb_pubreg_claim(g, "live", "live", "cam1", &holder, &hid, NULL),
+                     LB_PUB_CLAIMED);
+
+    /* auto, another address: BadName, the holder untouched. */
+    struct drv *d = conflicting_publish(g, &c);
+    check_fail(d, LB_REASON_PUBLISH_CONFLICT, 0, "NetStream.Publish.BadName");
+    assert_non_null(strstr(d->f.message, "192.0.2.9:4444"));
+    assert_int_equal(d->f.pub_id, 0);
+    assert_int_equal(k.n, 0);
+    assert_int_equal(lb_pubreg_status(g, hid), LB_PUB_OWNER);
+    drv_free(d);
+
+    /* Same address, but the holder never ends: refused at timeouts.takeover,
+     * and its own claim goes (the holder stays). */
+    lb_pubreg_release(g, hid);
+    holder.addr = (const struct sockaddr *)&same;
+    assert_int_equal(lb_pubreg_claim(g, "live", "live", "cam1", &holder, &hid, NULL),
+                     LB_PUB_CLAIMED);
+    d = conflicting_publish(g, &c);
+    assert_int_equal(d->n_act, 0);
+    assert_int_equal(k.n, 1);
+    for (int i = 0; i < 1000 && d->n_act == 0; i++)
+        on_timer_at(d, d->f.deadline_ms);
+    check_fail(d, LB_REASON_TAKEOVER_TIMEOUT, 0, "NetStream.Publish.Denied");
+    assert_true(d->f.now_ms >= T0 + 3000);
+    assert_int_equal(d->f.pub_id, 0);
+    assert_int_equal(lb_pubreg_status(g, hid), LB_PUB_OWNER);
+    assert_int_equal(lb_pubreg_outcomes(g, LB_PUB_OUT_TIMEOUT), 1);
+    assert_int_equal(lb_pubreg_outcomes(g, LB_PUB_OUT_REJECT), 1);
+    drv_free(d);
+    lb_pubreg_release(g, hid);
+    lb_pubreg_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1402,6 +1545,8 @@ int main(void)
         cmocka_unit_test(test_client_failures),
         cmocka_unit_test(test_dials_failed),
         cmocka_unit_test(test_route_on_connect),
+        cmocka_unit_test(test_takeover),
+        cmocka_unit_test(test_takeover_refused_and_timeout),
         cmocka_unit_test(test_memory_stalled_handshake),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

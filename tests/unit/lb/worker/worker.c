@@ -282,6 +282,14 @@ static void test_sessions_and_close_node(void **st)
         assert_true(on[i][0] != '\0');
     }
 
+    /* A takeover for a publish claim no session holds (tcp sessions hold
+     * none): nothing ends. */
+    struct lb_wreq *t = ask(LB_WREQ_TAKEOVER, 150);
+    t->pub_id = 12345;
+    assert_int_equal(round_trip(t)->closed, 0);
+    assert_int_equal(atomic_load(&env.sessions), N_CLIENTS);
+    assert_int_equal(atomic_load(&env.ends[LB_REASON_TAKEN_OVER]), 0);
+
     /* Close n1's sessions: exactly those end, with the reason given. */
     struct lb_wreq *c = ask(LB_WREQ_CLOSE_NODE, 200);
     snprintf(c->pool, sizeof(c->pool), "p");
