@@ -38,7 +38,9 @@
     X(ORIGIN_CLOSED, "origin_closed", "the origin closed before the hand-over")       \
     X(ORIGIN_PROTOCOL, "origin_protocol", "the origin broke a check of the front door") \
     X(ORIGIN_REJECTED, "origin_rejected", "the origin refused connect or createStream") \
-    X(ORIGIN_TIMEOUT, "origin_timeout", "the origin did not answer in time")
+    X(ORIGIN_TIMEOUT, "origin_timeout", "the origin did not answer in time") \
+    X(CLIENT_HTTP, "client_protocol:http", "a malformed, oversized or refused HTTP request") \
+    X(NOT_FOUND, "not_found", "no path pattern matches, or the stream is live nowhere")
 
 enum lb_reason {
 #define X(e, name, text) LB_REASON_##e,

@@ -25,6 +25,7 @@ struct lb_listener_spec {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char *address_text;
+    struct lb_http_opts http; /* mode http; its strings owned here */
 };
 
 struct lb_server;

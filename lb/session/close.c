@@ -112,8 +112,10 @@ static void release_node(struct lb_session *s)
     struct ups_node *n = s->node;
     if (!n)
         return;
-    atomic_fetch_add(&n->live->bytes_from_client, s->f.client_bytes + s->c2u.bytes);
-    atomic_fetch_add(&n->live->bytes_to_client, s->f.upstream_bytes + s->u2c.bytes);
+    atomic_fetch_add(&n->live->bytes_from_client,
+                     s->f.client_bytes - s->credited_in + s->c2u.bytes);
+    atomic_fetch_add(&n->live->bytes_to_client,
+                     s->f.upstream_bytes - s->credited_out + s->u2c.bytes);
     if (s->indexed)
         hc_index_remove_publish(s->h->env->index, n->pool->name, n->name, s->f.app, s->f.stream);
     s->indexed = false;

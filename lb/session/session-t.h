@@ -97,6 +97,7 @@ struct lb_listen_info {
     int mode;           /* enum conf_mode */
     int proxy_protocol; /* enum conf_proxy_protocol */
     const struct lb_phase_ops *phase; /* NULL: by mode (tests choose their own) */
+    const struct lb_http_opts *http;  /* mode http */
 };
 
 /* ---- one session -------------------------------------------------------- */
@@ -162,6 +163,7 @@ struct lb_session {
     size_t next_cand;
     struct ups_node *node; /* acquired (counted in its sessions) */
     const struct ups_node *log_node; /* the last node dialled, for the access log */
+    uint64_t credited_in, credited_out; /* phase bytes already counted on earlier nodes */
     bool indexed;          /* a routed publish in the stream index */
     uint64_t t_accept_ns;
     uint64_t t_last_ms;     /* last byte, loop time */
