@@ -151,7 +151,8 @@ void lb__node_failed(struct lb_session *s, enum lb_reason why, int err)
     lb_log_str(&l, "stream", s->f.stream);
     lb_log_str(&l, "pool", n->pool->name);
     lb_log_str(&l, "node", n->name);
-    lb_log_str(&l, "upstream", n->address_text);
+    lb_log_str(&l, "upstream", s->f.req.http && n->http_address_text ? n->http_address_text
+                                                                       : n->address_text);
     lb_log_str(&l, "error", text);
     lb_log_u64(&l, "attempt", s->f.dials);
     lb_log_str(&l, "next", s->next_cand < s->cands.n ? s->cands.node[s->next_cand]->name : "none");

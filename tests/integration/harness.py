@@ -259,19 +259,24 @@ class Fleet:
 
     # -- nginx-rtmp origins ---------------------------------------------
     def nginx_origin(self, name, rtmp_port, http_port, extra_app="idle_streams off;",
-                     listen_extra=""):
+                     listen_extra="", http_extra=""):
+        """http_extra goes into the http server block; {prefix} in it and in
+        extra_app is the origin's own directory."""
         prefix = os.path.join(self.dir, "nginx-" + name)
         os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
         conf = os.path.join(prefix, "nginx.conf")
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(module=NGINX_RTMP_MODULE, prefix=prefix, rtmp=rtmp_port,
-                                      http=http_port, extra_app=extra_app,
-                                      listen_extra=listen_extra))
+                                      http=http_port,
+                                      extra_app=extra_app.replace("{prefix}", prefix),
+                                      listen_extra=listen_extra,
+                                      http_extra=http_extra.replace("{prefix}", prefix)))
         p = self.spawn("nginx-" + name, ["nginx", "-p", prefix, "-c", conf])
         wait_port(rtmp_port, proc=p)
         wait_port(http_port, proc=p)
         p.http_port = http_port
         p.rtmp_port = rtmp_port
+        p.prefix = prefix
         return p
 
     def kill_nginx(self, p, clean=False):
@@ -439,6 +444,7 @@ http {{
     server {{
         listen 127.0.0.1:{http};
         location /stat {{ rtmp_stat all; }}
+        {http_extra}
     }}
 }}
 """
