@@ -23,8 +23,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         o = self.server.origin
         with o.lock:
-            o.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()},
-                               self.client_address))
+            # Repeated list headers (X-Forwarded-For) read as one list.
+            hdrs = {k.lower(): ", ".join(self.headers.get_all(k)) for k in self.headers.keys()}
+            o.requests.append((self.path, hdrs, self.client_address))
         path = self.path.split("?", 1)[0]
         if path.endswith(".flv") and o.flv:
             chunked = "chunked=1" in self.path

@@ -197,7 +197,7 @@ routes:
         self.assertGreaterEqual(self.fleet.frame_count("viewer"), 100)
         lines = harness.access_lines(self.fleet.log_text("rtmplb"))
         reasons = [x["reason"] for x in lines]
-        for r in ("not_found", "no_node", "client_protocol:http", "handshake_timeout"):
+        for r in ("not_found", "dial_failed", "client_protocol:http", "handshake_timeout"):
             self.assertIn(r, reasons)
         dead = [x for x in lines if x.get("stream") == "dead1"]
         self.assertEqual(len(dead), 1)
@@ -243,7 +243,12 @@ class Hls(unittest.TestCase):
         f = self.fleet = Fleet()
         self.addCleanup(f.stop)
         self.origins = {}
+        # nginx's workers (not root) write and serve the HLS files.
+        os.chmod(f.dir, 0o755)
         for n in ("o1", "o2", "o3"):
+            hls = os.path.join(f.dir, "nginx-" + n, "hls")
+            os.makedirs(hls)
+            os.chmod(hls, 0o777)
             self.origins[n] = f.nginx_origin(n, free_port(), free_port(), extra_app=HLS_APP,
                                              http_extra=HLS_HTTP)
         self.web, self.admin = free_port(), free_port()
