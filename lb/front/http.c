@@ -30,6 +30,9 @@
 #define HP_COPY_CHUNK 65536
 #define HP_HIGH_WATER (512 * 1024) /* queued for the client: stop reading the node */
 #define HP_DONE_POLL_MS 20
+/* Larger answers are spliced like live FLV (some origins give live FLV a
+ * huge Content-Length): nothing is expected after them on the connection. */
+#define HP_COPY_MAX (64ull * 1024 * 1024)
 
 #define HP_STATE_MAP(X) \
     X(REQ, "request")   \
@@ -119,9 +122,11 @@ static int rsp_headers_complete(llhttp_t *llh)
     if (llhttp_get_status_code(llh) < 200)
         return 0; /* 1xx: another head follows */
     /* Live HTTP-FLV is not length-delimited: it ends when the node closes
-     * (or never, chunked): nothing can follow it on this connection. */
-    bool delimited = (llh->flags & F_CONTENT_LENGTH) || h->is_head ||
-                     llhttp_get_status_code(llh) == 204 || llhttp_get_status_code(llh) == 304;
+     * (or never, chunked): nothing can follow it on this connection. HEAD,
+     * 204 and 304 answers have no body. */
+    bool delimited = ((llh->flags & F_CONTENT_LENGTH) && llh->content_length <= HP_COPY_MAX) ||
+                     h->is_head || llhttp_get_status_code(llh) == 204 ||
+                     llhttp_get_status_code(llh) == 304;
     h->rsp_stream = !delimited;
     return h->is_head ? 1 : 0; /* HEAD: no body follows */
 }

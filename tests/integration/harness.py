@@ -383,15 +383,18 @@ class Fleet:
         self._play_until(p, count, want, timeout, until)
         return self._flv_frames(flv)
 
-    def gst_frames(self, url, want, name="gst", timeout=40, until=None):
-        """Plays url with GStreamer's rtmp2src until `want` video frames are
-        decoded (one 'chain' message each on the video sink), and until()
-        holds, at most timeout seconds; returns the video frames decoded."""
+    def gst_frames(self, url, want, name="gst", timeout=40, until=None,
+                   src="rtmp2src location={url} timeout=10"):
+        """Plays url with GStreamer's rtmp2src (or another FLV source: src,
+        e.g. "souphttpsrc location={url}" for HTTP-FLV) until `want` video
+        frames are decoded (one 'chain' message each on the video sink), and
+        until() holds, at most timeout seconds; returns the video frames
+        decoded."""
         q = "queue max-size-time=0 max-size-buffers=0 max-size-bytes=0"
-        pipeline = ("rtmp2src location=%s timeout=10 ! flvdemux name=d "
+        pipeline = ("%s ! flvdemux name=d "
                     "d.video ! %s ! h264parse ! avdec_h264 ! fakesink name=vsink silent=false "
                     "sync=false async=false d.audio ! %s ! fakesink sync=false async=false"
-                    % (url, q, q))
+                    % (src.format(url=url), q, q))
         p = self.spawn(name, ["gst-launch-1.0", "-e", "-v", *pipeline.split()])
 
         def count():

@@ -105,6 +105,10 @@ routes:
             got = [o.name for o in (self.a, self.b, self.c) if self.flv_paths(o, name)]
             self.assertEqual(len(got), 1, "%s reached %s" % (name, got))
             self.assertNotEqual(got, ["c"])
+        # GStreamer's HTTP client too (souphttpsrc ! flvdemux).
+        frames = self.fleet.gst_frames("http://127.0.0.1:%d/live/gst.flv" % self.web, 50,
+                                       timeout=40, src="souphttpsrc location={url}")
+        self.assertGreaterEqual(frames, 50)
         hdrs = [h for o in (self.a, self.b) for h in o.headers()]
         self.assertTrue(hdrs)
         for h in hdrs:
@@ -118,6 +122,19 @@ routes:
                                             b"Connection: close\r\n\r\n" % i)
             self.assertEqual(st, 200)
             self.assertEqual(body.decode().split()[0], first.name)
+
+    def test_a_dead_origin_is_skipped(self):
+        req = b"GET /live/room.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        st, _, body = request(self.web, req)
+        self.assertEqual(st, 200)
+        first = {"a": self.a, "b": self.b}[body.decode().split()[0]]
+        other = self.b if first is self.a else self.a
+        first.stop()
+        for _ in range(3):
+            st, _, body = request(self.web, req)
+            self.assertEqual(st, 200)
+            self.assertEqual(body.decode().split()[0], other.name)
+        self.assertIn("dial_failed", self.fleet.log_text("rtmplb"))
 
     def test_keepalive_request_for_another_stream_is_routed_anew(self):
         s = socket.create_connection(("127.0.0.1", self.web), timeout=10)
