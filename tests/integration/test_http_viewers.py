@@ -309,6 +309,18 @@ routes:
         frames = self.fleet.play_frames("http://127.0.0.1:%d/live/show.m3u8" % self.web, 50,
                                         name="hls", timeout=60)
         self.assertGreaterEqual(frames, 50)
+        # GStreamer's hlsdemux (through playbin) too.
+        p = self.fleet.spawn("gst-hls", [
+            "gst-launch-1.0", "-e", "-v", "playbin",
+            "uri=http://127.0.0.1:%d/live/show.m3u8" % self.web,
+            "video-sink=fakesink name=vsink silent=false sync=false",
+            "audio-sink=fakesink sync=false"])
+
+        def gst_count():
+            return sum(1 for l in self.fleet.log_text("gst-hls").splitlines()
+                       if "vsink" in l and "last-message = chain" in l)
+        self.fleet._play_until(p, gst_count, 25, 60, None)
+        self.assertGreaterEqual(gst_count(), 25, self.fleet.log_text("gst-hls")[-2000:])
         on_o2 = self.origin_requests("o2", "show")
         self.assertTrue(any(p.endswith(".m3u8") for p in on_o2), on_o2)
         self.assertGreaterEqual(sum(1 for p in on_o2 if p.endswith(".ts")), 2, on_o2)
