@@ -71,6 +71,33 @@ struct hp {
 
 #define HP(f) ((struct hp *)(f)->state)
 
+static const char *const hp_state_names[] = {
+#define X(e, n) n,
+    HP_STATE_MAP(X)
+#undef X
+};
+
+/* allowed[from]: the states a request cycle may move to. */
+#define HP_BIT(x) (1u << (x))
+static const unsigned hp_allowed[] = {
+    [HP_REQ] = HP_BIT(HP_DIAL) | HP_BIT(HP_HEAD),
+    [HP_DIAL] = HP_BIT(HP_DIAL) | HP_BIT(HP_HEAD),
+    [HP_HEAD] = HP_BIT(HP_DIAL) | HP_BIT(HP_BODY),
+    [HP_BODY] = HP_BIT(HP_BODY) | HP_BIT(HP_DIAL) | HP_BIT(HP_REQ) | HP_BIT(HP_DONE),
+    [HP_DONE] = 0,
+};
+
+static void hp_move(struct lb_front *f, enum hp_state to)
+{
+    struct hp *h = HP(f);
+    if (!(hp_allowed[h->st] & HP_BIT(to))) {
+        fprintf(stderr, "rtmplb bug: http phase of %s: bad transition %s -> %s\n",
+                f->client_text ? f->client_text : "?", hp_state_names[h->st], hp_state_names[to]);
+        abort();
+    }
+    h->st = to;
+}
+
 /* ---- errors as HTTP ----------------------------------------------------- */
 
 static const char *status_text(int code)
@@ -302,11 +329,11 @@ static struct lb_action on_request(struct lb_front *f)
         if (lb_buf_append(&f->to_upstream, h->replay, h->replay_len, SIZE_MAX) < 0)
             return lb_act_close(LB_REASON_INTERNAL_ERROR);
         rsp_reset(f);
-        h->st = HP_HEAD;
+        hp_move(f, HP_HEAD);
         f->deadline_ms = f->now_ms + f->lim->handshake_ms;
         return lb_act(LB_ACT_CONTINUE);
     }
-    h->st = HP_DIAL;
+    hp_move(f, HP_DIAL);
     f->deadline_ms = 0; /* the core bounds each dial (timeouts.connect) */
     return lb_act(LB_ACT_ROUTE);
 }
@@ -343,7 +370,7 @@ static struct lb_action next_request(struct lb_front *f)
     h->req_len = 0;
     h->requests++;
     lb_httpreq_next(&h->req);
-    h->st = HP_REQ;
+    hp_move(f, HP_REQ);
     f->deadline_ms = f->now_ms + f->http->keepalive_ms;
     if (h->in_len)
         return try_request(f);
@@ -404,7 +431,7 @@ static struct lb_action hp_connected(struct lb_front *f)
     if (lb_buf_append(&f->to_upstream, h->replay, h->replay_len, SIZE_MAX) < 0)
         return lb_act_close(LB_REASON_INTERNAL_ERROR);
     rsp_reset(f);
-    h->st = HP_HEAD;
+    hp_move(f, HP_HEAD);
     f->deadline_ms = f->now_ms + f->lim->handshake_ms;
     return lb_act(LB_ACT_CONTINUE);
 }
@@ -420,11 +447,11 @@ static struct lb_action node_failed(struct lb_front *f, enum lb_reason why)
                                                            : LB_REASON_UPSTREAM_ERROR);
     if (h->reused) {
         h->reused = false;
-        h->st = HP_DIAL;
+        hp_move(f, HP_DIAL);
         f->deadline_ms = 0;
         return lb_act(LB_ACT_ROUTE);
     }
-    h->st = HP_DIAL;
+    hp_move(f, HP_DIAL);
     f->deadline_ms = 0;
     return (struct lb_action){.kind = LB_ACT_DIAL, .reason = why};
 }
@@ -467,7 +494,7 @@ static struct lb_action hp_upstream_data(struct lb_front *f)
         return lb_act_close(LB_REASON_ORIGIN_PROTOCOL);
     }
     if (h->rsp_head_done)
-        h->st = HP_BODY;
+        hp_move(f, HP_BODY);
     if (h->rsp_head_done && !had_head && (h->rsp_stream || !h->keep) && !h->rsp_done) {
         /* Live FLV, or a connection the client will not reuse: splice from
          * here; the node's close ends the session. Pipelined client bytes
@@ -477,7 +504,7 @@ static struct lb_action hp_upstream_data(struct lb_front *f)
                           SIZE_MAX) < 0)
             return lb_act_close(LB_REASON_INTERNAL_ERROR);
         h->in_len = h->req_len;
-        h->st = HP_DONE;
+        hp_move(f, HP_DONE);
         f->deadline_ms = 0;
         return lb_act_splice(LB_SPLICE_C2U | LB_SPLICE_U2C);
     }
@@ -497,7 +524,7 @@ static struct lb_action hp_upstream_data(struct lb_front *f)
     if (!llhttp_should_keep_alive(&h->rsp))
         return lb_act_splice(LB_SPLICE_C2U | LB_SPLICE_U2C); /* the node closes */
     /* The node would keep it, the client may not: close once it is out. */
-    h->st = HP_DONE;
+    hp_move(f, HP_DONE);
     h->done_until = f->now_ms + (f->lim->idle_ms ? f->lim->idle_ms : 60000);
     f->deadline_ms = f->now_ms + 1;
     return lb_act(LB_ACT_CONTINUE);
