@@ -14,7 +14,7 @@ import unittest
 import urllib.request
 
 import harness
-from harness import Fleet, free_port, nginx_streams, wait_for
+from harness import Fleet, free_port, wait_for
 from httporigin import HttpOrigin
 
 
