@@ -15,7 +15,9 @@ struct conf_mark {
 
 enum conf_log_format { CONF_LOG_TEXT, CONF_LOG_JSON };
 enum conf_log_level { CONF_LOG_DEBUG, CONF_LOG_INFO, CONF_LOG_WARN, CONF_LOG_ERROR };
-enum conf_listener_mode { CONF_MODE_RTMP, CONF_MODE_TCP };
+enum conf_listener_mode { CONF_MODE_RTMP, CONF_MODE_TCP, CONF_MODE_HTTP };
+/* Headers an http listener adds to the request it replays to a node. */
+enum conf_forwarded { CONF_FWD_OFF, CONF_FWD_XFF, CONF_FWD_FORWARDED, CONF_FWD_BOTH };
 enum conf_policy {
     CONF_POLICY_WEIGHTED,
     CONF_POLICY_LEAST_SESSIONS,
@@ -85,7 +87,20 @@ struct conf_listener {
     struct conf_mark mode_mark;
     int proxy_protocol; /* enum conf_proxy_protocol */
     struct conf_tls_listen tls;
+    struct {                 /* mode: http (HTTP-FLV / HLS viewers) */
+        bool present;
+        struct conf_mark mark;
+        char **paths;        /* patterns with {app} {stream} {seq}; NULL: the defaults */
+        size_t n_paths;
+        char *app;           /* app of a pattern without {app}; NULL: "live" */
+        bool trust_x_forwarded_for; /* the client address from X-Forwarded-For */
+        int add_forwarded;   /* enum conf_forwarded */
+        int64_t max_header;  /* bytes of a request line and headers */
+        int64_t keepalive_ms; /* wait for a next request; 0: one request per connection */
+    } http;
 };
+
+#define CONF_HTTP_MAX_PATHS 16
 
 struct conf_node {
     struct conf_mark mark;
@@ -119,6 +134,11 @@ struct conf_node {
         char *path;
         char *host; /* for the Host header */
     } stats;
+    struct {
+        bool present;
+        struct conf_mark mark;
+        struct conf_addr address; /* where it serves HTTP-FLV / HLS viewers */
+    } http;
 };
 
 struct conf_pool {
@@ -165,6 +185,8 @@ struct conf_route {
     int policy;   /* enum conf_policy */
     int route_on; /* enum conf_route_on */
     int publish_conflict; /* enum conf_publish_conflict */
+    bool require_live; /* stream_location plays: a stream live nowhere is not found */
+    struct conf_mark require_live_mark;
 };
 
 struct conf {

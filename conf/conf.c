@@ -25,7 +25,48 @@ static const struct conf_enum_val log_levels[] = {{"debug", CONF_LOG_DEBUG, NULL
                                                   {"error", CONF_LOG_ERROR, NULL},
                                                   {NULL, 0, NULL}};
 static const struct conf_enum_val modes[] = {
-    {"rtmp", CONF_MODE_RTMP, NULL}, {"tcp", CONF_MODE_TCP, NULL}, {NULL, 0, NULL}};
+    {"rtmp", CONF_MODE_RTMP, NULL}, {"tcp", CONF_MODE_TCP, NULL}, {"http", CONF_MODE_HTTP, NULL},
+    {NULL, 0, NULL}};
+static const struct conf_enum_val forwardeds[] = {{"off", CONF_FWD_OFF, NULL},
+                                                  {"x-forwarded-for", CONF_FWD_XFF, NULL},
+                                                  {"forwarded", CONF_FWD_FORWARDED, NULL},
+                                                  {"both", CONF_FWD_BOTH, NULL},
+                                                  {NULL, 0, NULL}};
+
+/* An http path pattern: an absolute path whose {placeholders} are {app},
+ * {stream} (required) or {seq}, never two in a row (lb/front/http_req.c
+ * matches them). */
+static const char *check_http_path(const char *v)
+{
+    static const char *const names[] = {"{app}", "{stream}", "{seq}"};
+    bool stream = false, prev_ph = false;
+    if (v[0] != '/')
+        return "must start with /";
+    if (strlen(v) > 255)
+        return "must be at most 255 bytes";
+    for (const char *p = v; *p;) {
+        if (*p == '}')
+            return "has a } without {";
+        if (*p != '{') {
+            if (*p == '?' || *p == '#' || *p == ' ')
+                return "must be a path without ?, # or spaces";
+            p++;
+            prev_ph = false;
+            continue;
+        }
+        size_t k = 0;
+        while (k < 3 && strncmp(p, names[k], strlen(names[k])) != 0)
+            k++;
+        if (k == 3)
+            return "knows only {app}, {stream} and {seq}";
+        if (prev_ph)
+            return "must put text between two placeholders";
+        stream |= k == 1;
+        prev_ph = true;
+        p += strlen(names[k]);
+    }
+    return stream ? NULL : "must contain {stream}";
+}
 static const struct conf_enum_val policies[] = {
     {"weighted", CONF_POLICY_WEIGHTED, NULL},
     {"least_sessions", CONF_POLICY_LEAST_SESSIONS, NULL},
@@ -108,10 +149,31 @@ static void listener_init(void *obj)
     struct conf_listener *l = obj;
     l->mode = CONF_MODE_RTMP;
     l->tls.min_version = CONF_TLS_1_2;
+    l->http.max_header = 16 * 1024;
+    l->http.keepalive_ms = 30000;
 }
 
 static const struct conf_enum_val tls_versions[] = {
     {"1.2", CONF_TLS_1_2, NULL}, {"1.3", CONF_TLS_1_3, NULL}, {NULL, 0, NULL}};
+
+#define LOFF(member) OFF(struct conf_listener, member)
+static const struct conf_field listener_http_fields[] = {
+    {"paths", CK_STRLIST, LOFF(http.paths), 0, 0, 0, 0, NULL, NULL, LOFF(http.n_paths),
+     CONF_HTTP_MAX_PATHS, NULL, check_http_path},
+    {"app", CK_STR, LOFF(http.app), 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL},
+    {"trust_x_forwarded_for", CK_BOOL, LOFF(http.trust_x_forwarded_for), 0, 0, 0, 0, NULL, NULL,
+     0, 0, NULL, NULL},
+    {"add_forwarded", CK_ENUM, LOFF(http.add_forwarded), 0, 0, 0, 0, forwardeds, NULL, 0, 0,
+     NULL, NULL},
+    {"max_header", CK_SIZE, LOFF(http.max_header), 0, 0, 1024, 1024 * 1024, NULL, NULL, 0, 0,
+     NULL, NULL},
+    {"keepalive", CK_DURATION, LOFF(http.keepalive_ms), 0, 0, 0, 3600000, NULL, NULL, 0, 0, NULL,
+     NULL},
+    F_END};
+/* Fields carry offsets from struct conf_listener (the walk gets the listener). */
+static const struct conf_type listener_http_type = {"http", 0, LOFF(http.mark), CONF_NO_OFF,
+                                                    LOFF(http.present), NULL,
+                                                    listener_http_fields};
 
 static void node_init(void *obj)
 {
@@ -208,6 +270,7 @@ static const struct conf_field listener_fields[] = {
      NULL, 0, 0, NULL, NULL},
     {"tls", CK_STRUCT, OFF(struct conf_listener, tls), CF_NULL_PRESENT, 0, 0, 0, NULL,
      &tls_listen_type, 0, 0, NULL, NULL},
+    {"http", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &listener_http_type, 0, 0, NULL, NULL},
     F_END};
 static const struct conf_type listener_type = {
     "listener", sizeof(struct conf_listener), OFF(struct conf_listener, mark), CONF_NO_OFF,
@@ -247,6 +310,13 @@ static const struct conf_field node_tls_fields[] = {
 static const struct conf_type node_tls_type = {"tls", 0, OFF(struct conf_node, tls.mark),
                                                CONF_NO_OFF, OFF(struct conf_node, tls.present),
                                                NULL, node_tls_fields};
+static const struct conf_field node_http_fields[] = {
+    {"address", CK_ADDR, OFF(struct conf_node, http.address), CF_REQUIRED, 0, 0, 0, NULL, NULL, 0,
+     0, NULL, NULL},
+    F_END};
+static const struct conf_type node_http_type = {"http", 0, OFF(struct conf_node, http.mark),
+                                                CONF_NO_OFF, OFF(struct conf_node, http.present),
+                                                NULL, node_http_fields};
 
 static const struct conf_field node_fields[] = {
     {"name", CK_STR, OFF(struct conf_node, name), CF_REQUIRED | CF_MARK,
@@ -263,6 +333,7 @@ static const struct conf_field node_fields[] = {
     {"tls", CK_STRUCT, 0, CF_NULL_PRESENT, 0, 0, 0, NULL, &node_tls_type, 0, 0, NULL, NULL},
     {"stats", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &stats_type, 0, 0, NULL, NULL},
     {"location", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &location_type, 0, 0, NULL, NULL},
+    {"http", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &node_http_type, 0, 0, NULL, NULL},
     F_END};
 static const struct conf_type node_type = {"node", sizeof(struct conf_node),
                                            OFF(struct conf_node, mark), CONF_NO_OFF, CONF_NO_OFF,
@@ -339,6 +410,8 @@ static const struct conf_field route_fields[] = {
      NULL, NULL},
     {"publish_conflict", CK_ENUM, OFF(struct conf_route, publish_conflict), 0, 0, 0, 0,
      publish_conflicts, NULL, 0, 0, NULL, NULL},
+    {"require_live", CK_BOOL, OFF(struct conf_route, require_live), CF_MARK,
+     OFF(struct conf_route, require_live_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
     F_END};
 static const struct conf_type route_type = {"route", sizeof(struct conf_route),
                                             OFF(struct conf_route, mark), CONF_NO_OFF, CONF_NO_OFF,
@@ -550,7 +623,10 @@ int conf_policy_from_name(const char *name)
     return -1;
 }
 
-const char *conf_mode_name(int mode) { return mode == CONF_MODE_TCP ? "tcp" : "rtmp"; }
+const char *conf_mode_name(int mode)
+{
+    return mode == CONF_MODE_TCP ? "tcp" : mode == CONF_MODE_HTTP ? "http" : "rtmp";
+}
 
 const char *conf_role_name(int role)
 {
@@ -601,6 +677,23 @@ static void cross_check(struct conf_ctx *ctx, struct conf *c)
                             "address %s is already used by listener \"%s\"", l->address.text,
                             o->name ? o->name : "?");
             }
+        }
+    }
+
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        struct conf_listener *l = &c->listeners[i];
+        if (l->http.present && l->mode != CONF_MODE_HTTP) {
+            snprintf(path, sizeof(path), "listeners[%zu].http", i);
+            conf__error(ctx, l->http.mark, path, "only a listener with mode: http takes it");
+        }
+    }
+
+    for (size_t r = 0; r < c->n_routes; r++) {
+        struct conf_route *rt = &c->routes[r];
+        if (rt->require_live && rt->policy != CONF_POLICY_STREAM_LOCATION) {
+            snprintf(path, sizeof(path), "routes[%zu].require_live", r);
+            conf__error(ctx, rt->require_live_mark, path,
+                        "needs policy: stream_location (it knows where streams are live)");
         }
     }
 

@@ -45,7 +45,9 @@
     X(ORIGIN_TLS, "origin_tls", "the origin's TLS handshake or certificate failed") \
     X(TAKEN_OVER, "taken_over", "a new publish of its stream took over (publish_conflict)") \
     X(PUBLISH_CONFLICT, "publish_conflict", "its stream was being published already (publish_conflict)") \
-    X(TAKEOVER_TIMEOUT, "takeover_timeout", "the old publish of its stream did not end within timeouts.takeover")
+    X(TAKEOVER_TIMEOUT, "takeover_timeout", "the old publish of its stream did not end within timeouts.takeover") \
+    X(CLIENT_HTTP, "client_protocol:http", "a malformed, oversized or refused HTTP request") \
+    X(NOT_FOUND, "not_found", "no path pattern matches, or the stream is live nowhere")
 
 enum lb_reason {
 #define X(e, name, text) LB_REASON_##e,

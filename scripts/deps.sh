@@ -6,7 +6,7 @@
 #   scripts/deps.sh test     + cmocka, clang/libFuzzer, and the test clients
 #                            (chromium, nodejs, npm: the browser tests; their
 #                            npm package comes from scripts/browser-deps.sh)
-#   scripts/deps.sh bench    + HAProxy and iperf3
+#   scripts/deps.sh bench    + HAProxy, iperf3 and nginx's stream module
 #   scripts/deps.sh geo      the GeoIP database writer (scripts/fleet.sh geo)
 set -euo pipefail
 
@@ -16,7 +16,7 @@ run=(nginx libnginx-mod-rtmp ffmpeg procps curl python3)
 test=(libcmocka-dev clang libclang-rt-14-dev python3 python3-yaml prometheus rtmpdump gstreamer1.0-tools
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
       chromium nodejs)
-bench=(haproxy iperf3)
+bench=(haproxy iperf3 libnginx-mod-stream)
 geo=(libmaxmind-db-writer-perl mmdb-bin)
 # docker-compose: `docker-compose config` validates docker/compose.yaml (no
 # engine needed; --no-install-recommends keeps docker.io out).

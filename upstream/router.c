@@ -67,11 +67,13 @@ bool ups_route_matches_stream(const struct ups_route *r, const struct ups_reques
 
 /* Eligible nodes of one tier, in pool order, but `skip`. */
 static size_t tier(const struct ups_pool *pool, bool backup, const struct ups_node *skip,
-                   struct ups_node **out)
+                   bool http, struct ups_node **out)
 {
     size_t n = 0;
     for (size_t i = 0; i < pool->n_nodes; i++) {
         struct ups_node *node = &pool->nodes[i];
+        if (http && !node->http_addrlen)
+            continue; /* it serves no http viewers */
         if (node != skip && node->backup == backup && ups_node_available(node))
             out[n++] = node;
     }
@@ -97,6 +99,8 @@ struct ups_node *ups_route_stream_node(const struct ups_route *r, const struct u
             continue;
         if (where)
             *where = n;
+        if (req->http && !n->http_addrlen)
+            return NULL;
         if (atomic_load(&n->live->health) != UPS_UP ||
             atomic_load(&n->live->admin) == UPS_DISABLED || !ups_node_has_room(n))
             return NULL;
@@ -141,10 +145,20 @@ void ups_route_candidates(const struct ups_snapshot *s, const struct ups_route *
     rq.worker %= s->n_workers; /* policy state has one row per worker */
     out->n = 0;
     out->n_primary = 0;
+    out->not_live = false;
+    if (!first && r->require_live && r->policy == CONF_POLICY_STREAM_LOCATION &&
+        req->role == CONF_ROLE_PLAY) {
+        struct ups_node *where;
+        ups_route_stream_node(r, req, &where);
+        if (!where) { /* live nowhere: no fallback to affinity */
+            out->not_live = true;
+            return;
+        }
+    }
     if (first)
         out->node[out->n++] = first;
     for (int backup = 0; backup <= 1; backup++) {
-        size_t n = tier(r->pool, backup, first, in);
+        size_t n = tier(r->pool, backup, first, req->http, in);
         if (n > 0) {
             size_t m = r->ops->order(r->state, &rq, in, n, ordered);
             for (size_t k = 0; k < m && out->n < UPS_MAX_CANDIDATES; k++)
@@ -220,6 +234,7 @@ const struct ups_route *ups_route_select(const struct ups_snapshot *s,
     const struct ups_route *r = ups_route_find(s, req);
     out->n = 0;
     out->n_primary = 0;
+    out->not_live = false;
     if (r)
         ups_route_candidates(s, r, req, out);
     return r;

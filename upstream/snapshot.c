@@ -85,6 +85,7 @@ static void free_snapshot(struct ups_snapshot *s)
         for (size_t i = 0; i < pool->n_nodes; i++) {
             free(pool->nodes[i].name);
             free(pool->nodes[i].address_text);
+            free(pool->nodes[i].http_address_text);
             ups_node_live_unref(pool->nodes[i].live);
         }
         free(pool->nodes);
@@ -124,6 +125,11 @@ struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_s
             n->address_text = strdup(cn->address.text);
             memcpy(&n->addr, &cn->address.ss, cn->address.len);
             n->addrlen = cn->address.len;
+            if (cn->http.present && cn->http.address.len) {
+                n->http_address_text = strdup(cn->http.address.text);
+                memcpy(&n->http_addr, &cn->http.address.ss, cn->http.address.len);
+                n->http_addrlen = cn->http.address.len;
+            }
             n->weight = (unsigned)cn->weight;
             n->backup = cn->backup;
             n->max_sessions = (unsigned)cn->max_sessions;
@@ -168,6 +174,7 @@ struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_s
         rt->n_continent = rt->continent ? cr->match.n_continent : 0;
         rt->route_on = cr->route_on;
         rt->publish_conflict = cr->publish_conflict;
+        rt->require_live = cr->require_live;
         if (cr->match.n_args) {
             rt->args = calloc(cr->match.n_args, sizeof(*rt->args));
             if (!rt->args)

@@ -46,6 +46,11 @@ struct ups_node {
     char *address_text;
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    /* Where it serves HTTP-FLV / HLS viewers (http listeners dial it);
+     * http_addrlen 0: it serves none, and http requests skip it. */
+    char *http_address_text;
+    struct sockaddr_storage http_addr;
+    socklen_t http_addrlen;
     unsigned weight;
     bool backup;
     unsigned max_sessions; /* 0 = no limit */
@@ -105,6 +110,7 @@ struct ups_request {
     size_t n_args;
     unsigned worker; /* index of the calling worker thread */
     uint64_t now_ms; /* monotonic, for slow start */
+    bool http;       /* an http listener's request: only nodes with an http address */
     bool at_connect; /* rtmp connect of a route_on: connect route: role and stream unknown */
     const struct ups_stream_view *streams; /* stream_location lookups; NULL: none */
     /* Where the client is (geo database), when known. */
@@ -148,6 +154,7 @@ struct ups_route {
     int policy;
     int route_on;
     int publish_conflict; /* enum conf_publish_conflict */
+    bool require_live; /* stream_location plays of a stream live nowhere: no candidate */
     const struct ups_policy_ops *ops;
     void *state;
     /* Sessions routed here by role (0 tcp/unknown, 1 publish, 2 play):
@@ -180,6 +187,7 @@ struct ups_candidates {
     struct ups_node *node[UPS_MAX_CANDIDATES];
     size_t n;
     size_t n_primary; /* the first n_primary are primaries */
+    bool not_live;    /* n == 0 because the route requires a live stream and it is not */
 };
 
 #endif

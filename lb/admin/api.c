@@ -249,6 +249,17 @@ static const char *skip_reason(const struct ups_node *n, bool primary_chosen)
     return "not_ranked";
 }
 
+/* http listeners: the file the URLs name (?format=flv, the default, or
+ * m3u8); NULL: rtmp URLs. */
+static const char *http_suffix(const struct lb_listener_spec *ls,
+                               const struct lb_http_request *req)
+{
+    if (ls->mode != CONF_MODE_HTTP)
+        return NULL;
+    const char *f = lb_http_query(req, "format");
+    return f && strcmp(f, "m3u8") == 0 ? "m3u8" : "flv";
+}
+
 /* The listener named, or the first rtmp one; NULL when none (answered 404). */
 static const struct lb_listener_spec *find_listener(struct lb_server *srv, const char *name,
                                                     struct lb_http_response *res)
@@ -300,7 +311,9 @@ static void h_locate(void *ud, const struct lb_http_request *req, struct lb_http
         .streams = &view,
         .country = lb_http_query(req, "country"),
         .continent = lb_http_query(req, "continent"),
+        .http = ls->mode == CONF_MODE_HTTP,
     };
+    const char *suffix = http_suffix(ls, req);
     struct ups_candidates c;
     const struct ups_route *route = ups_route_select(snap, &q, &c);
     json_object *root = json_object_new_object();
@@ -350,12 +363,19 @@ static void h_locate(void *ud, const struct lb_http_request *req, struct lb_http
         json_object_object_add(root, "node", NULL);
         json_object_object_add(root, "url", NULL);
         json_object_object_add(root, "reason",
-                               json_object_new_string("no node of the pool can take it"));
-        lb_http_reply_json(res, 503, root);
+                               json_object_new_string(c.not_live
+                                                          ? "the stream is live on no node "
+                                                            "(the route requires it)"
+                                                          : "no node of the pool can take it"));
+        lb_http_reply_json(res, c.not_live ? 404 : 503, root);
         return;
     }
     char url[1024];
-    snprintf(url, sizeof(url), "rtmp://%s/%s/%s", c.node[0]->address_text, app, stream);
+    if (suffix)
+        snprintf(url, sizeof(url), "http://%s/%s/%s.%s", c.node[0]->http_address_text, app,
+                 stream, suffix);
+    else
+        snprintf(url, sizeof(url), "rtmp://%s/%s/%s", c.node[0]->address_text, app, stream);
     json_object_object_add(root, "node", json_object_new_string(c.node[0]->name));
     json_object_object_add(root, "url", json_object_new_string(url));
     lb_http_reply_json(res, 200, root);
@@ -396,6 +416,7 @@ static void h_lines(void *ud, const struct lb_http_request *req, struct lb_http_
         .stream = stream,
         .country = gi.country,
         .continent = gi.continent,
+        .http_suffix = http_suffix(ls, req),
     };
     lb_http_reply_json(res, 200, lb_view_lines(srv->snap, &q));
 }

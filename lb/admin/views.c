@@ -239,7 +239,11 @@ static json_object *line_json(const struct ups_route *r, const struct lb_lines_q
     json_object_object_add(j, "args", args_view(r));
     json_object_object_add(j, "default", json_object_new_boolean(is_default));
     char url[2048];
-    snprintf(url, sizeof(url), "rtmp://%s/%s/%s", q->host, q->app, q->stream);
+    if (q->http_suffix)
+        snprintf(url, sizeof(url), "http://%s/%s/%s.%s", q->host, q->app, q->stream,
+                 q->http_suffix);
+    else
+        snprintf(url, sizeof(url), "rtmp://%s/%s/%s", q->host, q->app, q->stream);
     for (size_t i = 0; i < r->n_args; i++) {
         size_t n = strlen(url);
         snprintf(url + n, sizeof(url) - n, "%s", i ? "&" : "?");
@@ -271,6 +275,7 @@ json_object *lb_view_lines(const struct ups_snapshot *s, const struct lb_lines_q
         .stream = q->stream,
         .country = q->country,
         .continent = q->continent,
+        .http = q->http_suffix != NULL,
     };
     /* Routes are at most 1024 (conf). */
     const struct ups_route *reach[1024];

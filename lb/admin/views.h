@@ -50,6 +50,9 @@ struct lb_lines_query {
     const char *host;
     const char *app, *stream;
     const char *country, *continent;
+    /* An http listener's lines: http://HOST/APP/STREAM.SUFFIX URLs
+     * (suffix "flv" or "m3u8"); NULL: rtmp:// URLs. */
+    const char *http_suffix;
 };
 json_object *lb_view_lines(const struct ups_snapshot *s, const struct lb_lines_query *q);
 

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conf/conf-t.h"
 #include "lb/buf.h"
 #include "lb/reason.h"
 #include "lb/xprt/xprt.h"
@@ -17,7 +18,8 @@
 
 enum lb_act {
     LB_ACT_CONTINUE, /* wait for the next event */
-    LB_ACT_ROUTE,    /* route front->req, then dial the candidates in order */
+    LB_ACT_ROUTE,    /* route front->req, then dial the candidates in order; when
+                      * connected (keep-alive), the node's leg is let go first */
     LB_ACT_DIAL,     /* this node failed (a passive failure): dial the next one */
     LB_ACT_SPLICE,   /* the core moves these directions from now on */
     LB_ACT_FAIL,     /* to_client holds an error for the client: flush, linger, close */
@@ -47,6 +49,19 @@ struct lb_front_limits {
     uint64_t handshake_ms; /* from accept to routing */
     uint64_t connect_ms;   /* one node: connect, and answer the RTMP handshake */
     uint64_t takeover_ms;  /* publisher takeover: the old publish gone, its name released */
+    uint64_t idle_ms;      /* no byte either way (http: while the phase copies) */
+};
+
+/* An http listener's settings (conf listeners[].http), fixed for the process. */
+#define LB_HTTP_MAX_PATHS CONF_HTTP_MAX_PATHS
+struct lb_http_opts {
+    const char *paths[LB_HTTP_MAX_PATHS]; /* patterns (lb/front/http_req.c) */
+    size_t n_paths;
+    const char *app;          /* for a pattern without {app} */
+    bool trust_xff;           /* client address from X-Forwarded-For */
+    int add_forwarded;        /* enum conf_forwarded */
+    uint32_t max_header;      /* request line + headers */
+    uint64_t keepalive_ms;    /* 0: one request per connection */
 };
 
 /* The phase's view of its session, owned by the session core. */
@@ -61,6 +76,8 @@ struct lb_front {
     uint64_t now_ms;          /* loop time of this call */
     const struct lb_front_limits *lim;
     const struct ups_snapshot *snap;
+    const struct lb_http_opts *http; /* http listeners */
+    const struct sockaddr *peer;     /* the client (PROXY header applied) */
     /* Set by the phase. */
     struct ups_request req;   /* ROUTE: what to route on */
     char *app, *stream;       /* owned; for the request and the access log */
@@ -69,6 +86,10 @@ struct lb_front {
     char message[160];        /* FAIL: the text the client was sent */
     uint64_t client_bytes;    /* read from the client by the phase */
     uint64_t upstream_bytes;  /* read from the node by the phase, for the client */
+    /* The client's address from a trusted header (X-Forwarded-For), for
+     * routing (geo) and the logs; taken by the core at ROUTE. */
+    struct sockaddr_storage fwd_addr;
+    bool fwd_set;
     /* Set by the core. */
     const struct ups_route *route;
     const struct ups_node *node; /* the node being dialled or connected */
@@ -102,6 +123,7 @@ struct lb_phase_ops {
 
 extern const struct lb_phase_ops lb_phase_tcp;
 extern const struct lb_phase_ops lb_phase_rtmp;
+extern const struct lb_phase_ops lb_phase_http;
 
 static inline struct lb_action lb_act(enum lb_act kind)
 {

@@ -175,6 +175,9 @@ static struct lb_action rp_dials_failed(struct lb_front *f, enum lb_reason why)
     case LB_REASON_NO_ROUTE:
         return lb_rp_fail(f, why, "rtmplb: no route for %s %s/%s", what, f->app,
                           f->stream ? f->stream : "");
+    case LB_REASON_NOT_FOUND: /* route require_live */
+        return lb_rp_fail(f, why, "rtmplb: %s/%s is not live on any node of pool %s", f->app,
+                          f->stream ? f->stream : "", pool);
     case LB_REASON_NO_NODE:
         if (f->role == CONF_ROLE_ANY)
             return lb_rp_fail(f, why, "rtmplb: no node of pool %s can take app %s now", pool,

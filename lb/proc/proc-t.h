@@ -27,6 +27,7 @@ struct lb_listener_spec {
     socklen_t addrlen;
     char *address_text;
     bool tls; /* RTMPS: fixed for the process, like the address */
+    struct lb_http_opts http; /* mode http; its strings owned here */
 };
 
 struct lb_server;

@@ -216,7 +216,8 @@ static int bind_listeners(struct lb_server *srv)
         }
         for (unsigned w = 0; w < srv->n_workers; w++)
             srv->workers[w].listeners[i].info =
-                (struct lb_listen_info){l->name, l->mode, l->proxy_protocol, NULL, i, l->tls};
+                (struct lb_listen_info){l->name, l->mode, l->proxy_protocol, NULL, i, l->tls,
+                                        &l->http};
         static const char *const pp[] = {"", ", PROXY v1", ", PROXY v2", ", PROXY v1/v2"};
         char inh[32] = "";
         if (taken)
@@ -246,6 +247,9 @@ static void free_server(struct lb_server *srv)
     for (size_t i = 0; i < srv->n_listeners; i++) {
         free(srv->listeners[i].name);
         free(srv->listeners[i].address_text);
+        for (size_t k = 0; k < srv->listeners[i].http.n_paths; k++)
+            free((char *)srv->listeners[i].http.paths[k]);
+        free((char *)srv->listeners[i].http.app);
     }
     free(srv->listeners);
     ups_snapshot_unref(srv->snap);
@@ -280,6 +284,19 @@ static int copy_listeners(struct lb_server *srv, const struct conf *conf)
         memcpy(&l->addr, &cl->address.ss, cl->address.len);
         l->addrlen = cl->address.len;
         if (!l->name || !l->address_text)
+            return -1;
+        l->http = (struct lb_http_opts){
+            .trust_xff = cl->http.trust_x_forwarded_for,
+            .add_forwarded = cl->http.add_forwarded,
+            .max_header = (uint32_t)cl->http.max_header,
+            .keepalive_ms = (uint64_t)cl->http.keepalive_ms,
+        };
+        for (size_t k = 0; k < cl->http.n_paths && k < LB_HTTP_MAX_PATHS; k++) {
+            if (!(l->http.paths[k] = strdup(cl->http.paths[k])))
+                return -1;
+            l->http.n_paths = k + 1;
+        }
+        if (cl->http.app && !(l->http.app = strdup(cl->http.app)))
             return -1;
     }
     return 0;

@@ -168,6 +168,22 @@ void lb_proc_attach_geo(struct ups_snapshot *snap, struct geo_db *db)
 
 /* ---- reload ---------------------------------------------------------------- */
 
+/* An http listener's settings are fixed for the process, like its address. */
+static bool same_http(const struct lb_http_opts *o, const struct conf_listener *cl)
+{
+    const char *app = cl->http.app;
+    if (o->trust_xff != cl->http.trust_x_forwarded_for ||
+        o->add_forwarded != cl->http.add_forwarded ||
+        o->max_header != (uint32_t)cl->http.max_header ||
+        o->keepalive_ms != (uint64_t)cl->http.keepalive_ms || o->n_paths != cl->http.n_paths ||
+        (o->app == NULL) != (app == NULL) || (app && strcmp(o->app, app) != 0))
+        return false;
+    for (size_t k = 0; k < o->n_paths; k++)
+        if (strcmp(o->paths[k], cl->http.paths[k]) != 0)
+            return false;
+    return true;
+}
+
 static bool same_listeners(const struct lb_server *srv, const struct conf *c)
 {
     if (c->n_listeners != srv->n_listeners)
@@ -178,7 +194,7 @@ static bool same_listeners(const struct lb_server *srv, const struct conf *c)
         if (strcmp(l->name, cl->name) != 0 || l->mode != cl->mode ||
             l->proxy_protocol != cl->proxy_protocol || l->tls != cl->tls.present ||
             l->addrlen != cl->address.len ||
-            memcmp(&l->addr, &cl->address.ss, l->addrlen) != 0)
+            memcmp(&l->addr, &cl->address.ss, l->addrlen) != 0 || !same_http(&l->http, cl))
             return false;
     }
     return true;
@@ -471,7 +487,7 @@ int lb_proc_reload(struct lb_server *srv, struct ups_msgs *errs)
     /* ... then switch. */
     if (!same_listeners(srv, c))
         lb_log_msg(LB_LOG_WARN, "reload",
-                   "listener changes need a restart; keeping the current listeners");
+                   "listener changes (incl. http settings) need a restart; keeping the current listeners");
     geo_unref(srv->geo);
     srv->geo = geo;
     lb_tls_set_unref(srv->tls); /* live sessions keep theirs through their snapshot */

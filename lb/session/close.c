@@ -10,6 +10,7 @@
 #include "upstream/upstream.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define FAIL_LINGER_MS 1000
@@ -77,7 +78,10 @@ static void access_log(struct lb_session *s)
     lb_log_str(&l, "route", r ? r->name : NULL);
     lb_log_str(&l, "pool", r ? r->pool->name : NULL);
     lb_log_str(&l, "node", s->log_node ? s->log_node->name : NULL);
-    lb_log_str(&l, "upstream", s->log_node ? s->log_node->address_text : NULL);
+    lb_log_str(&l, "upstream", !s->log_node ? NULL
+                               : s->f.req.http && s->log_node->http_address_text
+                                   ? s->log_node->http_address_text
+                                   : s->log_node->address_text);
     if (s->snap && s->snap->geo)
         lb_log_str(&l, "country", s->country[0] ? s->country : NULL);
     if (s->f.hs_kind) {
@@ -115,8 +119,10 @@ static void release_node(struct lb_session *s)
     struct ups_node *n = s->node;
     if (!n)
         return;
-    atomic_fetch_add(&n->live->bytes_from_client, s->f.client_bytes + s->c2u.bytes);
-    atomic_fetch_add(&n->live->bytes_to_client, s->f.upstream_bytes + s->u2c.bytes);
+    atomic_fetch_add(&n->live->bytes_from_client,
+                     s->f.client_bytes - s->credited_in + s->c2u.bytes);
+    atomic_fetch_add(&n->live->bytes_to_client,
+                     s->f.upstream_bytes - s->credited_out + s->u2c.bytes);
     if (s->indexed)
         hc_index_remove_publish(s->h->env->index, n->pool->name, n->name, s->f.app, s->f.stream);
     s->indexed = false;
@@ -183,7 +189,9 @@ void lb_session_end(struct lb_session *s, enum lb_reason r)
 static void log_refused(struct lb_session *s, enum lb_reason r)
 {
     struct lb_logline l;
-    lb_log_begin(&l, LB_LOG_WARN, s->f.hs_kind ? "rtmp_refused" : "session_refused");
+    bool http = s->f.hs_kind && strcmp(s->f.hs_kind, "http") == 0;
+    lb_log_begin(&l, LB_LOG_WARN, http ? "http_refused" : s->f.hs_kind ? "rtmp_refused"
+                                                                       : "session_refused");
     lb_log_str(&l, "client", s->client_text);
     lb_log_str(&l, "app", s->f.app);
     lb_log_str(&l, "stream", s->f.stream);

@@ -35,12 +35,56 @@ void lb__fill_geo(struct lb_session *s, struct ups_request *req)
     req->lon = gi.lon;
 }
 
+/* The client's address from a header the listener trusts (the phase read
+ * it): routing (geo) and the logs use it from now on. */
+static void take_fwd_addr(struct lb_session *s)
+{
+    if (!s->f.fwd_set)
+        return;
+    s->f.fwd_set = false;
+    memcpy(&s->peer, &s->f.fwd_addr, sizeof(s->peer));
+    lb_sockaddr_text((struct sockaddr *)&s->peer, s->client_text, sizeof(s->client_text));
+    s->country[0] = s->continent[0] = '\0';
+    s->f.req.country = s->f.req.continent = NULL;
+    s->f.req.has_location = false;
+    lb__fill_geo(s, &s->f.req);
+}
+
+/* Keep-alive (http): the phase routes the next request while connected.
+ * The node's leg goes (not a failure: it answered); the next dial starts
+ * once its poll is closed. */
+static void let_go(struct lb_session *s)
+{
+    struct ups_node *n = s->node;
+    if (n) {
+        atomic_fetch_add(&n->live->bytes_from_client, s->f.client_bytes - s->credited_in);
+        atomic_fetch_add(&n->live->bytes_to_client, s->f.upstream_bytes - s->credited_out);
+        s->credited_in = s->f.client_bytes;
+        s->credited_out = s->f.upstream_bytes;
+        ups_node_release(n);
+    }
+    s->node = NULL;
+    s->f.node = NULL;
+    s->f.upstream = NULL;
+    s->f.dials = 0;
+    s->dial_deadline = 0;
+    lb_buf_free(&s->f.to_upstream);
+    lb__set_state(s, LB_SS_DIALING);
+}
+
 /* The phase asked to route f.req: the router picks, then the dials start. */
 void lb__route(struct lb_session *s)
 {
     struct ups_request *req = &s->f.req;
+    bool again = s->state == LB_SS_CONNECTED;
     req->now_ms = lb__now(s);
-    s->preroute_us = (int64_t)((uv_hrtime() - s->t_accept_ns) / 1000);
+    take_fwd_addr(s);
+    if (again) {
+        let_go(s);
+    } else {
+        s->preroute_us = (int64_t)((uv_hrtime() - s->t_accept_ns) / 1000);
+        lb_histo_observe(&s->h->env->preroute, (double)s->preroute_us / 1e6);
+    }
     if (s->ip_counted && !s->ip_routed) {
         lb_perip_routed(s->h->env->perip, &s->ip_key);
         s->ip_routed = true;
@@ -48,15 +92,22 @@ void lb__route(struct lb_session *s)
     const struct ups_route *r = ups_route_select(s->snap, req, &s->cands);
     s->f.route = r;
     s->next_cand = 0;
-    lb_histo_observe(&s->h->env->preroute, (double)s->preroute_us / 1e6);
     if (r && r->role_sessions)
         atomic_fetch_add(&r->role_sessions[req->l4 || req->role < 0 || req->role > 2 ? 0 : req->role],
                          1);
-    if (!r) {
-        lb__apply(s, s->f.ops->on_dials_failed(&s->f, LB_REASON_NO_ROUTE));
+    if (!r || s->cands.not_live) {
+        lb__apply(s, s->f.ops->on_dials_failed(&s->f, r ? LB_REASON_NOT_FOUND : LB_REASON_NO_ROUTE));
         return;
     }
-    lb__set_state(s, LB_SS_DIALING);
+    if (!again)
+        lb__set_state(s, LB_SS_DIALING);
+    if (s->upoll_open) {
+        lb__upoll_close(s, true); /* the next dial starts once the handle is closed */
+        return;
+    }
+    if (s->upstream.fd >= 0)
+        close(s->upstream.fd);
+    s->upstream.fd = -1;
     lb__dial_next(s);
 }
 
@@ -108,7 +159,8 @@ void lb__node_failed(struct lb_session *s, enum lb_reason why, int err)
     lb_log_str(&l, "stream", s->f.stream);
     lb_log_str(&l, "pool", n->pool->name);
     lb_log_str(&l, "node", n->name);
-    lb_log_str(&l, "upstream", n->address_text);
+    lb_log_str(&l, "upstream", s->f.req.http && n->http_address_text ? n->http_address_text
+                                                                       : n->address_text);
     lb_log_str(&l, "error", text);
     lb_log_u64(&l, "attempt", s->f.dials);
     lb_log_str(&l, "next", s->next_cand < s->cands.n ? s->cands.node[s->next_cand]->name : "none");
@@ -124,7 +176,7 @@ void lb__node_failed(struct lb_session *s, enum lb_reason why, int err)
     s->node = NULL;
     s->f.node = NULL;
     s->f.upstream = NULL;
-    s->f.upstream_bytes = 0;
+    s->f.upstream_bytes = s->credited_out; /* what earlier nodes sent stays counted */
     lb_buf_free(&s->f.to_upstream);
     if (s->state != LB_SS_DIALING)
         lb__set_state(s, LB_SS_DIALING);
@@ -268,7 +320,12 @@ void lb__dial_next(struct lb_session *s)
         s->log_node = n;
         s->f.node = n;
         s->f.dials++;
-        int fd = socket(n->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        /* http listeners dial the node's http address (the router kept
+         * only nodes that have one). */
+        bool http = s->f.req.http && n->http_addrlen;
+        const struct sockaddr_storage *addr = http ? &n->http_addr : &n->addr;
+        socklen_t addrlen = http ? n->http_addrlen : n->addrlen;
+        int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0 && !local_shortage(errno)) { /* e.g. no IPv6 here: this node's fault */
             lb__node_failed(s, LB_REASON_DIAL_FAILED, errno);
             return;
@@ -284,7 +341,7 @@ void lb__dial_next(struct lb_session *s)
             return;
         }
         s->upstream.fd = fd;
-        if (connect(fd, (const struct sockaddr *)&n->addr, n->addrlen) < 0 &&
+        if (connect(fd, (const struct sockaddr *)addr, addrlen) < 0 &&
             errno != EINPROGRESS) {
             lb__node_failed(s, LB_REASON_DIAL_FAILED, errno);
             return;

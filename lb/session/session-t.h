@@ -102,6 +102,7 @@ struct lb_listen_info {
     const struct lb_phase_ops *phase; /* NULL: by mode (tests choose their own) */
     size_t index; /* in the config: its TLS contexts in the snapshot's set */
     bool tls;     /* RTMPS: a TLS handshake before the front door */
+    const struct lb_http_opts *http;  /* mode http */
 };
 
 /* ---- one session -------------------------------------------------------- */
@@ -168,6 +169,7 @@ struct lb_session {
     size_t next_cand;
     struct ups_node *node; /* acquired (counted in its sessions) */
     const struct ups_node *log_node; /* the last node dialled, for the access log */
+    uint64_t credited_in, credited_out; /* phase bytes already counted on earlier nodes */
     bool indexed;          /* a routed publish in the stream index */
     uint64_t t_accept_ns;
     uint64_t t_last_ms;     /* last byte, loop time */

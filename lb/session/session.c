@@ -678,13 +678,19 @@ void lb_session_start(struct lb_shost *h, const struct lb_listen_info *l, int fd
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     s->snap = ups_snapshot_ref(h->snap);
     s->streams = hc_index_view(env->index);
-    s->rtmp_mode = l->mode == CONF_MODE_RTMP;
-    s->f.ops = l->phase ? l->phase : s->rtmp_mode ? &lb_phase_rtmp : &lb_phase_tcp;
+    s->rtmp_mode = l->mode == CONF_MODE_RTMP || l->mode == CONF_MODE_HTTP;
+    s->f.ops = l->phase                     ? l->phase
+               : l->mode == CONF_MODE_RTMP ? &lb_phase_rtmp
+               : l->mode == CONF_MODE_HTTP ? &lb_phase_http
+                                           : &lb_phase_tcp;
+    s->f.http = l->http;
+    s->f.peer = (const struct sockaddr *)&s->peer;
     s->f.client = &s->client;
     s->lim = env->lim;
     s->lim.handshake_ms = (uint64_t)atomic_load(&env->handshake_ms);
     s->lim.connect_ms = (uint64_t)atomic_load(&env->connect_ms);
     s->lim.takeover_ms = (uint64_t)atomic_load(&env->takeover_ms);
+    s->lim.idle_ms = (uint64_t)atomic_load(&env->idle_ms);
     s->f.lim = &s->lim;
     s->f.snap = s->snap;
     s->f.client_text = s->client_text;

@@ -10,11 +10,11 @@ build=build-fuzz
 
 cmake -S . -B $build -DCMAKE_C_COMPILER=clang -DRTMPLB_FUZZ=ON -DRTMPLB_TESTS=OFF \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build $build -j"$(nproc)" --target fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy fuzz_stats fuzz_admin_http fuzz_message fuzz_front_rtmp fuzz_compat >/dev/null
+cmake --build $build -j"$(nproc)" --target fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy fuzz_stats fuzz_admin_http fuzz_message fuzz_front_rtmp fuzz_compat fuzz_front_http >/dev/null
 
 status=0
 for target in fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy fuzz_stats fuzz_admin_http \
-              fuzz_message fuzz_front_rtmp fuzz_compat; do
+              fuzz_message fuzz_front_rtmp fuzz_compat fuzz_front_http; do
   work=$(mktemp -d)
   mkdir -p "$work/corpus"
   [ -d "tests/fuzz/corpus/$target" ] && cp tests/fuzz/corpus/$target/* "$work/corpus/" 2>/dev/null || true
@@ -33,6 +33,10 @@ for target in fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy fuzz_stats
   if [ $target = fuzz_compat ]; then  # a selector byte, a cut byte, then the request
     printf '\0\30call=play&node=edge&app=live&flashver=LNX%%209%%2C0&tcurl=rtmp%%3A%%2F%%2Fh%%2Flive%%3Fline%%3Dhk&addr=203.0.113.7&name=cam&line=hk' > "$work/corpus/notify"
     printf '\1\0{"action":"on_publish","client_id":"341w361a","ip":"127.0.0.1","vhost":"__defaultVhost__","app":"live","stream":"livestream","param":"?a=b","tcUrl":"rtmp://h/live","server_id":"vid-1"}' > "$work/corpus/srs"
+  fi
+  if [ $target = fuzz_front_http ]; then  # a piece-size byte, then viewer requests
+    printf '\5GET /live/room.flv?line=hk HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n\r\n' > "$work/corpus/flv"
+    printf '\2GET /live/cam-1-23.ts HTTP/1.1\r\nHost: x\r\n\r\nHEAD /hls/a%%20b.m3u8 HTTP/1.0\r\n\r\n' > "$work/corpus/pipelined"
   fi
   if [ $target = fuzz_front_rtmp ]; then  # a whole play with a healthy origin
     python3 tests/fuzz/seed_front_rtmp.py > "$work/corpus/play"

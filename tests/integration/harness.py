@@ -259,19 +259,24 @@ class Fleet:
 
     # -- nginx-rtmp origins ---------------------------------------------
     def nginx_origin(self, name, rtmp_port, http_port, extra_app="idle_streams off;",
-                     listen_extra=""):
+                     listen_extra="", http_extra=""):
+        """http_extra goes into the http server block; {prefix} in it and in
+        extra_app is the origin's own directory."""
         prefix = os.path.join(self.dir, "nginx-" + name)
         os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
         conf = os.path.join(prefix, "nginx.conf")
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(module=NGINX_RTMP_MODULE, prefix=prefix, rtmp=rtmp_port,
-                                      http=http_port, extra_app=extra_app,
-                                      listen_extra=listen_extra))
+                                      http=http_port,
+                                      extra_app=extra_app.replace("{prefix}", prefix),
+                                      listen_extra=listen_extra,
+                                      http_extra=http_extra.replace("{prefix}", prefix)))
         p = self.spawn("nginx-" + name, ["nginx", "-p", prefix, "-c", conf])
         wait_port(rtmp_port, proc=p)
         wait_port(http_port, proc=p)
         p.http_port = http_port
         p.rtmp_port = rtmp_port
+        p.prefix = prefix
         return p
 
     def kill_nginx(self, p, clean=False):
@@ -378,15 +383,18 @@ class Fleet:
         self._play_until(p, count, want, timeout, until)
         return self._flv_frames(flv)
 
-    def gst_frames(self, url, want, name="gst", timeout=40, until=None, src_props=""):
-        """Plays url with GStreamer's rtmp2src until `want` video frames are
-        decoded (one 'chain' message each on the video sink), and until()
-        holds, at most timeout seconds; returns the video frames decoded."""
+    def gst_frames(self, url, want, name="gst", timeout=40, until=None,
+                   src="rtmp2src location={url} timeout=10", src_props=""):
+        """Plays url with GStreamer's rtmp2src (or another FLV source: src,
+        e.g. "souphttpsrc location={url}" for HTTP-FLV) until `want` video
+        frames are decoded (one 'chain' message each on the video sink), and
+        until() holds, at most timeout seconds; returns the video frames
+        decoded."""
         q = "queue max-size-time=0 max-size-buffers=0 max-size-bytes=0"
-        pipeline = ("rtmp2src location=%s timeout=10 %s ! flvdemux name=d "
+        pipeline = ("%s ! flvdemux name=d "
                     "d.video ! %s ! h264parse ! avdec_h264 ! fakesink name=vsink silent=false "
                     "sync=false async=false d.audio ! %s ! fakesink sync=false async=false"
-                    % (url, src_props, q, q))
+                    % (src.format(url=url) + (" " + src_props if src_props else ""), q, q))
         p = self.spawn(name, ["gst-launch-1.0", "-e", "-v", *pipeline.split()])
 
         def count():
@@ -439,6 +447,7 @@ http {{
     server {{
         listen 127.0.0.1:{http};
         location /stat {{ rtmp_stat all; }}
+        {http_extra}
     }}
 }}
 """

@@ -151,7 +151,7 @@ static void test_unknown_key(void **st)
 {
     expect_error(edit(9, "        wieght: 2\n", true),
                  "t.yaml:9:9: pools.origins.nodes[0].wieght: unknown key (expected one of: "
-                 "name, address, weight, backup, max_sessions, send_proxy, tls, stats, location)");
+                 "name, address, weight, backup, max_sessions, send_proxy, tls, stats, location, http)");
 }
 
 static void test_duplicate_key(void **st)
@@ -547,6 +547,62 @@ static void test_many_errors_all_reported(void **st)
     conf_errors_free(&errs);
 }
 
+/* mode: http listeners, a node's http address, a route's require_live. */
+static void test_http_listener(void **st)
+{
+    const char *ok = "listeners:\n"
+                     "  - {name: web, address: 127.0.0.1:8081, mode: http,\n"
+                     "     http: {paths: [\"/{app}/{stream}.flv\", \"/hls/{stream}-{seq}.ts\"],\n"
+                     "            app: tv, trust_x_forwarded_for: true, add_forwarded: both,\n"
+                     "            max_header: 8KiB, keepalive: 5s}}\n"
+                     "  - {name: plain, address: 127.0.0.1:8082, mode: http}\n"
+                     "pools:\n"
+                     "  origins:\n"
+                     "    nodes: [{name: a, address: 127.0.0.1:1936, http: {address: 127.0.0.1:8080}}]\n"
+                     "routes:\n"
+                     "  - {name: all, pool: origins, policy: stream_location, require_live: true}\n";
+    struct conf_errors errs;
+    struct conf *c = load(ok, &errs);
+    if (!c)
+        for (size_t i = 0; i < errs.n; i++)
+            print_error("  %s\n", errs.msg[i]);
+    assert_non_null(c);
+    const struct conf_listener *l = &c->listeners[0];
+    assert_int_equal(l->mode, CONF_MODE_HTTP);
+    assert_int_equal(l->http.n_paths, 2);
+    assert_string_equal(l->http.paths[1], "/hls/{stream}-{seq}.ts");
+    assert_string_equal(l->http.app, "tv");
+    assert_true(l->http.trust_x_forwarded_for);
+    assert_int_equal(l->http.add_forwarded, CONF_FWD_BOTH);
+    assert_int_equal(l->http.max_header, 8192);
+    assert_int_equal(l->http.keepalive_ms, 5000);
+    /* Defaults. */
+    assert_int_equal(c->listeners[1].http.n_paths, 0);
+    assert_false(c->listeners[1].http.trust_x_forwarded_for);
+    assert_int_equal(c->listeners[1].http.add_forwarded, CONF_FWD_OFF);
+    assert_int_equal(c->listeners[1].http.max_header, 16384);
+    assert_int_equal(c->listeners[1].http.keepalive_ms, 30000);
+    assert_true(c->pools[0].nodes[0].http.present);
+    assert_string_equal(c->pools[0].nodes[0].http.address.text, "127.0.0.1:8080");
+    assert_true(c->routes[0].require_live);
+    assert_string_equal(conf_mode_name(CONF_MODE_HTTP), "http");
+    conf_free(c);
+
+    expect_error(edit(4, "    mode: http\n    http: {paths: [\"/{app}/x.flv\"]}\n", false),
+                 "t.yaml:5:20: listeners[0].http.paths[0]: must contain {stream} (got \"/{app}/x.flv\")");
+    expect_error(edit(4, "    mode: http\n    http: {paths: [\"/{app}{stream}\"]}\n", false),
+                 "t.yaml:5:20: listeners[0].http.paths[0]: must put text between two placeholders "
+                 "(got \"/{app}{stream}\")");
+    expect_error(edit(4, "    mode: http\n    http: {paths: [\"/{who}/{stream}\"]}\n", false),
+                 "t.yaml:5:20: listeners[0].http.paths[0]: knows only {app}, {stream} and {seq} "
+                 "(got \"/{who}/{stream}\")");
+    expect_error(edit(4, "    mode: tcp\n    http: {keepalive: 1s}\n", false),
+                 "t.yaml:5:11: listeners[0].http: only a listener with mode: http takes it");
+    expect_error(edit(12, "    pool: origins\n    require_live: true\n", false),
+                 "t.yaml:13:19: routes[0].require_live: needs policy: stream_location (it knows "
+                 "where streams are live)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -578,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_second_document),
         cmocka_unit_test(test_size_cap),
         cmocka_unit_test(test_many_errors_all_reported),
+        cmocka_unit_test(test_http_listener),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

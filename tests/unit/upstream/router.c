@@ -343,6 +343,61 @@ static void test_ertmp_at_connect(void **st)
     conf_free(c);
 }
 
+/* http requests: only nodes with an http address are candidates (the
+ * stream's own node too); require_live: a stream live nowhere has none. */
+static const char HTTP[] =
+    "listeners: [{name: a, address: 127.0.0.1:1935, mode: http}]\n"
+    "pools:\n"
+    "  o: {nodes: [{name: p1, address: 127.0.0.1:1, http: {address: 127.0.0.1:11}},\n"
+    "              {name: p2, address: 127.0.0.1:2},\n"
+    "              {name: bk, address: 127.0.0.1:3, backup: true, http: {address: 127.0.0.1:13}}]}\n"
+    "routes: [{name: r, pool: o, policy: stream_location, require_live: true}]\n";
+
+static void test_http_and_require_live(void **st)
+{
+    struct conf_errors errs;
+    struct conf_load_opts opts = {.resolve_names = false};
+    char err[128];
+    struct conf *c = conf_load_buffer("t.yaml", HTTP, strlen(HTTP), &opts, &errs);
+    assert_non_null(c);
+    struct ups_snapshot *s = ups_snapshot_build(c, NULL, 1, err, sizeof(err));
+    assert_non_null(s);
+    struct ups_stream_view view = {fake_locate, NULL};
+    struct ups_request req = {.listener = "a", .role = CONF_ROLE_PLAY, .app = "live",
+                              .stream = "s", .streams = &view, .http = true};
+    struct ups_candidates cands;
+
+    assert_string_equal(node_named(s, "p1")->http_address_text, "127.0.0.1:11");
+    assert_null(node_named(s, "p2")->http_address_text);
+    /* Live nowhere: not found, no affinity fallback. */
+    where = NULL;
+    assert_non_null(ups_route_select(s, &req, &cands));
+    assert_int_equal(cands.n, 0);
+    assert_true(cands.not_live);
+    /* Live on p1: p1 first, then the other http-capable nodes (bk, backup). */
+    where = "p1";
+    ups_route_select(s, &req, &cands);
+    assert_false(cands.not_live);
+    assert_int_equal(cands.n, 2);
+    assert_string_equal(cands.node[0]->name, "p1");
+    assert_string_equal(cands.node[1]->name, "bk");
+    /* Live on p2, which serves no http: it is known, so no 404, but only
+     * http nodes are candidates. */
+    where = "p2";
+    ups_route_select(s, &req, &cands);
+    assert_false(cands.not_live);
+    assert_int_equal(cands.n, 2);
+    assert_string_equal(cands.node[0]->name, "p1");
+    /* The same play from RTMP reaches p2. */
+    req.http = false;
+    ups_route_select(s, &req, &cands);
+    assert_string_equal(cands.node[0]->name, "p2");
+    assert_int_equal(cands.n, 3);
+    where = NULL;
+    ups_snapshot_unref(s);
+    conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_args),
         cmocka_unit_test(test_pin_node),
         cmocka_unit_test(test_ertmp_at_connect),
+        cmocka_unit_test(test_http_and_require_live),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

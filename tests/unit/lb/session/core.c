@@ -174,7 +174,7 @@ static uv_loop_t loop;
 static struct lb_env env;
 static struct lb_shost host;
 static const struct lb_listen_info lst = {"front", CONF_MODE_RTMP, CONF_PP_OFF, &fake_phase, 0,
-                                          false};
+                                          false, NULL};
 static int cfd = -1;           /* the client's end */
 static int ufd[2] = {-1, -1};  /* accepted node ends */
 static int fds_before;

@@ -165,7 +165,7 @@ static int setup(void **st)
 
     memset(&w, 0, sizeof(w));
     memset(&wl, 0, sizeof(wl));
-    wl.info = (struct lb_listen_info){"front", CONF_MODE_TCP, CONF_PP_OFF, NULL, 0, false};
+    wl.info = (struct lb_listen_info){"front", CONF_MODE_TCP, CONF_PP_OFF, NULL, 0, false, NULL};
     wl.fd = listen_on(&front_port);
     w.id = 3;
     w.listeners = &wl;
