@@ -375,7 +375,8 @@ static void h_locate(void *ud, const struct lb_http_request *req, struct lb_http
         snprintf(url, sizeof(url), "http://%s/%s/%s.%s", c.node[0]->http_address_text, app,
                  stream, suffix);
     else
-        snprintf(url, sizeof(url), "rtmp://%s/%s/%s", c.node[0]->address_text, app, stream);
+        snprintf(url, sizeof(url), "%s://%s/%s/%s", c.node[0]->tls ? "rtmps" : "rtmp",
+                 c.node[0]->address_text, app, stream);
     json_object_object_add(root, "node", json_object_new_string(c.node[0]->name));
     json_object_object_add(root, "url", json_object_new_string(url));
     lb_http_reply_json(res, 200, root);
@@ -417,6 +418,7 @@ static void h_lines(void *ud, const struct lb_http_request *req, struct lb_http_
         .country = gi.country,
         .continent = gi.continent,
         .http_suffix = http_suffix(ls, req),
+        .tls = ls->tls,
     };
     lb_http_reply_json(res, 200, lb_view_lines(srv->snap, &q));
 }

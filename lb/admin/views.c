@@ -240,10 +240,11 @@ static json_object *line_json(const struct ups_route *r, const struct lb_lines_q
     json_object_object_add(j, "default", json_object_new_boolean(is_default));
     char url[2048];
     if (q->http_suffix)
-        snprintf(url, sizeof(url), "http://%s/%s/%s.%s", q->host, q->app, q->stream,
-                 q->http_suffix);
+        snprintf(url, sizeof(url), "%s://%s/%s/%s.%s", q->tls ? "https" : "http", q->host, q->app,
+                 q->stream, q->http_suffix);
     else
-        snprintf(url, sizeof(url), "rtmp://%s/%s/%s", q->host, q->app, q->stream);
+        snprintf(url, sizeof(url), "%s://%s/%s/%s", q->tls ? "rtmps" : "rtmp", q->host, q->app,
+                 q->stream);
     for (size_t i = 0; i < r->n_args; i++) {
         size_t n = strlen(url);
         snprintf(url + n, sizeof(url) - n, "%s", i ? "&" : "?");

@@ -53,6 +53,7 @@ struct lb_lines_query {
     /* An http listener's lines: http://HOST/APP/STREAM.SUFFIX URLs
      * (suffix "flv" or "m3u8"); NULL: rtmp:// URLs. */
     const char *http_suffix;
+    bool tls; /* the listener speaks TLS: rtmps:// or https:// */
 };
 json_object *lb_view_lines(const struct ups_snapshot *s, const struct lb_lines_query *q);
 

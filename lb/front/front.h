@@ -97,10 +97,9 @@ struct lb_front {
     enum lb_reason last_failure;  /* of the last node that failed this session */
     char last_failure_text[128];
     const char *client_text;  /* for log lines */
-    /* Publisher takeover (lb/pubreg.h): the registry of live publishes and
-     * the client's address (the PROXY header's if any); NULL: none. */
+    /* Publisher takeover (lb/pubreg.h): the registry of live publishes
+     * (NULL: none); the client's address is peer above. */
     struct lb_pubreg *pubreg;
-    const struct sockaddr *peer;
     /* Set by the phase: its claim on the stream it publishes (0: none).
      * The core releases it when the session ends or fails. */
     uint64_t pub_id;

@@ -230,8 +230,9 @@ static int build_replay(struct lb_front *f)
     }
     if (mode == CONF_FWD_FORWARDED || mode == CONF_FWD_BOTH) {
         peer_text(f, ip, sizeof(ip), true);
-        el += (size_t)snprintf(extra + el, sizeof(extra) - el, "Forwarded: for=%s;proto=http\r\n",
-                               ip);
+        bool tls = f->client && f->client->ops && f->client->ops->secure;
+        el += (size_t)snprintf(extra + el, sizeof(extra) - el, "Forwarded: for=%s;proto=%s\r\n",
+                               ip, tls ? "https" : "http");
     }
     /* The request ends with CRLF CRLF (or a bare LF llhttp let pass). */
     size_t cut = h->req_len;

@@ -695,7 +695,6 @@ void lb_session_start(struct lb_shost *h, const struct lb_listen_info *l, int fd
     s->f.snap = s->snap;
     s->f.client_text = s->client_text;
     s->f.pubreg = env->pubreg;
-    s->f.peer = (const struct sockaddr *)&s->peer;
 
     s->next = h->sessions;
     if (h->sessions)

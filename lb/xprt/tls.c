@@ -148,6 +148,7 @@ const struct lb_xprt_ops lb_xprt_tls = {
     .write = tls_write,
     .shutdown = tls_shutdown,
     .can_splice = false,
+    .secure = true,
     .quickack = tls_quickack,
     .want = tls_want,
     .pending = tls_pending,

@@ -18,6 +18,7 @@ struct lb_xprt_ops {
     ssize_t (*write)(struct lb_conn *c, const void *buf, size_t len);
     int (*shutdown)(struct lb_conn *c); /* no more writes (FIN) */
     bool can_splice;                    /* splice_in/splice_out work */
+    bool secure;                        /* TLS: https:// for HTTP, proto=https */
     ssize_t (*splice_in)(struct lb_conn *c, int pipe_wfd, size_t len);
     ssize_t (*splice_out)(struct lb_conn *c, int pipe_rfd, size_t len);
     /* Acknowledge what was read at once (pre-route: peers write commands in

@@ -69,6 +69,12 @@ class HttpFlv(unittest.TestCase):
         for o in (self.a, self.b, self.c):
             f.threads.append(o)
         self.web, self.trusted, self.admin = free_port(), free_port(), free_port()
+        self.secure = free_port()
+        # https:// viewers: the same phase behind the TLS transport.
+        self.cert, key = os.path.join(f.dir, "web.pem"), os.path.join(f.dir, "web.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", self.cert,
+                        "-days", "2", "-subj", "/CN=web.test"], check=True, capture_output=True)
         dead = free_port()  # nobody listens there
         node = lambda n, o: "{name: %s, address: 127.0.0.1:%d, http: {address: 127.0.0.1:%d}}" % (
             n, free_port(), o.port)
@@ -78,6 +84,11 @@ timeouts: {handshake: 2s, connect: 1s}
 listeners:
   - {name: web, address: 127.0.0.1:%d, mode: http, http: {add_forwarded: both}}
   - {name: trusted, address: 127.0.0.1:%d, mode: http, http: {trust_x_forwarded_for: true}}
+  - name: secure
+    address: 127.0.0.1:%d
+    mode: http
+    http: {add_forwarded: forwarded}
+    tls: {certificates: [{cert: %s, key: %s}]}
 admin: {address: 127.0.0.1:%d, public_read: true}
 pools:
   origins:
@@ -91,7 +102,8 @@ routes:
   - {name: dead, match: {stream: "dead*"}, pool: dead}
   - {name: located, match: {stream: "loc*"}, pool: origins, policy: stream_location, require_live: true}
   - {name: live, pool: origins, policy: stream_affinity}
-""" % (self.web, self.trusted, self.admin, node("a", self.a), node("b", self.b),
+""" % (self.web, self.trusted, self.secure, self.cert, key, self.admin, node("a", self.a),
+       node("b", self.b),
        node("c", self.c), dead, dead), wait_ports=[self.web])
 
     def flv_paths(self, origin, name):
@@ -122,6 +134,30 @@ routes:
                                             b"Connection: close\r\n\r\n" % i)
             self.assertEqual(st, 200)
             self.assertEqual(body.decode().split()[0], first.name)
+
+    def test_https_viewers(self):
+        # ffmpeg over TLS (it does not verify by default) decodes frames; the
+        # node is told the viewer came by https; plain HTTP to the TLS
+        # listener is closed at once.
+        frames = self.fleet.play_frames("https://127.0.0.1:%d/live/sec.flv" % self.secure, 100,
+                                        name="flv-sec", timeout=40)
+        self.assertGreaterEqual(frames, 100)
+        hdrs = [h for o in (self.a, self.b) for h in o.headers() if "forwarded" in h]
+        self.assertIn("for=127.0.0.1;proto=https", [h["forwarded"] for h in hdrs])
+        t0 = time.monotonic()
+        try:
+            st, _, _ = request(self.secure, b"GET /live/sec.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+        except ConnectionResetError:  # closed with our request unread: a reset
+            st = None
+        self.assertIsNone(st, "plain HTTP on the TLS listener gets no HTTP answer")
+        self.assertLess(time.monotonic() - t0, 5, "... and is closed at once")
+        # A player's "swap line" list for this listener offers https:// URLs.
+        with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/lines?app=live&stream=sec"
+                                    "&listener=secure&format=flv" % self.admin, timeout=10) as r:
+            urls = [l["url"] for l in json.load(r)["lines"]]
+        self.assertTrue(urls)
+        for u in urls:
+            self.assertTrue(u.startswith("https://127.0.0.1:%d/live/sec.flv" % self.secure), u)
 
     def test_a_dead_origin_is_skipped(self):
         req = b"GET /live/room.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

@@ -362,7 +362,7 @@ static void test_http_and_require_live(void **st)
     assert_non_null(c);
     struct ups_snapshot *s = ups_snapshot_build(c, NULL, 1, err, sizeof(err));
     assert_non_null(s);
-    struct ups_stream_view view = {fake_locate, NULL};
+    struct ups_stream_view view = {.locate = fake_locate, .ctx = NULL};
     struct ups_request req = {.listener = "a", .role = CONF_ROLE_PLAY, .app = "live",
                               .stream = "s", .streams = &view, .http = true};
     struct ups_candidates cands;
