@@ -20,7 +20,10 @@ run_ctest() { # name builddir
   local name=$1 dir=$2 out rc=0
   out=$(mktemp)
   # --no-tests=error: an empty test list is a failure, not a pass.
-  ctest --test-dir "$dir" --output-on-failure --timeout 600 --no-tests=error 2>&1 | tee "$out" \
+  # Two tests at a time (CTEST_JOBS): most wait on real-time streams, not
+  # on the CPU; the ones that measure CPU or memory run alone (RUN_SERIAL).
+  ctest --test-dir "$dir" --output-on-failure --timeout 600 --no-tests=error \
+    -j"${CTEST_JOBS:-2}" 2>&1 | tee "$out" \
     || rc=${PIPESTATUS[0]}
   local line
   line=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$out" | tail -1 || true)
