@@ -430,7 +430,7 @@ routes:
                   % (s, o, rc, time.strftime("%H:%M:%S", time.localtime(t))))
 
         # Sessions routed while a node was known down.
-        downs = {}
+        downs, checks = {}, {}
         windows = []
         for line in text.splitlines():
             if not line.startswith("{"):
@@ -441,6 +441,7 @@ routes:
                 continue
             if e.get("event") == "node_down":
                 downs.setdefault(e["node"], parse_ts(e["ts"]))
+                checks[e.get("check")] = checks.get(e.get("check"), 0) + 1
             elif e.get("event") == "node_up" and e.get("node") in downs:
                 windows.append((e["node"], downs.pop(e["node"]), parse_ts(e["ts"])))
         for node, t in downs.items():
@@ -466,6 +467,8 @@ routes:
                         else:
                             bad.append((node, e))
                         break
+        print("  info  node_down lines by check: %s (origin kills: %d)"
+              % (", ".join("%s=%d" % kv for kv in sorted(checks.items())) or "none", len(self.kills)))
         share = 100.0 * good / inside if inside else 100.0
         must(inside == good, "new sessions while a node was down that went to a healthy node first: "
              "%d of %d (%.1f%%) over %d down windows" % (good, inside, share, len(windows)))
