@@ -390,8 +390,10 @@ routes:
         must(not crashed, "rtmplb crashes: %d (exit status %s%s)"
              % (1 if crashed else 0, self.lb_rc, ", sanitizer: " + ",".join(sanitizer) if sanitizer else ""))
 
-        asan = "AddressSanitizer" in subprocess.run(["strings", a.rtmplb], capture_output=True,
-                                                    text=True).stdout
+        # A sanitizer build: gcc links libasan.so, clang links it in.
+        linked = subprocess.run(["ldd", a.rtmplb], capture_output=True, text=True).stdout
+        asan = "libasan" in linked or "__asan_init" in subprocess.run(
+            ["nm", "-D", a.rtmplb], capture_output=True, text=True).stdout
         slack = a.rss_slack_mib if a.rss_slack_mib is not None else (512.0 if asan else 64.0)
         if self.end_usage:
             (f0, r0), (f1, r1) = self.start_usage, self.end_usage
