@@ -4,7 +4,8 @@
 # processes on one shared working corpus (they pick up each other's finds)
 # until RUNS executions in total or MINUTES per target, then merge the
 # working corpus back into a minimised tests/fuzz/corpus/<target>/ (only
-# inputs that add coverage; at most MAXLEN bytes each). A crash, leak or
+# inputs that add coverage; at most MAXLEN bytes each, at most a budget of
+# 32 KiB per target, 64 KiB for stats and config, smallest first). A crash, leak or
 # timeout input is copied to tests/fuzz/regress/<target>/, which ctest
 # replays (unit.fuzz_regress.<target>), and the campaign exits 1.
 #   tests/fuzz/campaign.sh [--runs N] [--minutes M] [--jobs J] [--no-merge] [TARGET...]
@@ -43,8 +44,17 @@ cmake --build $build -j2 --target "${targets[@]}" >/dev/null
 maxlen() {
   case $1 in
     fuzz_stats) echo 65536 ;;
-    fuzz_conf|fuzz_front_rtmp|fuzz_session_rtmp|fuzz_admin_http) echo 16384 ;;
+    fuzz_conf|fuzz_front_rtmp|fuzz_admin_http) echo 16384 ;;
     *) echo 4096 ;;
+  esac
+}
+
+# What one target may keep in the repository: after the merge, the smallest
+# inputs first up to this many bytes (the rest is reported as pruned).
+budget() {
+  case $1 in
+    fuzz_stats|fuzz_conf) echo 65536 ;;
+    *) echo 32768 ;;
   esac
 }
 
@@ -90,6 +100,7 @@ for t in "${targets[@]}"; do
     grep -h -A30 -E "^==[0-9]+==ERROR|runtime error|deadly signal|ALARM" "$work"/job*.log | head -60 >&2 || true
     status=1
   fi
+  pruned=0
   if [ $merge -eq 1 ]; then
     # Minimise: only inputs that add coverage, kept corpus first.
     rm -rf "$work/merged"
@@ -97,15 +108,25 @@ for t in "${targets[@]}"; do
     ./$build/tests/fuzz/$t -merge=1 -max_len="$ml" -rss_limit_mb=2048 -timeout=10 \
       "$work/merged" "$keep" "$work/corpus" >"$work/merge.log" 2>&1 || {
         echo "$t: merge failed, kept corpus unchanged; see $work/merge.log" >&2; status=1; }
+    pruned=0
     if [ "$(find "$work/merged" -type f | wc -l)" -gt 0 ]; then
       find "$keep" -type f -delete
-      cp "$work"/merged/* "$keep/"
+      used=0
+      cap=$(budget "$t")
+      while read -r sz f; do
+        if [ $((used + sz)) -le "$cap" ]; then
+          cp "$f" "$keep/"
+          used=$((used + sz))
+        else
+          pruned=$((pruned + 1))
+        fi
+      done < <(find "$work/merged" -type f -printf '%s %p\n' | sort -n)
     fi
   fi
   n1=$(find "$keep" -type f | wc -l)
   b1=$(du -sb "$keep" | cut -f1)
   ft=$(grep -Eo "ft: [0-9]+" "$work/job0.log" | tail -1 | grep -Eo "[0-9]+" || echo "?")
-  echo "$t: $execs executions ($jobs jobs), cov $cov edges, ft $ft, corpus $n0 files/$b0 B -> $n1 files/$b1 B, crashes $found"
+  echo "$t: $execs executions ($jobs jobs), cov $cov edges, ft $ft, corpus $n0 files/$b0 B -> $n1 files/$b1 B (${pruned:-0} pruned over budget), crashes $found"
 done
 total=$(du -sb tests/fuzz/corpus | cut -f1)
 echo "kept corpus: $total bytes in tests/fuzz/corpus/"

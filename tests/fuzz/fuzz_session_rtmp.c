@@ -9,8 +9,10 @@
  * stream_location, a default), so a session can fail over between nodes.
  *
  * Events: one byte OP, kind = OP % 8, arg = OP / 8 (0..31):
- *   0 client bytes  N = 1 + next byte (+ 256 * another byte when arg is odd)
- *   1 origin bytes  same; only read while a node is connected
+ *   0 client bytes  N = 1 + next byte (+ 256 * another byte when arg is odd);
+ *                   arg 30: a plain handshake instead (C0 3, C1 and C2 zeros),
+ *                   so inputs stay small and mutations land on the commands
+ *   1 origin bytes  same (arg 30: S0 S1 S2); only read while a node is connected
  *   2 clock         now += (arg + 1) * 250 ms; on_timer once the deadline passed
  *   3 flush client  the core writes (arg + 1) * 97 bytes of to_client (31: all)
  *   4 flush origin  same for to_upstream
@@ -195,6 +197,15 @@ static void flush(struct lb_buf *b, unsigned arg)
 /* Appends N input bytes to a feed; returns the input position after them. */
 static size_t take(struct feed *fd, const uint8_t *data, size_t size, size_t i, unsigned arg)
 {
+    if (arg == 30) { /* the plain handshake: version 3, then 3072 zeros */
+        size_t n = 1 + 2 * 1536;
+        if (n <= sizeof(fd->buf) - fd->n) {
+            memset(fd->buf + fd->n, 0, n);
+            fd->buf[fd->n] = 3;
+            fd->n += n;
+        }
+        return i;
+    }
     if (i >= size)
         return size;
     size_t n = 1 + (size_t)data[i++];
