@@ -58,6 +58,9 @@ budget() {
   esac
 }
 
+# Bytes of the files under a directory (du would count the directories too).
+bytes() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
+
 root=$(mktemp -d "${TMPDIR:-/tmp}/rtmplb-fuzz-campaign.XXXXXX")
 status=0
 per_job=$(( (runs + jobs - 1) / jobs ))
@@ -67,7 +70,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/corpus" "$work/artifacts" "$keep"
   cp "$keep"/* "$work/corpus/" 2>/dev/null || true
   n0=$(find "$keep" -type f | wc -l)
-  b0=$(du -sb "$keep" | cut -f1)
+  b0=$(bytes "$keep")
   if [ "$n0" -eq 0 ]; then
     echo "$t: no kept corpus in $keep (run the seed scripts first)" >&2
     status=1
@@ -124,11 +127,11 @@ for t in "${targets[@]}"; do
     fi
   fi
   n1=$(find "$keep" -type f | wc -l)
-  b1=$(du -sb "$keep" | cut -f1)
+  b1=$(bytes "$keep")
   ft=$(grep -Eo "ft: [0-9]+" "$work/job0.log" | tail -1 | grep -Eo "[0-9]+" || echo "?")
   echo "$t: $execs executions ($jobs jobs), cov $cov edges, ft $ft, corpus $n0 files/$b0 B -> $n1 files/$b1 B (${pruned:-0} pruned over budget), crashes $found"
 done
-total=$(du -sb tests/fuzz/corpus | cut -f1)
+total=$(bytes tests/fuzz/corpus)
 echo "kept corpus: $total bytes in tests/fuzz/corpus/"
 [ "$total" -gt 409600 ] && echo "campaign: the kept corpus is over 400 KiB: lower MAXLEN or prune" >&2
 [ $status -eq 0 ] && rm -rf "$root"

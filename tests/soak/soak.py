@@ -471,6 +471,13 @@ routes:
                         break
         print("  info  node_down lines by check: %s (origin kills: %d)"
               % (", ".join("%s=%d" % kv for kv in sorted(checks.items())) or "none", len(self.kills)))
+        detect = []
+        for tk, origin, _ in self.kills:
+            after = [t0 for node, t0, _ in windows if node == origin and t0 >= tk]
+            if after:
+                detect.append(int((min(after) - tk) * 1000))
+        if detect:
+            print("  info  kill to node_down: n=%d p50=%d ms max=%d ms" % (len(detect), pct(detect, 0.5), max(detect)))
         share = 100.0 * good / inside if inside else 100.0
         must(inside == good, "new sessions while a node was down that went to a healthy node first: "
              "%d of %d (%.1f%%) over %d down windows" % (good, inside, share, len(windows)))
