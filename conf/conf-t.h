@@ -90,7 +90,7 @@ struct conf_listener {
 };
 
 /* listeners[].coalesce when not set (docs/CONFIG.md says why). */
-#define CONF_DEFAULT_COALESCE_MS 20
+#define CONF_DEFAULT_COALESCE_MS 50
 /* pools.*.nodes[].max_dials and dial_queue when not set. */
 #define CONF_DEFAULT_MAX_DIALS 64
 #define CONF_DEFAULT_DIAL_QUEUE 4096

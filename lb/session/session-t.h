@@ -108,7 +108,15 @@ struct lb_coalesce {
     uint64_t warm;  /* bytes still moved at once (the first media) */
     bool high;      /* the high low-water mark is set on the source */
     uint64_t due;   /* loop ms of the next flush; 0: none */
+    uint8_t empty;  /* flushes in a row that found nothing */
 };
+
+/* Empty flushes in a row before the mark drops: a gap between two writes
+ * a little longer than the bound costs one cheap empty read, not a
+ * setsockopt down, a lone wake-up and a setsockopt up. */
+#ifndef LB_COALESCE_QUIET
+#define LB_COALESCE_QUIET 2
+#endif
 
 #ifndef LB_COALESCE_LOWAT
 #define LB_COALESCE_LOWAT (64 * 1024) /* the mark: only bursts wake us */

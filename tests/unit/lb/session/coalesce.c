@@ -45,11 +45,11 @@ static void test_due_bound_and_grid(void **st)
             uint64_t d = lb_coalesce_due(now, bounds[b]);
             assert_true(d > now);
             assert_true(d <= now + bounds[b]);
-            uint64_t g = bounds[b] / 2 ? bounds[b] / 2 : 1;
+            uint64_t g = bounds[b] / 4 ? bounds[b] / 4 : 1;
             assert_int_equal(d % g, 0);
         }
     /* Sessions drained at different moments of one grid step flush together. */
-    assert_int_equal(lb_coalesce_due(1001, 20), lb_coalesce_due(1009, 20));
+    assert_int_equal(lb_coalesce_due(1001, 20), lb_coalesce_due(1004, 20));
 }
 
 /* A stream of messages on a fake clock: no byte waits longer than the bound. */
@@ -79,9 +79,9 @@ static void test_steady_stream_bounded_delay(void **st)
         assert_true(c.due != 0); /* never left without a flush while data flows */
     }
     assert_true(max_wait <= 20);
-    /* ~2000 ms / 10..20 ms per flush, against ~143 messages. */
-    assert_true(flushes <= 200);
-    assert_true(flushes >= 90);
+    /* ~2000 ms / 15..20 ms per flush, against ~143 messages. */
+    assert_true(flushes <= 2000 / 15 + 1);
+    assert_true(flushes >= 2000 / 20 - 1);
 }
 
 static void test_quiet_stream_drops_the_mark(void **st)
@@ -92,7 +92,12 @@ static void test_quiet_stream_drops_the_mark(void **st)
     c.warm = 0;
     assert_int_equal(lb_coalesce_after(&c, 100, 500, false), LB_COAL_HIGH);
     uint64_t due = c.due;
-    /* The flush finds nothing: the mark goes down, no more flushes. */
+    /* A flush finds nothing: one more look within the bound; a second
+     * empty one: the mark goes down, no more flushes. */
+    assert_int_equal(lb_coalesce_after(&c, due, 0, true), LB_COAL_KEEP);
+    assert_true(c.high);
+    assert_true(c.due > due && c.due <= due + 10);
+    due = c.due;
     assert_int_equal(lb_coalesce_after(&c, due, 0, true), LB_COAL_LOW);
     assert_false(c.high);
     assert_int_equal(c.due, 0);
