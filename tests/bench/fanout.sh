@@ -26,12 +26,13 @@ reps=${2:-2}
 secs=${3:-25}
 storm=${4:-1500}
 warm=$((secs / 4 > 3 ? secs / 4 : 3))
+bdir=${BENCH_BUILD:-build} # BENCH_BUILD: another build directory; BENCH_NO_BUILD=1: use it as it is
 ulimit -n "$(ulimit -Hn)"
 
 if [ -z "${BENCH_NO_BUILD:-}" ]; then
   scripts/deps.sh bench >/dev/null
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build build -j2 --target rtmplb rtmp_fanout >/dev/null
+  cmake -S . -B "$bdir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$bdir" -j2 --target rtmplb rtmp_fanout >/dev/null
 fi
 
 work=$(mktemp -d)
@@ -72,7 +73,7 @@ listeners: [{name: rtmp, address: 127.0.0.1:$2, mode: rtmp${3:+, coalesce: $3}}]
 pools: {origins: {nodes: [{name: origin, address: 127.0.0.1:$op, max_dials: $4}]}}
 routes: [{name: live, pool: origins, policy: stream_affinity}]
 CONF
-  ./build/rtmplb -c "$work/$1.yaml" 2>"$work/$1.log" &
+  "$bdir"/rtmplb -c "$work/$1.yaml" 2>"$work/$1.log" &
 }
 lbconf rtmplb "$lp" "" 64; lbpid=$!; pids+=($lbpid)
 lbconf rtmplb-c0 "$l0" 0s 64; lb0pid=$!; pids+=($lb0pid)
@@ -118,7 +119,7 @@ run() {
   opids=$(origin_pids)
   r0=0; [ "$mid" != 0 ] && r0=$(rss_kb "$mid")
   lo0=$(overflows)
-  ./build/rtmp_fanout --players "$n" --rate "$rate" --secs "$s" --warm "$w" --src 50 \
+  "$bdir"/rtmp_fanout --players "$n" --rate "$rate" --secs "$s" --warm "$w" --src 50 \
     127.0.0.1 "$prt" live bench >"$work/out.txt" 2>&1 & fp=$!
   sleep "$w"
   t0=$(date +%s%N); o0=$(ticks $opids); m0=$(ticks "$mid"); p0=$(ticks "$fp"); q0=$(ticks "$pubpid"); x0=$(machine)
