@@ -152,6 +152,8 @@ static void connected(struct lb_session *s)
      * (ADD fails with EEXIST, then MOD). */
     s->uev = -1;
     s->dial_deadline = 0;
+    if (n->tls)
+        lb__dialq_leave(s); /* its TLS handshake answered: accepted */
     hc_passive_success(n);
     atomic_fetch_add(&n->live->sessions_total, 1);
     (void)setsockopt(s->upstream.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

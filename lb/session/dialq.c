@@ -1,8 +1,10 @@
 /* Storm protection: at most max_dials dials in flight to a node from all
  * workers together (an atomic count in the node's live state), so a burst
  * of new sessions reaches an origin at a pace its listen queue absorbs. A
- * dial is in flight from connect() until the node took the session (the
- * hand-over to the splice) or failed it. Sessions beyond the limit wait in
+ * dial is in flight from connect() until the node answers (its first byte:
+ * it accepted the connection, which left its listen queue), takes the
+ * session (the hand-over, for protocols where the client speaks first), or
+ * fails it. Sessions beyond the limit wait in
  * their worker's queue, oldest first, up to dial_queue per node (all
  * workers); a full queue sends the session to its next candidate, and so
  * does its dial deadline (timeouts.connect, from when it began to wait).

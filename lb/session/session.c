@@ -569,6 +569,8 @@ static void upstream_io(struct lb_session *s, int status, int events)
                 lb__close_req(s, LB_REASON_UPSTREAM_ERROR, err);
         }
     } else {
+        if ((events & rd) && s->dial_slot) /* the node answers: it accepted us */
+            lb__dialq_leave(s);
         if ((events & rd) && s->u2c.pumped && s->u2c.state == LB_DIR_READ)
             lb__pump(s, &s->u2c, false);
         else if ((events & rd) && s->front_live && (s->f.ops->wants(&s->f) & LB_WANT_UPSTREAM)) {

@@ -129,7 +129,7 @@ run() {
   wait "$fp" || true
   lo1=$(overflows)
   echo "$kind $tgt $n $((t1 - t0)) $((o1 - o0)) $((m1 - m0)) $((p1 - p0)) $((q1 - q0)) $((x1 - x0)) $((r1 - r0)) $((lo1 - lo0)) $(tr '\n' ' ' <"$work/out.txt")" >>"$work/results"
-  sleep 3 # sessions end, sockets close
+  sleep 5 # sessions end, sockets close, the origin settles
 }
 
 mid_of() { case $1 in direct) echo 0;; rtmplb) echo $lbpid;; rtmplb-c0) echo $lb0pid;; rtmplb-nolim) echo $lbnpid;; haproxy-splice) echo $happid;; esac; }
@@ -158,8 +158,11 @@ for line in open(path):
     kind, tgt, n = w[0], w[1], int(w[2])
     ns, o, m, p, q, x, rss, lo = map(int, w[3:11])
     kv = dict(t.split("=", 1) for t in w[11:] if "=" in t)
-    rows[(kind, tgt, n)].append(dict(s=ns / 1e9, o=o / hz, m=m / hz, p=p / hz, q=q / hz, x=x / hz,
-                                     rss=rss, lo=lo, **kv))
+    win = float(kv.get("window_s", 1)) or 1
+    # the players' CPU rate comes from the tool (it may end before the last sample)
+    prate = float(kv.get("cpu_window_s", 0)) / win
+    rows[(kind, tgt, n)].append(dict(s=ns / 1e9, o=o / hz, m=m / hz, p=prate * ns / 1e9, q=q / hz,
+                                     x=x / hz, rss=rss, lo=lo, **kv))
 def med(v):
     v = sorted(v)
     return v[(len(v) - 1) // 2] if v else float("nan")

@@ -61,6 +61,14 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static const char *g_app, *g_stream, *g_host;
 static int g_port;
 
@@ -316,6 +324,7 @@ int main(int argc, char **argv)
     uint64_t t0 = now_us(), t_warm = t0 + (uint64_t)(warm * 1e6), t_end = t0 + (uint64_t)(secs * 1e6);
     size_t started = 0;
     bool warm_done = false;
+    double cpu_warm = 0;
 
     for (;;) {
         uint64_t now = now_us();
@@ -329,6 +338,7 @@ int main(int argc, char **argv)
         if (!warm_done && now >= t_warm) {
             for (size_t i = 0; i < n; i++)
                 pl[i].bytes_at_warm = pl[i].bytes;
+            cpu_warm = cpu_now();
             warm_done = true;
         }
         int k = epoll_wait(ep, evs, 4096, 5);
@@ -365,6 +375,7 @@ int main(int argc, char **argv)
         }
     }
     uint64_t t_stop = now_us();
+    double cpu_end = cpu_now();
     for (size_t i = 0; i < n; i++)
         pl[i].bytes_at_end = pl[i].bytes;
 
@@ -406,10 +417,7 @@ int main(int argc, char **argv)
     printf("rate_p5_kbps=%.0f rate_p50_kbps=%.0f\n", pct(rates, n, 0.05), pct(rates, n, 0.50));
     printf("delivered_mbps=%.1f bytes=%llu window_s=%.1f\n", (double)total * 8 / win / 1e6,
            (unsigned long long)total, win);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("cpu_s=%.3f\n", (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                                (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+    printf("cpu_s=%.3f cpu_window_s=%.3f\n", cpu_end, cpu_end - cpu_warm);
     const char *first_err = NULL;
     for (size_t i = 0; i < n && !first_err; i++)
         first_err = pl[i].err;
