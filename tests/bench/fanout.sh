@@ -15,7 +15,8 @@
 # rtmplb's RSS growth per player. Median of REPS rounds.
 # Storm: STORM players all at once: ms until 50/95/100% have media, and
 # ListenOverflows (/proc/net/netstat, system-wide) during the run; rtmplb
-# also with max_dials: 0 ("rtmplb-nolim") to show what the limit does.
+# also with max_dials: 0 ("rtmplb-nolim") to show what the limit does
+# (BENCH_MAX_DIALS sets "rtmplb"'s, default 64: the shipped default).
 # Loopback only; a shared machine makes every figure noisy. Not in ctest.
 #   tests/bench/fanout.sh [NS="500 1500"] [REPS=2] [SECS=25] [STORM=1500]
 set -euo pipefail
@@ -75,7 +76,7 @@ routes: [{name: live, pool: origins, policy: stream_affinity}]
 CONF
   "$bdir"/rtmplb -c "$work/$1.yaml" 2>"$work/$1.log" &
 }
-lbconf rtmplb "$lp" "" 64; lbpid=$!; pids+=($lbpid)
+lbconf rtmplb "$lp" "" "${BENCH_MAX_DIALS:-64}"; lbpid=$!; pids+=($lbpid)
 lbconf rtmplb-c0 "$l0" 0s 64; lb0pid=$!; pids+=($lb0pid)
 lbconf rtmplb-nolim "$ln" "" 0; lbnpid=$!; pids+=($lbnpid)
 cat > "$work/haproxy.cfg" <<CONF
@@ -106,10 +107,12 @@ ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$work/clip.flv" -c c
 for ((i = 0; i < 100; i++)); do curl -fs "http://127.0.0.1:$hp/stat" | grep -q "<name>bench</name>" && break; sleep 0.1; done
 wait_port "$lp"; wait_port "$l0"; wait_port "$ln"; wait_port "$hap"
 sleep 2
+rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+declare -A rss_base # each middle box idle, before any player
+for p in $lbpid $lb0pid $lbnpid $happid; do rss_base[$p]=$(rss_kb "$p"); done
 origin_pids() { echo "$(cat "$work/origin/nginx.pid") $(pgrep -P "$(cat "$work/origin/nginx.pid")" | tr '\n' ' ')"; }
 ticks() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 machine() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
-rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 overflows() { awk '/^TcpExt:/{if(!h){for(i=1;i<=NF;i++)k[i]=$i;h=1}else{for(i=1;i<=NF;i++)if(k[i]=="ListenOverflows")print $i}}' /proc/net/netstat; }
 hz=$(getconf CLK_TCK)
 
@@ -117,7 +120,7 @@ hz=$(getconf CLK_TCK)
 run() {
   local kind=$1 tgt=$2 n=$3 prt=$4 mid=$5 s=$6 w=$7 rate=$8 opids fp o0 m0 p0 q0 x0 o1 m1 p1 q1 x1 t0 t1 r0 r1 lo0 lo1
   opids=$(origin_pids)
-  r0=0; [ "$mid" != 0 ] && r0=$(rss_kb "$mid")
+  r0=0; [ "$mid" != 0 ] && r0=${rss_base[$mid]}
   lo0=$(overflows)
   "$bdir"/rtmp_fanout --players "$n" --rate "$rate" --secs "$s" --warm "$w" --src 50 \
     127.0.0.1 "$prt" live bench >"$work/out.txt" 2>&1 & fp=$!
@@ -195,7 +198,7 @@ for (kind, tgt, n), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][2
         mid, med(exp), per_gbit("x"), rss, len(rs)))
 print("s/Gb = CPU-seconds per delivered Gbit: origin (nginx), middle box, experiment (origin +"
       " middle + players + publisher), machine (/proc/stat, includes other load)")
-print("ttfm = TCP connect to the first audio/video message, ms; KiB/plr = middle box RSS growth per player")
+print("ttfm = TCP connect to the first audio/video message, ms; KiB/plr = middle box RSS at the end of the window, above its idle RSS, per player")
 print()
 print("Storm: players all at once; ms from the first connect until 50/95/100% have media")
 print("%-15s %5s %6s %8s %8s %8s %10s %9s" % ("target", "N", "media", "50% ms", "95% ms", "100% ms", "overflows", "ttfm p99"))
