@@ -98,7 +98,18 @@ struct conf_listener {
         int64_t max_header;  /* bytes of a request line and headers */
         int64_t keepalive_ms; /* wait for a next request; 0: one request per connection */
     } http;
+    /* Bound on the delay added to origin -> client bytes to batch wake-ups
+     * (play sessions once media flows); 0: off. A tcp listener batches only
+     * when the file sets it (line of coalesce_mark != 0). */
+    int64_t coalesce_ms;
+    struct conf_mark coalesce_mark;
 };
+
+/* listeners[].coalesce when not set (docs/CONFIG.md says why). */
+#define CONF_DEFAULT_COALESCE_MS 50
+/* pools.*.nodes[].max_dials and dial_queue when not set. */
+#define CONF_DEFAULT_MAX_DIALS 64
+#define CONF_DEFAULT_DIAL_QUEUE 4096
 
 #define CONF_HTTP_MAX_PATHS 16
 
@@ -111,6 +122,8 @@ struct conf_node {
     bool backup;
     int64_t max_sessions;
     int send_proxy; /* CONF_PP_OFF, _V1, _V2 */
+    int64_t max_dials;  /* dials in flight from this instance; 0: no limit */
+    int64_t dial_queue; /* sessions that may wait for one of them */
     struct {
         bool present; /* the node speaks RTMPS */
         struct conf_mark mark;

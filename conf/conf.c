@@ -151,6 +151,7 @@ static void listener_init(void *obj)
     l->tls.min_version = CONF_TLS_1_2;
     l->http.max_header = 16 * 1024;
     l->http.keepalive_ms = 30000;
+    l->coalesce_ms = CONF_DEFAULT_COALESCE_MS;
 }
 
 static const struct conf_enum_val tls_versions[] = {
@@ -179,6 +180,8 @@ static void node_init(void *obj)
 {
     struct conf_node *n = obj;
     n->weight = 1;
+    n->max_dials = CONF_DEFAULT_MAX_DIALS;
+    n->dial_queue = CONF_DEFAULT_DIAL_QUEUE;
     n->tls.verify = true;
     n->location.lat = NAN;
     n->location.lon = NAN;
@@ -271,6 +274,8 @@ static const struct conf_field listener_fields[] = {
     {"tls", CK_STRUCT, OFF(struct conf_listener, tls), CF_NULL_PRESENT, 0, 0, 0, NULL,
      &tls_listen_type, 0, 0, NULL, NULL},
     {"http", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &listener_http_type, 0, 0, NULL, NULL},
+    {"coalesce", CK_DURATION, OFF(struct conf_listener, coalesce_ms), CF_MARK,
+     OFF(struct conf_listener, coalesce_mark), 0, 1000, NULL, NULL, 0, 0, NULL, NULL},
     F_END};
 static const struct conf_type listener_type = {
     "listener", sizeof(struct conf_listener), OFF(struct conf_listener, mark), CONF_NO_OFF,
@@ -328,6 +333,10 @@ static const struct conf_field node_fields[] = {
     {"max_sessions", CK_INT, OFF(struct conf_node, max_sessions), 0, 0, 0, 1000000, NULL, NULL, 0,
      0, NULL, NULL},
     {"send_proxy", CK_ENUM, OFF(struct conf_node, send_proxy), 0, 0, 0, 0, pp_send, NULL, 0, 0,
+     NULL, NULL},
+    {"max_dials", CK_INT, OFF(struct conf_node, max_dials), 0, 0, 0, 100000, NULL, NULL, 0, 0,
+     NULL, NULL},
+    {"dial_queue", CK_INT, OFF(struct conf_node, dial_queue), 0, 0, 0, 1000000, NULL, NULL, 0, 0,
      NULL, NULL},
     /* "tls:" alone: RTMPS with the defaults, never silently plain */
     {"tls", CK_STRUCT, 0, CF_NULL_PRESENT, 0, 0, 0, NULL, &node_tls_type, 0, 0, NULL, NULL},

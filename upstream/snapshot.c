@@ -133,6 +133,8 @@ struct ups_snapshot *ups_snapshot_build(const struct conf *c, const struct ups_s
             n->weight = (unsigned)cn->weight;
             n->backup = cn->backup;
             n->max_sessions = (unsigned)cn->max_sessions;
+            n->max_dials = (unsigned)cn->max_dials;
+            n->dial_queue = (unsigned)cn->dial_queue;
             n->send_proxy = cn->send_proxy;
             n->checked = cp->health.present;
             n->fall = (unsigned)cp->health.fall;

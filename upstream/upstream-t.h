@@ -27,6 +27,14 @@ struct ups_node_live {
     _Atomic unsigned sessions;       /* live, reserved at dial time */
     _Atomic uint64_t sessions_total; /* sessions that reached the node */
     _Atomic uint64_t dial_failures;
+    /* Storm protection (lb/session/dialq.c): dials in flight from all
+     * workers, sessions waiting for one, and what the waits cost. */
+    _Atomic unsigned dialing;
+    _Atomic unsigned dial_waiting;
+    _Atomic uint64_t dial_waits_total;     /* sessions that waited */
+    _Atomic uint64_t dial_wait_us_total;   /* their waits, summed */
+    _Atomic uint64_t dial_wait_timeouts;   /* gave up waiting: next candidate */
+    _Atomic uint64_t dial_queue_full;      /* skipped: the queue was full */
     _Atomic uint64_t bytes_from_client;
     _Atomic uint64_t bytes_to_client;
     /* For the admin API (status page). */
@@ -54,6 +62,8 @@ struct ups_node {
     unsigned weight;
     bool backup;
     unsigned max_sessions; /* 0 = no limit */
+    unsigned max_dials;    /* dials in flight (all workers); 0 = no limit */
+    unsigned dial_queue;   /* sessions that may wait for a dial */
     int send_proxy;        /* enum conf_proxy_protocol: OFF, V1, V2 */
     bool checked;          /* its pool has health checks: passive failures count */
     unsigned fall;         /* the pool's fall, for passive failures */

@@ -128,6 +128,29 @@ static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
                 atomic_load(&n->live->bytes_to_client))
     NODE_FAMILY("rtmplb_node_dial_failures_total", LB_METRIC_COUNTER,
                 "Dials to the node that failed.", atomic_load(&n->live->dial_failures))
+    NODE_FAMILY("rtmplb_node_dials_in_flight", LB_METRIC_GAUGE,
+                "Dials to the node under way (all workers; bounded by max_dials).",
+                atomic_load(&n->live->dialing))
+    NODE_FAMILY("rtmplb_node_dial_queue_depth", LB_METRIC_GAUGE,
+                "Sessions waiting for a dial slot of the node (bounded by dial_queue).",
+                atomic_load(&n->live->dial_waiting))
+    NODE_FAMILY("rtmplb_node_dial_waits_total", LB_METRIC_COUNTER,
+                "Sessions that waited for a dial slot of the node.",
+                atomic_load(&n->live->dial_waits_total))
+    lb_metrics_family(m, "rtmplb_node_dial_wait_seconds_total", LB_METRIC_COUNTER,
+                      "Time sessions spent waiting for a dial slot of the node.");
+    for (size_t p = 0; p < s->n_pools; p++)
+        for (size_t i = 0; i < s->pools[p].n_nodes; i++) {
+            const struct ups_node *n = &s->pools[p].nodes[i];
+            struct lb_label l[] = {{"pool", s->pools[p].name}, {"node", n->name}};
+            lb_metrics_double(m, l, 2, (double)atomic_load(&n->live->dial_wait_us_total) / 1e6);
+        }
+    NODE_FAMILY("rtmplb_node_dial_wait_timeouts_total", LB_METRIC_COUNTER,
+                "Sessions that found no dial slot within timeouts.connect (next candidate).",
+                atomic_load(&n->live->dial_wait_timeouts))
+    NODE_FAMILY("rtmplb_node_dial_queue_full_total", LB_METRIC_COUNTER,
+                "Sessions that skipped the node: its dial queue was full.",
+                atomic_load(&n->live->dial_queue_full))
     NODE_FAMILY("rtmplb_node_passive_failures", LB_METRIC_GAUGE,
                 "Consecutive sessions that failed to reach the node now.",
                 atomic_load(&n->live->passive_fails))

@@ -151,6 +151,7 @@ void lb__close_now(struct lb_session *s, enum lb_reason r)
     if (s->ip_counted)
         lb_perip_leave(env->perip, &s->ip_key, s->ip_routed);
     s->ip_counted = false;
+    lb__dialq_leave(s);
     release_node(s);
     lb__dir_release(s, &s->c2u);
     lb__dir_release(s, &s->u2c);
@@ -208,6 +209,7 @@ void lb__begin_failing(struct lb_session *s, enum lb_reason r)
 {
     log_refused(s, r);
     s->reason = r;
+    lb__dialq_leave(s);
     lb__set_state(s, LB_SS_FAILING);
     if (s->front_live) {
         s->f.ops->free(&s->f);

@@ -132,6 +132,7 @@ void lb__node_failed(struct lb_session *s, enum lb_reason why, int err)
     }
     if (s->fail_detail[0])
         text = s->fail_detail;
+    lb__dialq_leave(s);
     hc_passive_failure(n, text);
     s->f.last_failure = why == LB_REASON_DIAL_FAILED ? LB_REASON_NONE : why;
     switch (why) {
@@ -203,6 +204,8 @@ static void connected(struct lb_session *s)
      * (ADD fails with EEXIST, then MOD). */
     s->uev = -1;
     s->dial_deadline = 0;
+    if (n->tls)
+        lb__dialq_leave(s); /* its TLS handshake answered: accepted */
     hc_passive_success(n);
     atomic_fetch_add(&n->live->sessions_total, 1);
     (void)setsockopt(s->upstream.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -310,6 +313,65 @@ static bool local_shortage(int err)
     return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
+void lb__dial_start(struct lb_session *s)
+{
+    struct ups_node *n = s->node;
+    s->f.dials++;
+    /* http listeners dial the node's http address (the router kept only
+     * nodes that have one). */
+    bool http = s->f.req.http && n->http_addrlen;
+    const struct sockaddr_storage *addr = http ? &n->http_addr : &n->addr;
+    socklen_t addrlen = http ? n->http_addrlen : n->addrlen;
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 && !local_shortage(errno)) { /* e.g. no IPv6 here: this node's fault */
+        lb__node_failed(s, LB_REASON_DIAL_FAILED, errno);
+        return;
+    }
+    if (fd < 0) { /* out of descriptors or memory: not the node's fault */
+        int err = errno;
+        lb__dialq_leave(s);
+        ups_node_release(n);
+        s->node = NULL;
+        s->f.node = NULL;
+        lb_log_msg(LB_LOG_WARN, "dial", "client %s: no socket for node %s: %s", s->client_text,
+                   n->name, strerror(err));
+        lb__close_req(s, LB_REASON_INTERNAL_ERROR, err);
+        return;
+    }
+    s->upstream.fd = fd;
+    if (connect(fd, (const struct sockaddr *)addr, addrlen) < 0 && errno != EINPROGRESS) {
+        lb__node_failed(s, LB_REASON_DIAL_FAILED, errno);
+        return;
+    }
+    int rc = uv_poll_init_socket(s->h->loop, &s->upoll, fd);
+    if (rc < 0) {
+        lb_log_msg(LB_LOG_ERROR, "dial", "client %s: cannot poll a socket: %s", s->client_text,
+                   uv_strerror(rc));
+        lb__close_req(s, LB_REASON_INTERNAL_ERROR, 0);
+        return;
+    }
+    s->upoll.data = s;
+    s->upoll_open = true;
+    s->open_handles++;
+    uv_poll_start(&s->upoll, UV_WRITABLE, lb__on_dial_event);
+    s->uev = UV_WRITABLE;
+    s->dial_deadline = lb__now(s) + (uint64_t)atomic_load(&s->h->env->connect_ms);
+}
+
+/* How long a session waits in a node's dial queue: timeouts.connect when
+ * another candidate could take it after; for the last candidate, as long
+ * as its handshake deadline allows (a storm against one origin is then
+ * served late, not refused). */
+static uint64_t queue_wait_ms(const struct lb_session *s)
+{
+    uint64_t wait = (uint64_t)atomic_load(&s->h->env->connect_ms);
+    if (s->next_cand < s->cands.n)
+        return wait;
+    uint64_t spent = (uv_hrtime() - s->t_accept_ns) / 1000000;
+    uint64_t hs = (uint64_t)atomic_load(&s->h->env->handshake_ms); /* from accept */
+    return hs > spent + wait ? hs - spent : wait;
+}
+
 void lb__dial_next(struct lb_session *s)
 {
     while (s->next_cand < s->cands.n) {
@@ -319,46 +381,17 @@ void lb__dial_next(struct lb_session *s)
         s->node = n;
         s->log_node = n;
         s->f.node = n;
-        s->f.dials++;
-        /* http listeners dial the node's http address (the router kept
-         * only nodes that have one). */
-        bool http = s->f.req.http && n->http_addrlen;
-        const struct sockaddr_storage *addr = http ? &n->http_addr : &n->addr;
-        socklen_t addrlen = http ? n->http_addrlen : n->addrlen;
-        int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0 && !local_shortage(errno)) { /* e.g. no IPv6 here: this node's fault */
-            lb__node_failed(s, LB_REASON_DIAL_FAILED, errno);
-            return;
-        }
-        if (fd < 0) { /* out of descriptors or memory: not the node's fault */
-            int err = errno;
-            ups_node_release(n);
+        if (!lb__dialq_take(s, n)) {
+            if (s->dial_queued) {
+                s->dial_deadline = lb__now(s) + queue_wait_ms(s);
+                return;
+            }
+            ups_node_release(n); /* its queue is full: the next candidate */
             s->node = NULL;
             s->f.node = NULL;
-            lb_log_msg(LB_LOG_WARN, "dial", "client %s: no socket for node %s: %s",
-                       s->client_text, n->name, strerror(err));
-            lb__close_req(s, LB_REASON_INTERNAL_ERROR, err);
-            return;
+            continue;
         }
-        s->upstream.fd = fd;
-        if (connect(fd, (const struct sockaddr *)addr, addrlen) < 0 &&
-            errno != EINPROGRESS) {
-            lb__node_failed(s, LB_REASON_DIAL_FAILED, errno);
-            return;
-        }
-        int rc = uv_poll_init_socket(s->h->loop, &s->upoll, fd);
-        if (rc < 0) {
-            lb_log_msg(LB_LOG_ERROR, "dial", "client %s: cannot poll a socket: %s",
-                       s->client_text, uv_strerror(rc));
-            lb__close_req(s, LB_REASON_INTERNAL_ERROR, 0);
-            return;
-        }
-        s->upoll.data = s;
-        s->upoll_open = true;
-        s->open_handles++;
-        uv_poll_start(&s->upoll, UV_WRITABLE, lb__on_dial_event);
-        s->uev = UV_WRITABLE;
-        s->dial_deadline = lb__now(s) + (uint64_t)atomic_load(&s->h->env->connect_ms);
+        lb__dial_start(s);
         return;
     }
     s->dial_deadline = 0;

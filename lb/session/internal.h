@@ -29,11 +29,34 @@ void lb__front_free(struct lb_session *s);
 bool lb__pump(struct lb_session *s, struct lb_dir *d, bool c2u);
 void lb__dir_release(struct lb_session *s, struct lb_dir *d);
 
+/* pump.c: a flush of the coalesced direction (the timer's). */
+void lb__coalesce_flush(struct lb_session *s);
+
+/* coalesce.c: pure. What to do with the source's low-water mark after a
+ * pump of the coalesced direction that left it waiting for its source;
+ * moved: bytes that pump read; flush: the timer ran it. */
+enum lb_coal_mark { LB_COAL_KEEP, LB_COAL_HIGH, LB_COAL_LOW };
+void lb_coalesce_start(struct lb_coalesce *c, uint32_t ms);
+uint64_t lb_coalesce_due(uint64_t now, uint32_t ms);
+enum lb_coal_mark lb_coalesce_after(struct lb_coalesce *c, uint64_t now, uint64_t moved,
+                                    bool flush);
+
+/* dialq.c: storm protection. lb__dialq_take: true with a dial slot of n
+ * taken (dial now); false: s waits in the queue (s->dial_queued) or, the
+ * queue being full, must skip n (s->dial_queued false). */
+bool lb__dialq_take(struct lb_session *s, struct ups_node *n);
+/* The slot or the place in the queue goes (dial done, failed, or the end). */
+void lb__dialq_leave(struct lb_session *s);
+/* DIALING, waiting, its dial deadline passed: the next candidate. */
+void lb__dialq_timeout(struct lb_session *s);
+
 /* dial.c */
 /* The client's country, continent and location, into req and s. */
 void lb__fill_geo(struct lb_session *s, struct ups_request *req);
 void lb__route(struct lb_session *s);
 void lb__dial_next(struct lb_session *s);
+/* Connects to s->node (its dial slot taken). */
+void lb__dial_start(struct lb_session *s);
 /* The node failed this session (dial or handshake): passive failure, log,
  * next candidate. */
 void lb__node_failed(struct lb_session *s, enum lb_reason why, int err);

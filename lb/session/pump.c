@@ -50,7 +50,7 @@ static ssize_t flush(struct lb_dir *d, struct lb_conn *dst)
     return 0;
 }
 
-bool lb__pump(struct lb_session *s, struct lb_dir *d, bool c2u)
+static bool pump_dir(struct lb_session *s, struct lb_dir *d, bool c2u)
 {
     struct lb_conn *src = c2u ? &s->client : &s->upstream;
     struct lb_conn *dst = c2u ? &s->upstream : &s->client;
@@ -109,4 +109,45 @@ bool lb__pump(struct lb_session *s, struct lb_dir *d, bool c2u)
         if ((size_t)n < want)
             moved = PUMP_BUDGET;
     }
+}
+
+/* The coalesced direction after a pump: re-arm its flush, and move the
+ * source's low-water mark up (batch) or down (quiet: no delay). */
+static void coalesce_after(struct lb_session *s, uint64_t moved, bool flush)
+{
+    struct lb_coalesce *c = &s->coal;
+    if (s->u2c.state != LB_DIR_READ) {
+        c->due = 0; /* bytes in flight: the client's writable event drives */
+        return;
+    }
+    enum lb_coal_mark m = lb_coalesce_after(c, lb__now(s), moved, flush);
+    if (m == LB_COAL_KEEP)
+        return;
+    int rc = s->upstream.ops->rcvlowat(&s->upstream, m == LB_COAL_HIGH ? LB_COALESCE_LOWAT : 1);
+    if (rc < 0) { /* cannot batch this socket: never delay it */
+        c->ms = 0;
+        c->high = false;
+        c->due = 0;
+        if (m == LB_COAL_HIGH)
+            (void)s->upstream.ops->rcvlowat(&s->upstream, 1);
+    }
+}
+
+bool lb__pump(struct lb_session *s, struct lb_dir *d, bool c2u)
+{
+    uint64_t before = d->bytes;
+    bool ok = pump_dir(s, d, c2u);
+    if (ok && !c2u && s->coal.ms)
+        coalesce_after(s, d->bytes - before, false);
+    return ok;
+}
+
+void lb__coalesce_flush(struct lb_session *s)
+{
+    s->coal.due = 0;
+    if (!s->u2c.pumped || s->u2c.state != LB_DIR_READ)
+        return;
+    uint64_t before = s->u2c.bytes;
+    if (pump_dir(s, &s->u2c, false) && s->coal.ms)
+        coalesce_after(s, s->u2c.bytes - before, true);
 }

@@ -50,6 +50,7 @@ struct lb_env {
     struct lb_lstat {
         _Atomic uint64_t accepted;
         _Atomic uint64_t refused; /* max_sessions or out of descriptors */
+        _Atomic int32_t coalesce_ms; /* listeners[].coalesce in force; 0: off */
     } *lstats;
     size_t n_lstats;
     struct lb_histo preroute; /* accept -> route decided, seconds */
@@ -92,7 +93,40 @@ struct lb_shost {
     struct lb_session *sessions;
     unsigned n_sessions;
     void (*on_gone)(struct lb_shost *h); /* a session's memory went */
+    /* Sessions waiting for a dial slot (dialq.c), oldest first, and the
+     * tick that retries them while any wait (slots free on other workers). */
+    struct lb_session *dq_head, *dq_tail;
+    unsigned n_dq;
+    uv_timer_t dq_timer;
+    bool dq_timer_init;
 };
+
+/* Batching the wake-ups of one direction (origin -> client): a high
+ * receive low-water mark on the source keeps epoll quiet while messages
+ * trickle in, and a flush at most `ms` after the last pump moves what came
+ * (coalesce.c). An empty flush drops the mark (the stream went quiet: its
+ * next byte wakes us at once); the next bytes raise it again. */
+struct lb_coalesce {
+    uint32_t ms;    /* bound on the added delay; 0: off */
+    uint64_t warm;  /* bytes still moved at once (the first media) */
+    bool high;      /* the high low-water mark is set on the source */
+    uint64_t due;   /* loop ms of the next flush; 0: none */
+    uint8_t empty;  /* flushes in a row that found nothing */
+};
+
+/* Empty flushes in a row before the mark drops: a gap between two writes
+ * a little longer than the bound costs one cheap empty read, not a
+ * setsockopt down, a lone wake-up and a setsockopt up. */
+#ifndef LB_COALESCE_QUIET
+#define LB_COALESCE_QUIET 2
+#endif
+
+#ifndef LB_COALESCE_LOWAT
+#define LB_COALESCE_LOWAT (64 * 1024) /* the mark: only bursts wake us */
+#endif
+#ifndef LB_COALESCE_WARM
+#define LB_COALESCE_WARM (64 * 1024) /* after the hand-over: never delayed */
+#endif
 
 /* A listener as its sessions see it. */
 struct lb_listen_info {
@@ -158,6 +192,13 @@ struct lb_session {
     uint64_t timer_due; /* 0: not armed */
     int open_handles;
     struct lb_dir c2u, u2c;
+    struct lb_coalesce coal; /* u2c, once spliced */
+    /* Storm protection (dialq.c): a dial slot of s->node held, or a place
+     * in the worker's queue for one. */
+    bool dial_slot;
+    bool dial_queued;
+    uint64_t dial_queued_ns;
+    struct lb_session *dq_prev, *dq_next;
     struct lb_front f;
     struct lb_front_limits lim; /* this session's copy: a reload does not move it */
     struct lb_pp_in *pp_in;     /* PROXY: the header read so far */

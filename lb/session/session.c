@@ -260,6 +260,20 @@ static bool flush_buf(struct lb_session *s, struct lb_buf *b, struct lb_conn *c,
     return true;
 }
 
+/* Batching origin -> client (struct lb_coalesce): plays of an rtmp
+ * listener (never a publisher's stream), every session of a tcp listener
+ * that asks for it; raw sockets only. Before the phase goes (its role). */
+static void coalesce_begin(struct lb_session *s)
+{
+    const struct lb_env *env = s->h->env;
+    int32_t ms = s->lst->index < env->n_lstats
+                     ? atomic_load(&env->lstats[s->lst->index].coalesce_ms)
+                     : 0;
+    if (ms <= 0 || !s->upstream.ops->rcvlowat || (s->rtmp_mode && s->f.role != CONF_ROLE_PLAY))
+        return;
+    lb_coalesce_start(&s->coal, (uint32_t)ms);
+}
+
 /* A direction the phase handed over starts once its buffer is out. */
 static void promote(struct lb_session *s)
 {
@@ -272,6 +286,8 @@ static void promote(struct lb_session *s)
         s->u2c.state = LB_DIR_READ;
     }
     if (s->state == LB_SS_CONNECTED && s->c2u.pumped && s->u2c.pumped) {
+        coalesce_begin(s);
+        lb__dialq_leave(s); /* the node took the session: its dial is done */
         lb__front_free(s); /* the hand-over: only splicing from here */
         lb__set_state(s, LB_SS_SPLICING);
         s->t_last_ms = lb__now(s);
@@ -293,7 +309,7 @@ static uint64_t next_due(const struct lb_session *s)
     case LB_SS_DIALING:
         return min_due(s->dial_deadline, s->f.deadline_ms);
     case LB_SS_SPLICING:
-        return min_due(idle ? s->t_last_ms + idle : 0, s->half_deadline);
+        return min_due(min_due(idle ? s->t_last_ms + idle : 0, s->half_deadline), s->coal.due);
     case LB_SS_FAILING:
         return s->linger_deadline;
     default:
@@ -553,6 +569,8 @@ static void upstream_io(struct lb_session *s, int status, int events)
                 lb__close_req(s, LB_REASON_UPSTREAM_ERROR, err);
         }
     } else {
+        if ((events & rd) && s->dial_slot) /* the node answers: it accepted us */
+            lb__dialq_leave(s);
         if ((events & rd) && s->u2c.pumped && s->u2c.state == LB_DIR_READ)
             lb__pump(s, &s->u2c, false);
         else if ((events & rd) && s->front_live && (s->f.ops->wants(&s->f) & LB_WANT_UPSTREAM)) {
@@ -599,6 +617,10 @@ static void on_timer(uv_timer_t *t)
         }
         break;
     case LB_SS_DIALING:
+        if (s->dial_queued && now >= s->dial_deadline) {
+            lb__dialq_timeout(s);
+            break;
+        }
         if (s->dial_deadline && now >= s->dial_deadline && s->upoll_open) {
             if (s->u_tls_hs) {
                 lb_tls_count(LB_TLS_SIDE_ORIGIN, LB_TLS_TIMEOUT, LB_TLS_V_UNKNOWN);
@@ -623,6 +645,11 @@ static void on_timer(uv_timer_t *t)
         }
         break;
     case LB_SS_SPLICING:
+        if (s->coal.due && now >= s->coal.due) {
+            lb__coalesce_flush(s);
+            if (s->close_req != LB_REASON_NONE)
+                break;
+        }
         if (s->half_deadline && now >= s->half_deadline)
             lb__close_req(s, LB_REASON_HALF_CLOSED, 0);
         else if (idle && now - s->t_last_ms >= idle)

@@ -13,6 +13,9 @@ void lb_session_start(struct lb_shost *h, const struct lb_listen_info *l, int fd
 /* Ends a session now (worker: shutdown, drain deadline). */
 void lb_session_end(struct lb_session *s, enum lb_reason r);
 
+/* dialq.c: closes the worker's dial-queue tick (at exit). */
+void lb_dialq_close(struct lb_shost *h);
+
 /* pipepool.c */
 void lb_pipepool_init(struct lb_pipepool *pp, size_t max_live, size_t max_idle);
 bool lb_pipe_get(struct lb_pipepool *pp, struct lb_pipe *out);

@@ -374,6 +374,7 @@ static void on_wake(uv_async_t *a)
         uv_close((uv_handle_t *)&w->wake, NULL);
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
         uv_close((uv_handle_t *)&w->accept_pause, NULL);
+        lb_dialq_close(&w->host);
     }
 }
 

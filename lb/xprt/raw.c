@@ -65,6 +65,11 @@ static ssize_t raw_peek(struct lb_conn *c, void *buf, size_t len)
     return neg(n);
 }
 
+static int raw_rcvlowat(struct lb_conn *c, int bytes)
+{
+    return setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes)) < 0 ? -errno : 0;
+}
+
 const struct lb_xprt_ops lb_xprt_raw = {
     .name = "raw",
     .read = raw_read,
@@ -75,4 +80,5 @@ const struct lb_xprt_ops lb_xprt_raw = {
     .splice_out = raw_splice_out,
     .quickack = raw_quickack,
     .peek = raw_peek,
+    .rcvlowat = raw_rcvlowat,
 };

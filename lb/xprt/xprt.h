@@ -27,6 +27,9 @@ struct lb_xprt_ops {
     /* Looks at what is readable without consuming it (PROXY headers, which
      * always arrive before any TLS). */
     ssize_t (*peek)(struct lb_conn *c, void *buf, size_t len);
+    /* The receive low-water mark: poll says readable only once this many
+     * bytes wait (or EOF, or an error). NULL: the transport cannot batch. */
+    int (*rcvlowat)(struct lb_conn *c, int bytes);
     /* The rest is for transports with their own state (TLS); NULL on raw,
      * which keeps its fast path. */
     /* The poll events that let a read (ev = UV_READABLE) or a write

@@ -151,7 +151,7 @@ static void test_unknown_key(void **st)
 {
     expect_error(edit(9, "        wieght: 2\n", true),
                  "t.yaml:9:9: pools.origins.nodes[0].wieght: unknown key (expected one of: "
-                 "name, address, weight, backup, max_sessions, send_proxy, tls, stats, location, http)");
+                 "name, address, weight, backup, max_sessions, send_proxy, max_dials, dial_queue, tls, stats, location, http)");
 }
 
 static void test_duplicate_key(void **st)
