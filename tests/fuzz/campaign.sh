@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 all=(fuzz_conf fuzz_handshake fuzz_chunk fuzz_amf fuzz_proxy fuzz_stats fuzz_admin_http
-     fuzz_message fuzz_front_rtmp fuzz_compat fuzz_session_rtmp)
+     fuzz_message fuzz_front_rtmp fuzz_compat fuzz_session_rtmp fuzz_front_http)
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
 build=build-fuzz
@@ -44,7 +44,7 @@ cmake --build $build -j2 --target "${targets[@]}" >/dev/null
 maxlen() {
   case $1 in
     fuzz_stats) echo 65536 ;;
-    fuzz_conf|fuzz_front_rtmp|fuzz_admin_http) echo 16384 ;;
+    fuzz_conf|fuzz_front_rtmp|fuzz_admin_http|fuzz_front_http) echo 16384 ;;
     *) echo 4096 ;;
   esac
 }
