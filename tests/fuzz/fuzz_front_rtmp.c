@@ -10,9 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf/conf.h"
-#include "lb/front/front.h"
-#include "upstream/upstream.h"
+#include "tests/fuzz/fixture.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -36,37 +34,22 @@ static ssize_t f_read(struct lb_conn *c, void *buf, size_t len)
     f->pos += k;
     return (ssize_t)k;
 }
-static ssize_t f_write(struct lb_conn *c, const void *buf, size_t len) { return (ssize_t)len; }
-static int f_shutdown(struct lb_conn *c) { return 0; }
-static void f_quickack(struct lb_conn *c) {}
 
 static const struct lb_xprt_ops fake = {
-    .name = "fake", .read = f_read, .write = f_write, .shutdown = f_shutdown,
-    .quickack = f_quickack,
+    .name = "fake", .read = f_read, .write = fx_write, .shutdown = fx_shutdown,
+    .quickack = fx_quickack,
 };
 
 static struct ups_snapshot *snapshot(void)
 {
-    static struct ups_snapshot *s;
     static const char text[] =
         "listeners: [{name: l, address: 127.0.0.1:1935}]\n"
         "pools: {p: {nodes: [{name: a, address: 127.0.0.1:1}, {name: b, address: 127.0.0.1:2}]}}\n"
         "routes:\n"
         "  - {name: auth, match: {app: auth}, pool: p, route_on: connect}\n"
         "  - {name: r, pool: p}\n";
-    if (!s) {
-        struct conf_errors errs;
-        struct conf_load_opts opts = {.resolve_names = false};
-        char err[128];
-        struct conf *c = conf_load_buffer("f.yaml", text, strlen(text), &opts, &errs);
-        if (!c)
-            abort();
-        s = ups_snapshot_build(c, NULL, 1, err, sizeof(err));
-        if (!s)
-            abort();
-        conf_free(c);
-    }
-    return s;
+    static struct ups_snapshot *s;
+    return fx_snapshot(&s, text);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

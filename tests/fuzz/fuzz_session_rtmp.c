@@ -29,9 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf/conf.h"
-#include "lb/front/front.h"
-#include "upstream/upstream.h"
+#include "tests/fuzz/fixture.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -56,9 +54,6 @@ static ssize_t f_read(struct lb_conn *c, void *buf, size_t len)
     f->pos += k;
     return (ssize_t)k;
 }
-static ssize_t f_write(struct lb_conn *c, const void *buf, size_t len) { return (ssize_t)len; }
-static int f_shutdown(struct lb_conn *c) { return 0; }
-static void f_quickack(struct lb_conn *c) {}
 static ssize_t f_peek(struct lb_conn *c, void *buf, size_t len)
 {
     struct feed *f = c->ctx;
@@ -68,13 +63,12 @@ static ssize_t f_peek(struct lb_conn *c, void *buf, size_t len)
 }
 
 static const struct lb_xprt_ops fake = {
-    .name = "fake", .read = f_read, .write = f_write, .shutdown = f_shutdown,
-    .quickack = f_quickack, .peek = f_peek,
+    .name = "fake", .read = f_read, .write = fx_write, .shutdown = fx_shutdown,
+    .quickack = fx_quickack, .peek = f_peek,
 };
 
 static struct ups_snapshot *snapshot(void)
 {
-    static struct ups_snapshot *s;
     static const char text[] =
         "listeners: [{name: l, address: 127.0.0.1:1935}]\n"
         "pools:\n"
@@ -86,19 +80,8 @@ static struct ups_snapshot *snapshot(void)
         "  - {name: pub, match: {role: publish}, pool: p, policy: stream_affinity}\n"
         "  - {name: play, match: {role: play, app: \"live*\"}, pool: p, policy: stream_location}\n"
         "  - {name: rest, match: {stream: \"x*\"}, pool: q}\n";
-    if (!s) {
-        struct conf_errors errs;
-        struct conf_load_opts opts = {.resolve_names = false};
-        char err[128];
-        struct conf *c = conf_load_buffer("f.yaml", text, strlen(text), &opts, &errs);
-        if (!c)
-            abort();
-        s = ups_snapshot_build(c, NULL, 1, err, sizeof(err));
-        if (!s)
-            abort();
-        conf_free(c);
-    }
-    return s;
+    static struct ups_snapshot *s;
+    return fx_snapshot(&s, text);
 }
 
 enum st { S_FRONT, S_DIALING, S_CONNECTED, S_DONE };
@@ -122,6 +105,7 @@ static void dial_next(struct sim *s)
     if (s->next < s->cands.n) {
         s->f.node = s->cands.node[s->next++];
         s->f.dials++;
+        s->f.last_candidate = s->next >= s->cands.n;
         s->st = S_DIALING;
         return;
     }
