@@ -94,6 +94,8 @@ struct lb_front {
     const struct ups_route *route;
     const struct ups_node *node; /* the node being dialled or connected */
     unsigned dials;
+    bool last_candidate;          /* no other node follows this one: it may take
+                                   * until the handshake deadline, not timeouts.connect */
     enum lb_reason last_failure;  /* of the last node that failed this session */
     char last_failure_text[128];
     const char *client_text;  /* for log lines */

@@ -45,7 +45,9 @@ struct lb_action lb_rp_upstream_connected(struct lb_front *f)
     if (lb_buf_append(&f->to_upstream, r->hc->c0c1, sizeof(r->hc->c0c1), 1u << 20) < 0)
         return lb_act_close(LB_REASON_INTERNAL_ERROR);
     r->st = RP_UP_HS;
-    uint64_t hs_end = f->now_ms + f->lim->connect_ms;
+    /* The node answers the RTMP handshake within timeouts.connect, or, as
+     * the last candidate, within what the client still waits. */
+    uint64_t hs_end = f->last_candidate ? r->origin_deadline : f->now_ms + f->lim->connect_ms;
     f->deadline_ms = hs_end < r->origin_deadline ? hs_end : r->origin_deadline;
     return lb_act(LB_ACT_CONTINUE);
 }

@@ -313,10 +313,13 @@ static bool local_shortage(int err)
     return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
+static uint64_t attempt_ms(const struct lb_session *s);
+
 void lb__dial_start(struct lb_session *s)
 {
     struct ups_node *n = s->node;
     s->f.dials++;
+    s->f.last_candidate = s->next_cand >= s->cands.n;
     /* http listeners dial the node's http address (the router kept only
      * nodes that have one). */
     bool http = s->f.req.http && n->http_addrlen;
@@ -355,14 +358,16 @@ void lb__dial_start(struct lb_session *s)
     s->open_handles++;
     uv_poll_start(&s->upoll, UV_WRITABLE, lb__on_dial_event);
     s->uev = UV_WRITABLE;
-    s->dial_deadline = lb__now(s) + (uint64_t)atomic_load(&s->h->env->connect_ms);
+    s->dial_deadline = lb__now(s) + attempt_ms(s);
 }
 
-/* How long a session waits in a node's dial queue: timeouts.connect when
- * another candidate could take it after; for the last candidate, as long
- * as its handshake deadline allows (a storm against one origin is then
- * served late, not refused). */
-static uint64_t queue_wait_ms(const struct lb_session *s)
+/* How long one node may take (its dial queue, the connect, TLS, and for
+ * rtmp its answer to the RTMP handshake): timeouts.connect when another
+ * candidate could take the session after it; for the last candidate, as
+ * long as the session's handshake deadline allows (a storm against one
+ * origin, or an origin slow under load, is then served late, not
+ * refused while the client still waits). */
+static uint64_t attempt_ms(const struct lb_session *s)
 {
     uint64_t wait = (uint64_t)atomic_load(&s->h->env->connect_ms);
     if (s->next_cand < s->cands.n)
@@ -383,7 +388,7 @@ void lb__dial_next(struct lb_session *s)
         s->f.node = n;
         if (!lb__dialq_take(s, n)) {
             if (s->dial_queued) {
-                s->dial_deadline = lb__now(s) + queue_wait_ms(s);
+                s->dial_deadline = lb__now(s) + attempt_ms(s);
                 return;
             }
             ups_node_release(n); /* its queue is full: the next candidate */

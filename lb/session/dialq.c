@@ -109,7 +109,7 @@ void lb__dialq_timeout(struct lb_session *s)
     struct ups_node *n = s->node;
     atomic_fetch_add(&n->live->dial_wait_timeouts, 1);
     lb_log_msg(LB_LOG_WARN, "dial_queue",
-               "client %s: node %s had no free dial slot (max_dials %u) within timeouts.connect; "
+               "client %s: node %s had no free dial slot (max_dials %u) in time; "
                "next candidate",
                s->client_text, n->name, n->max_dials);
     lb__dialq_leave(s);

@@ -1038,6 +1038,23 @@ static void test_origin_handshake_failures(void **st)
         check_fail(d, LB_REASON_ORIGIN_TIMEOUT, prefix, "NetStream.Play.StreamNotFound");
         drv_free(d);
     }
+    /* The last candidate (no node would follow it) may answer until the
+     * origin deadline: an origin slow under load serves late, not never. */
+    {
+        build_client(&c, CL_PLAY, 128);
+        struct drv *d = drv_new("rtmp", 64 * 1024);
+        client_until_route(d, &c, 0, 0, 0, CL_PLAY);
+        size_t prefix = d->f.to_client.len;
+        d->f.last_candidate = true;
+        drv_connect(d);
+        assert_int_equal(d->f.deadline_ms, T0 + HS_MS); /* not T0 + CONNECT_MS */
+        feed(d, true, o.s.b, 100);
+        assert_int_equal(d->f.deadline_ms, T0 + HS_MS);
+        d->f.now_ms = T0 + HS_MS;
+        record(d, d->f.ops->on_timer(&d->f));
+        check_fail(d, LB_REASON_ORIGIN_TIMEOUT, prefix, "NetStream.Play.StreamNotFound");
+        drv_free(d);
+    }
 }
 
 struct fault_case {
