@@ -47,24 +47,8 @@ cleanup() {
 trap cleanup EXIT
 
 op=$(port); hp=$(port); lp=$(port); l0=$(port); ln=$(port); hap=$(port)
-mkdir -p "$work/origin/logs"
 # Stock nginx-rtmp (listen backlog 511), with room for the players' sockets.
-cat > "$work/origin/nginx.conf" <<CONF
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile 16384;
-pid $work/origin/nginx.pid;
-error_log $work/origin/logs/error.log warn;
-load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-events { worker_connections 8192; }
-rtmp { server { listen 127.0.0.1:$op; chunk_size 4096;
-  application live { live on; record off; } } }
-http { access_log off; client_body_temp_path $work/origin/body;
-  server { listen 127.0.0.1:$hp; location /stat { rtmp_stat all; } } }
-CONF
-nginx -p "$work/origin" -c "$work/origin/nginx.conf" >"$work/nginx.log" 2>&1 & pids+=($!)
-wait_port "$op"
+nginx_rtmp_origin "$work/origin" "$op" "$hp" 8192
 lbconf() { # NAME PORT COALESCE("": the default) MAX_DIALS
   cat > "$work/$1.yaml" <<CONF
 workers: 2
@@ -79,24 +63,7 @@ CONF
 lbconf rtmplb "$lp" "" "${BENCH_MAX_DIALS:-64}"; lbpid=$!; pids+=($lbpid)
 lbconf rtmplb-c0 "$l0" 0s 64; lb0pid=$!; pids+=($lb0pid)
 lbconf rtmplb-nolim "$ln" "" 0; lbnpid=$!; pids+=($lbnpid)
-cat > "$work/haproxy.cfg" <<CONF
-global
-    nbthread 2
-    maxconn 5000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    option splice-request
-    option splice-response
-frontend f
-    bind 127.0.0.1:$hap
-    default_backend b
-backend b
-    server origin 127.0.0.1:$op
-CONF
-haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & happid=$!; pids+=($happid)
+haproxy_splice "$work/haproxy.cfg" "$hap" "127.0.0.1:$op" 5000; happid=$hap_pid
 # ~900 kbit/s: 640x360 25 fps H.264 at 800k + AAC 96k, encoded once.
 ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=640x360:rate=25 \
   -f lavfi -i sine=frequency=440:sample_rate=44100 -t 30 -c:v libx264 -preset veryfast \
@@ -104,7 +71,7 @@ ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=640x360:rate=25 \
   -f flv "$work/clip.flv"
 ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$work/clip.flv" -c copy \
   -f flv "rtmp://127.0.0.1:$op/live/bench" >"$work/ffmpeg.log" 2>&1 & pubpid=$!; pids+=($pubpid)
-for ((i = 0; i < 100; i++)); do curl -fs "http://127.0.0.1:$hp/stat" | grep -q "<name>bench</name>" && break; sleep 0.1; done
+wait_stat_stream "$hp" bench || true
 wait_port "$lp"; wait_port "$l0"; wait_port "$ln"; wait_port "$hap"
 sleep 2
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }

@@ -26,22 +26,7 @@ cleanup() {
 trap cleanup EXIT
 
 op=$(port); hp=$(port); lp=$(port)
-mkdir -p "$work/origin/logs"
-cat > "$work/origin/nginx.conf" <<CONF
-daemon off;
-master_process on;
-worker_processes 1;
-pid $work/origin/nginx.pid;
-error_log $work/origin/logs/error.log warn;
-load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-events { worker_connections 1024; }
-rtmp { server { listen 127.0.0.1:$op; chunk_size 4096;
-  application live { live on; record off; } } }
-http { access_log off; client_body_temp_path $work/origin/body;
-  server { listen 127.0.0.1:$hp; location /stat { rtmp_stat all; } } }
-CONF
-nginx -p "$work/origin" -c "$work/origin/nginx.conf" >"$work/nginx.log" 2>&1 & pids+=($!)
-wait_port "$op"
+nginx_rtmp_origin "$work/origin" "$op" "$hp" 1024
 cat > "$work/rtmplb.yaml" <<CONF
 workers: 2
 log: {access_log: off, level: warn}
@@ -53,7 +38,7 @@ CONF
 ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x360:rate=25 \
   -f lavfi -i sine=sample_rate=44100 -c:v libx264 -preset veryfast -tune zerolatency -g 50 \
   -c:a aac -f flv "rtmp://127.0.0.1:$op/live/bench" >"$work/ffmpeg.log" 2>&1 & pids+=($!)
-for ((i = 0; i < 100; i++)); do curl -fs "http://127.0.0.1:$hp/stat" | grep -q "<name>bench</name>" && break; sleep 0.1; done
+wait_stat_stream "$hp" bench || true
 sleep 1
 
 per=$((plays / rounds))
