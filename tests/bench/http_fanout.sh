@@ -62,24 +62,7 @@ stream { server { listen 127.0.0.1:$ngs backlog=4096; proxy_pass 127.0.0.1:$org;
 EOF
   nginx -p "$work/l4" -c "$work/l4/nginx.conf" 2>"$work/l4.log" & ngpid=$!; pids+=($ngpid)
 fi
-cat > "$work/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 5000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    option splice-request
-    option splice-response
-frontend f
-    bind 127.0.0.1:$hap
-    default_backend b
-backend b
-    server s1 127.0.0.1:$org maxconn 5000
-EOF
-haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & happid=$!; pids+=($happid)
+haproxy_splice "$work/haproxy.cfg" "$hap" "127.0.0.1:$org" 5000 1; happid=$hap_pid
 wait_port "$org"; wait_port "$lbp"; wait_port "$hap"; [ -n "$ngpid" ] && wait_port "$ngs"
 
 # The CPU of a proxy: its process and its children (nginx's worker).

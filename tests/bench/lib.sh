@@ -44,13 +44,14 @@ wait_stat_stream() {
 }
 
 # HAProxy as the plain L4 reference: tcp mode, forced splice both ways,
-# 2 threads, from 127.0.0.1:PORT to BACKEND (host:port). Config in FILE,
-# log next to it; started in the background, pid in hap_pid and in pids.
-#   haproxy_splice FILE PORT BACKEND MAXCONN
+# THREADS threads (default 2), from 127.0.0.1:PORT to BACKEND (host:port).
+# Config in FILE, log next to it; started in the background, pid in hap_pid
+# and in pids.
+#   haproxy_splice FILE PORT BACKEND MAXCONN [THREADS]
 haproxy_splice() {
   cat > "$1" <<CONF
 global
-    nbthread 2
+    nbthread ${5:-2}
     maxconn $4
 defaults
     mode tcp
