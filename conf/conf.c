@@ -34,12 +34,12 @@ static const struct conf_enum_val forwardeds[] = {{"off", CONF_FWD_OFF, NULL},
                                                   {NULL, 0, NULL}};
 
 /* An http path pattern: an absolute path whose {placeholders} are {app},
- * {stream} (required) or {seq}, never two in a row (lb/front/http_req.c
- * matches them). */
+ * {stream} (required) or {seq}, each at most once, never two in a row
+ * (lb/front/http_req.c matches them, within a bounded number of steps). */
 static const char *check_http_path(const char *v)
 {
     static const char *const names[] = {"{app}", "{stream}", "{seq}"};
-    bool stream = false, prev_ph = false;
+    bool stream = false, prev_ph = false, seen[3] = {false, false, false};
     if (v[0] != '/')
         return "must start with /";
     if (strlen(v) > 255)
@@ -61,6 +61,9 @@ static const char *check_http_path(const char *v)
             return "knows only {app}, {stream} and {seq}";
         if (prev_ph)
             return "must put text between two placeholders";
+        if (seen[k])
+            return "may name each placeholder only once";
+        seen[k] = true;
         stream |= k == 1;
         prev_ph = true;
         p += strlen(names[k]);

@@ -109,7 +109,6 @@ static bool secret_ok(struct lb_admin *a, const struct lb_http_request *req,
 
 /* ---- nginx-rtmp notify, oclp pull ---------------------------------------------- */
 
-/* The listener named by ?listener=, or the first rtmp one. */
 /* Adds the query args of s ("a=1&b=2", already past the '?') to args. */
 static void add_query_args(struct lb_compat_form *scratch, const char *s, struct ups_arg *args,
                            size_t *n)

@@ -146,7 +146,8 @@ static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
             lb_metrics_double(m, l, 2, (double)atomic_load(&n->live->dial_wait_us_total) / 1e6);
         }
     NODE_FAMILY("rtmplb_node_dial_wait_timeouts_total", LB_METRIC_COUNTER,
-                "Sessions that found no dial slot within timeouts.connect (next candidate).",
+                "Sessions that found no dial slot in time (timeouts.connect; the handshake "
+                "deadline for an rtmp or http session's last candidate).",
                 atomic_load(&n->live->dial_wait_timeouts))
     NODE_FAMILY("rtmplb_node_dial_queue_full_total", LB_METRIC_COUNTER,
                 "Sessions that skipped the node: its dial queue was full.",

@@ -47,7 +47,8 @@ struct lb_front_limits {
     uint32_t max_amf_depth;
     uint32_t max_amf_string;
     uint64_t handshake_ms; /* from accept to routing */
-    uint64_t connect_ms;   /* one node: connect, and answer the RTMP handshake */
+    uint64_t connect_ms;   /* one node: connect, and answer the RTMP handshake (not
+                            * for the last candidate: see lb_front.last_candidate) */
     uint64_t takeover_ms;  /* publisher takeover: the old publish gone, its name released */
     uint64_t idle_ms;      /* no byte either way (http: while the phase copies) */
 };

@@ -252,12 +252,13 @@ static bool match_at(const char *pat, const char *s, const char *end, struct cap
     if (k < 0 || depth > 8)
         return false;
     const char *seg_end = s;
-    if (k == PH_SEQ)
+    if (k == PH_SEQ) {
         while (seg_end < end && *seg_end >= '0' && *seg_end <= '9')
             seg_end++;
-    else
+    } else {
         while (seg_end < end && *seg_end != '/')
             seg_end++;
+    }
     for (const char *e = seg_end; e > s; e--) {
         if (++c->steps > LB_HTTP_MATCH_STEPS)
             return false;

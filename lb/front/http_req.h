@@ -60,8 +60,8 @@ bool lb_httpreq_xff_last(const char *xff, char *out, size_t cap);
 extern const char *const lb_http_default_paths[];
 extern const size_t lb_http_n_default_paths;
 
-/* Matches the path of url (the query is split off into *query, NULL when
- * none) against pattern: {app} and {stream} match one or more bytes of one
+/* Matches path[0, path_len) (the caller splits off the query) against
+ * pattern: {app} and {stream} match one or more bytes of one
  * path segment (percent-decoded; longest first), {seq} one or more digits.
  * A pattern without {app} gives def_app. true: app and stream filled.
  * The search tries at most LB_HTTP_MATCH_STEPS splits, then gives up (no
@@ -72,8 +72,10 @@ bool lb_http_path_match(const char *pattern, const char *path, size_t path_len,
 /* The splits the match of path against pattern tries (for tests). */
 unsigned lb_http_path_match_cost(const char *pattern, const char *path, size_t path_len);
 
-/* Enough for any path a player sends: a 4096-byte segment against
- * "{stream}-{seq}" tries about 4096 splits. */
+/* Enough for any path a player sends (at most LB_HTTPREQ_MAX_URL bytes,
+ * each placeholder at most once): the worst a matching path costs is about
+ * twice its length, 8200 splits against "/{app}/{stream}-{seq}.ts" and
+ * about 12300 for "/{app}-{stream}-{seq}/x" with a segment of digits. */
 #define LB_HTTP_MATCH_STEPS 16384u
 
 #endif

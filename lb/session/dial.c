@@ -240,7 +240,8 @@ static void connected(struct lb_session *s)
 }
 
 /* An RTMPS node: the TLS handshake after connect, within the dial's
- * deadline (timeouts.connect), before the phase hears of the node. A
+ * deadline (attempt_ms: timeouts.connect, or more for the last candidate
+ * of an rtmp session), before the phase hears of the node. A
  * failure (a verification failure too) is this node's: next candidate. */
 static void on_dial_tls_event(uv_poll_t *h, int status, int events)
 {
@@ -319,7 +320,7 @@ void lb__dial_start(struct lb_session *s)
 {
     struct ups_node *n = s->node;
     s->f.dials++;
-    s->f.last_candidate = s->next_cand >= s->cands.n;
+    s->f.last_candidate = s->rtmp_mode && s->next_cand >= s->cands.n;
     /* http listeners dial the node's http address (the router kept only
      * nodes that have one). */
     bool http = s->f.req.http && n->http_addrlen;
@@ -361,20 +362,21 @@ void lb__dial_start(struct lb_session *s)
     s->dial_deadline = lb__now(s) + attempt_ms(s);
 }
 
-/* How long one node may take (its dial queue, the connect, TLS, and for
- * rtmp its answer to the RTMP handshake): timeouts.connect when another
- * candidate could take the session after it; for the last candidate, as
- * long as the session's handshake deadline allows (a storm against one
- * origin, or an origin slow under load, is then served late, not
- * refused while the client still waits). */
+/* How long one node may take (its dial queue, the connect, TLS, and its
+ * answer to the RTMP handshake): timeouts.connect when another candidate
+ * could take the session after it. The last candidate of an rtmp or http
+ * session (rtmp_mode) has what is left of the session's handshake deadline
+ * (accept + timeouts.handshake), at least timeouts.connect: a storm
+ * against one origin, or an origin slow under load, is then served late
+ * rather than refused while the client still waits. tcp sessions, and
+ * later requests of an http keep-alive connection, get timeouts.connect. */
 static uint64_t attempt_ms(const struct lb_session *s)
 {
     uint64_t wait = (uint64_t)atomic_load(&s->h->env->connect_ms);
-    if (s->next_cand < s->cands.n)
+    if (s->next_cand < s->cands.n || !s->rtmp_mode)
         return wait;
-    uint64_t spent = (uv_hrtime() - s->t_accept_ns) / 1000000;
-    uint64_t hs = (uint64_t)atomic_load(&s->h->env->handshake_ms); /* from accept */
-    return hs > spent + wait ? hs - spent : wait;
+    uint64_t now = lb__now(s);
+    return s->hs_deadline > now + wait ? s->hs_deadline - now : wait;
 }
 
 void lb__dial_next(struct lb_session *s)

@@ -7,7 +7,9 @@
  * fails it. Sessions beyond the limit wait in
  * their worker's queue, oldest first, up to dial_queue per node (all
  * workers); a full queue sends the session to its next candidate, and so
- * does its dial deadline (timeouts.connect, from when it began to wait).
+ * does its dial deadline (dial.c attempt_ms: timeouts.connect from when it
+ * began to wait; the last candidate of an rtmp or http session, its
+ * handshake deadline).
  * Slots free on any worker, so while sessions wait a 1 ms tick retries. */
 #include "lb/session/internal.h"
 

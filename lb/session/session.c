@@ -625,7 +625,7 @@ static void on_timer(uv_timer_t *t)
             if (s->u_tls_hs) {
                 lb_tls_count(LB_TLS_SIDE_ORIGIN, LB_TLS_TIMEOUT, LB_TLS_V_UNKNOWN);
                 snprintf(s->fail_detail, sizeof(s->fail_detail),
-                         "did not finish the TLS handshake within timeouts.connect");
+                         "did not finish the TLS handshake in time (timeouts.connect)");
                 lb__node_failed(s, LB_REASON_ORIGIN_TLS, 0);
             } else {
                 lb__node_failed(s, LB_REASON_DIAL_FAILED, ETIMEDOUT);

@@ -40,7 +40,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-[ -n "${BENCH_DEBUG:-}" ] && trap "cat $work/*.log; cleanup" EXIT
+[ -n "${BENCH_DEBUG:-}" ] && trap "cat $work/*.log $work/origin/*.log; cleanup" EXIT
 
 op=$(port); hp=$(port); lp=$(port); hap=$(port)
 nginx_rtmp_origin "$work/origin" "$op" "$hp" 4096

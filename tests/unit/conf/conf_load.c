@@ -593,6 +593,9 @@ static void test_http_listener(void **st)
     expect_error(edit(4, "    mode: http\n    http: {paths: [\"/{app}{stream}\"]}\n", false),
                  "t.yaml:5:20: listeners[0].http.paths[0]: must put text between two placeholders "
                  "(got \"/{app}{stream}\")");
+    expect_error(edit(4, "    mode: http\n    http: {paths: [\"/{stream}/{stream}.flv\"]}\n", false),
+                 "t.yaml:5:20: listeners[0].http.paths[0]: may name each placeholder only once "
+                 "(got \"/{stream}/{stream}.flv\")");
     expect_error(edit(4, "    mode: http\n    http: {paths: [\"/{who}/{stream}\"]}\n", false),
                  "t.yaml:5:20: listeners[0].http.paths[0]: knows only {app}, {stream} and {seq} "
                  "(got \"/{who}/{stream}\")");

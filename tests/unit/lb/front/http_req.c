@@ -101,6 +101,30 @@ static void test_path_match_work_bounded(void **state)
     unsigned cost = lb_http_path_match_cost("/{app}/{stream}-{seq}.ts", path, n);
     assert_true(cost > 1000);
     assert_true(cost < LB_HTTP_MATCH_STEPS);
+    /* The costliest paths that do match still do: a segment of 4089 digits
+     * against three placeholders in one segment, and a long stream name
+     * against a default pattern. */
+    memcpy(path, "/a-b-", 5);
+    n = 5;
+    memset(path + n, '7', LB_HTTPREQ_MAX_URL - 7);
+    n += LB_HTTPREQ_MAX_URL - 7;
+    memcpy(path + n, "/x", 2);
+    n += 2;
+    assert_true(lb_http_path_match_cost("/{app}-{stream}-{seq}/x", path, n) < LB_HTTP_MATCH_STEPS);
+    assert_true(lb_http_path_match("/{app}-{stream}-{seq}/x", path, n, "x", app, sizeof(app),
+                                   stream, sizeof(stream)));
+    assert_string_equal(app, "a");
+    assert_string_equal(stream, "b");
+    memcpy(path, "/live/", 6);
+    memset(path + 6, 's', 40);
+    memcpy(path + 46, "-", 1);
+    memset(path + 47, '9', LB_HTTPREQ_MAX_URL - 50);
+    memcpy(path + LB_HTTPREQ_MAX_URL - 3, ".ts", 3);
+    n = LB_HTTPREQ_MAX_URL;
+    assert_true(lb_http_path_match_cost("/{app}/{stream}-{seq}.ts", path, n) < LB_HTTP_MATCH_STEPS);
+    assert_true(lb_http_path_match("/{app}/{stream}-{seq}.ts", path, n, "x", app, sizeof(app),
+                                   stream, sizeof(stream)));
+    assert_int_equal(strlen(stream), 40);
     /* {seq} is tried only over the digits that start there. */
     assert_true(lb_http_path_match_cost("/{app}/{stream}-{seq}.ts", "/live/a-123456.ts", 17) < 16);
     assert_true(lb_http_path_match("/{app}/{stream}-{seq}.ts", "/live/a-b-12.ts", 15, "x", app,
