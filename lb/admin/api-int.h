@@ -29,6 +29,11 @@ json_object *lb__admin_u64(uint64_t v);
 long long lb__admin_query_uint(const struct lb_http_request *req, const char *name, long long def);
 bool lb__admin_query_copy(const struct lb_http_request *req, const char *name, char *out,
                           size_t cap, struct lb_http_response *res);
+/* The listener called name, or with no name the first rtmp listener; else
+ * a 404 naming it (hint, if not NULL, is added: where the name came from). */
+const struct lb_listener_spec *lb__admin_find_listener(struct lb_server *srv, const char *name,
+                                                       const char *hint,
+                                                       struct lb_http_response *res);
 
 /* GET /api/v1/process */
 json_object *lb__admin_process_json(struct lb_admin *a);

@@ -261,8 +261,9 @@ static const char *http_suffix(const struct lb_listener_spec *ls,
 }
 
 /* The listener named, or the first rtmp one; NULL when none (answered 404). */
-static const struct lb_listener_spec *find_listener(struct lb_server *srv, const char *name,
-                                                    struct lb_http_response *res)
+const struct lb_listener_spec *lb__admin_find_listener(struct lb_server *srv, const char *name,
+                                                       const char *hint,
+                                                       struct lb_http_response *res)
 {
     for (size_t i = 0; i < srv->n_listeners; i++) {
         const struct lb_listener_spec *l = &srv->listeners[i];
@@ -270,7 +271,7 @@ static const struct lb_listener_spec *find_listener(struct lb_server *srv, const
             return l;
     }
     if (name)
-        lb_http_reply_error(res, 404, "no listener %s", name);
+        lb_http_reply_error(res, 404, "no listener %s%s", name, hint ? hint : "");
     else
         lb_http_reply_error(res, 404, "no rtmp listener: name one with ?listener=");
     return NULL;
@@ -296,7 +297,7 @@ static void h_locate(void *ud, const struct lb_http_request *req, struct lb_http
         lb_http_reply_error(res, 400, "role is publish or play");
         return;
     }
-    const struct lb_listener_spec *ls = find_listener(srv, listener, res);
+    const struct lb_listener_spec *ls = lb__admin_find_listener(srv, listener, NULL, res);
     if (!ls)
         return;
     listener = ls->name;
@@ -401,7 +402,8 @@ static void h_lines(void *ud, const struct lb_http_request *req, struct lb_http_
         lb_http_reply_error(res, 400, "app and stream are at most 255 bytes");
         return;
     }
-    const struct lb_listener_spec *ls = find_listener(srv, lb_http_query(req, "listener"), res);
+    const struct lb_listener_spec *ls =
+        lb__admin_find_listener(srv, lb_http_query(req, "listener"), NULL, res);
     if (!ls)
         return;
     struct geo_info gi = {0};

@@ -110,21 +110,6 @@ static bool secret_ok(struct lb_admin *a, const struct lb_http_request *req,
 /* ---- nginx-rtmp notify, oclp pull ---------------------------------------------- */
 
 /* The listener named by ?listener=, or the first rtmp one. */
-static const struct lb_listener_spec *listener_of(struct lb_server *srv, const char *name,
-                                                  struct lb_http_response *res)
-{
-    for (size_t i = 0; i < srv->n_listeners; i++) {
-        const struct lb_listener_spec *l = &srv->listeners[i];
-        if (name ? strcmp(l->name, name) == 0 : l->mode == CONF_MODE_RTMP)
-            return l;
-    }
-    if (name)
-        lb_http_reply_error(res, 404, "no listener %s (?listener= in the notify URL)", name);
-    else
-        lb_http_reply_error(res, 404, "no rtmp listener: name one with ?listener=");
-    return NULL;
-}
-
 /* Adds the query args of s ("a=1&b=2", already past the '?') to args. */
 static void add_query_args(struct lb_compat_form *scratch, const char *s, struct ups_arg *args,
                            size_t *n)
@@ -242,7 +227,8 @@ static void answer_ask(struct lb_admin *a, const struct lb_http_request *req,
     if (tq)
         add_query_args(&scratch, tq + 1, args, &n_args);
 
-    const struct lb_listener_spec *ls = listener_of(srv, lb_http_query(req, "listener"), res);
+    const struct lb_listener_spec *ls = lb__admin_find_listener(
+        srv, lb_http_query(req, "listener"), " (?listener= in the notify URL)", res);
     if (!ls)
         goto out;
     /* The client's address (nginx's addr, no port) for geo routes. */

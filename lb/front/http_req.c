@@ -215,6 +215,7 @@ enum { PH_APP, PH_STREAM, PH_SEQ };
 struct capture {
     const char *at[2]; /* app, stream */
     size_t len[2];
+    unsigned steps; /* candidate splits tried (bounded by LB_HTTP_MATCH_STEPS) */
 };
 
 static int placeholder(const char *pat, size_t *skip)
@@ -231,7 +232,10 @@ static int placeholder(const char *pat, size_t *skip)
 }
 
 /* Backtracking over at most three placeholders; each captures within one
- * segment, longest first. depth bounds the recursion. */
+ * segment, longest first ({seq} within the digits that start there).
+ * depth bounds the recursion and c->steps the work: a hostile path against
+ * placeholders in one segment ("{app}-{stream}-{seq}") would otherwise
+ * cost a power of its length. Out of steps is no match. */
 static bool match_at(const char *pat, const char *s, const char *end, struct capture *c,
                      int depth)
 {
@@ -248,16 +252,15 @@ static bool match_at(const char *pat, const char *s, const char *end, struct cap
     if (k < 0 || depth > 8)
         return false;
     const char *seg_end = s;
-    while (seg_end < end && *seg_end != '/')
-        seg_end++;
+    if (k == PH_SEQ)
+        while (seg_end < end && *seg_end >= '0' && *seg_end <= '9')
+            seg_end++;
+    else
+        while (seg_end < end && *seg_end != '/')
+            seg_end++;
     for (const char *e = seg_end; e > s; e--) {
-        if (k == PH_SEQ) {
-            bool digits = true;
-            for (const char *q = s; q < e && digits; q++)
-                digits = *q >= '0' && *q <= '9';
-            if (!digits)
-                continue;
-        }
+        if (++c->steps > LB_HTTP_MATCH_STEPS)
+            return false;
         if (match_at(pat + skip, e, end, c, depth + 1)) {
             if (k != PH_SEQ) {
                 c->at[k] = s;
@@ -265,6 +268,8 @@ static bool match_at(const char *pat, const char *s, const char *end, struct cap
             }
             return true;
         }
+        if (c->steps > LB_HTTP_MATCH_STEPS)
+            return false;
     }
     return false;
 }
@@ -299,7 +304,7 @@ bool lb_http_path_match(const char *pattern, const char *path, size_t path_len,
                         const char *def_app, char *app, size_t app_cap, char *stream,
                         size_t stream_cap)
 {
-    struct capture c = {{NULL, NULL}, {0, 0}};
+    struct capture c = {{NULL, NULL}, {0, 0}, 0};
     if (!match_at(pattern, path, path + path_len, &c, 0) || !c.at[PH_STREAM])
         return false;
     if (!decode(c.at[PH_STREAM], c.len[PH_STREAM], stream, stream_cap))
@@ -310,4 +315,11 @@ bool lb_http_path_match(const char *pattern, const char *path, size_t path_len,
         return false;
     snprintf(app, app_cap, "%s", def_app);
     return true;
+}
+
+unsigned lb_http_path_match_cost(const char *pattern, const char *path, size_t path_len)
+{
+    struct capture c = {{NULL, NULL}, {0, 0}, 0};
+    match_at(pattern, path, path + path_len, &c, 0);
+    return c.steps;
 }

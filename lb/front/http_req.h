@@ -63,9 +63,17 @@ extern const size_t lb_http_n_default_paths;
 /* Matches the path of url (the query is split off into *query, NULL when
  * none) against pattern: {app} and {stream} match one or more bytes of one
  * path segment (percent-decoded; longest first), {seq} one or more digits.
- * A pattern without {app} gives def_app. true: app and stream filled. */
+ * A pattern without {app} gives def_app. true: app and stream filled.
+ * The search tries at most LB_HTTP_MATCH_STEPS splits, then gives up (no
+ * match): a hostile path costs a bounded amount of work. */
 bool lb_http_path_match(const char *pattern, const char *path, size_t path_len,
                         const char *def_app, char *app, size_t app_cap, char *stream,
                         size_t stream_cap);
+/* The splits the match of path against pattern tries (for tests). */
+unsigned lb_http_path_match_cost(const char *pattern, const char *path, size_t path_len);
+
+/* Enough for any path a player sends: a 4096-byte segment against
+ * "{stream}-{seq}" tries about 4096 splits. */
+#define LB_HTTP_MATCH_STEPS 16384u
 
 #endif

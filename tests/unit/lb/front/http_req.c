@@ -79,6 +79,35 @@ static void test_path_bounds(void **state)
     assert_string_equal(lb_http_default_paths[0], "/{app}/{stream}.flv");
 }
 
+/* The fuzz campaign found a URL of dashes that took 0.7 s against
+ * "/{app}-{stream}-{seq}/x": the split search is bounded now. */
+static void test_path_match_work_bounded(void **state)
+{
+    (void)state;
+    static char path[LB_HTTPREQ_MAX_URL + 1];
+    char app[64], stream[64];
+    size_t n = LB_HTTPREQ_MAX_URL - 2;
+    path[0] = '/';
+    memset(path + 1, '-', n - 1);
+    memcpy(path + n, "/x", 2);
+    n += 2;
+    /* Unbounded this is about (n^2)/2 splits for each of n: billions. */
+    assert_true(lb_http_path_match_cost("/{app}-{stream}-{seq}/x", path, n) <=
+                LB_HTTP_MATCH_STEPS + 1);
+    assert_false(lb_http_path_match("/{app}-{stream}-{seq}/x", path, n, "x", app, sizeof(app),
+                                     stream, sizeof(stream)));
+    /* A long segment against a default pattern: an honest no match, well
+     * inside the bound (one split per byte). */
+    unsigned cost = lb_http_path_match_cost("/{app}/{stream}-{seq}.ts", path, n);
+    assert_true(cost > 1000);
+    assert_true(cost < LB_HTTP_MATCH_STEPS);
+    /* {seq} is tried only over the digits that start there. */
+    assert_true(lb_http_path_match_cost("/{app}/{stream}-{seq}.ts", "/live/a-123456.ts", 17) < 16);
+    assert_true(lb_http_path_match("/{app}/{stream}-{seq}.ts", "/live/a-b-12.ts", 15, "x", app,
+                                   sizeof(app), stream, sizeof(stream)));
+    assert_string_equal(stream, "a-b");
+}
+
 /* ---- the request parser --------------------------------------------------------- */
 
 static const char GOOD[] = "GET /live/room.flv?line=hk HTTP/1.1\r\nHost: lb\r\n"
@@ -191,6 +220,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_path_patterns),
         cmocka_unit_test(test_path_bounds),
+        cmocka_unit_test(test_path_match_work_bounded),
         cmocka_unit_test(test_request_split_at_every_byte),
         cmocka_unit_test(test_request_pipelined),
         cmocka_unit_test(test_request_refusals),
