@@ -453,6 +453,20 @@ http {{
 """
 
 
+class FleetCase(unittest.TestCase):
+    """A test case with a Fleet and a list of fake origins (anything with
+    stop()); tearDown stops the origins, then the fleet."""
+
+    def setUp(self):
+        self.fleet = Fleet()
+        self.origins = []
+
+    def tearDown(self):
+        for o in self.origins:
+            o.stop()
+        self.fleet.stop()
+
+
 def nginx_streams(http_port):
     """Live stream names on an nginx-rtmp origin, from its /stat page:
     {name: (publishing, n_clients)}."""

@@ -84,16 +84,7 @@ def served_origin(c):
     c.sock.sendall(reply(c) + stamped(0))
 
 
-class Coalesce(unittest.TestCase):
-    def setUp(self):
-        self.fleet = Fleet()
-        self.origins = []
-
-    def tearDown(self):
-        for o in self.origins:
-            o.stop()
-        self.fleet.stop()
-
+class Coalesce(harness.FleetCase):
     def start(self, script, coalesce):
         o = rf.FakeOrigin(script, name="o1")
         self.origins.append(o)
@@ -200,16 +191,7 @@ routes: [{name: r, pool: p}]
         self.assertLess(worst, 0.4, "a publisher message waited %.3f s (coalesce: 1s)" % worst)
 
 
-class DialLimit(unittest.TestCase):
-    def setUp(self):
-        self.fleet = Fleet()
-        self.origins = []
-
-    def tearDown(self):
-        for o in self.origins:
-            o.stop()
-        self.fleet.stop()
-
+class DialLimit(harness.FleetCase):
     def burst(self, max_dials, players):
         """A slow-accepting origin (backlog 2, Python) and `players` players
         at once through rtmplb; returns (players with media, overflows)."""

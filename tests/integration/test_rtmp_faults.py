@@ -24,17 +24,8 @@ STREAM_NOT_FOUND = "NetStream.Play.StreamNotFound"
 PUBLISH_DENIED = "NetStream.Publish.Denied"
 
 
-class FrontDoorCase(unittest.TestCase):
+class FrontDoorCase(harness.FleetCase):
     """One rtmplb per test method, fake origins as needed."""
-
-    def setUp(self):
-        self.fleet = Fleet()
-        self.origins = []
-
-    def tearDown(self):
-        for o in self.origins:
-            o.stop()
-        self.fleet.stop()
 
     def origin(self, script, name="fake", hold=True):
         o = rf.FakeOrigin(script, name=name, hold=hold)
