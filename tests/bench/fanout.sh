@@ -36,15 +36,7 @@ if [ -z "${BENCH_NO_BUILD:-}" ]; then
   cmake --build "$bdir" -j2 --target rtmplb rtmp_fanout >/dev/null
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  [ -f "$work/origin/nginx.pid" ] && kill "$(cat "$work/origin/nginx.pid" 2>/dev/null)" 2>/dev/null || true
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${BENCH_KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 
 op=$(port); hp=$(port); lp=$(port); l0=$(port); ln=$(port); hap=$(port)
 # Stock nginx-rtmp (listen backlog 511), with room for the players' sockets.

@@ -14,16 +14,7 @@ scripts/deps.sh run
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" --target rtmplb rtmp_probe >/dev/null
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  # nginx's master first, by its pid file, while the file is still there.
-  [ -f "$work/origin/nginx.pid" ] && kill "$(cat "$work/origin/nginx.pid" 2>/dev/null)" 2>/dev/null || true
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 
 op=$(port); hp=$(port); lp=$(port)
 nginx_rtmp_origin "$work/origin" "$op" "$hp" 1024

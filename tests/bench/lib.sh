@@ -70,3 +70,19 @@ CONF
   hap_pid=$!
   pids+=($hap_pid)
 }
+
+# The scratch directory and process list of a bench run: sets work and
+# pids, and on exit stops an nginx origin under $work/origin (its master by
+# pid file, first), then every pid in pids, and removes $work unless
+# BENCH_KEEP is set (then it says where it is).
+bench_workdir() {
+  work=$(mktemp -d)
+  pids=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  [ -f "$work/origin/nginx.pid" ] && kill "$(cat "$work/origin/nginx.pid" 2>/dev/null)" 2>/dev/null || true
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
