@@ -69,11 +69,13 @@ def _port_range():
     return first, last
 
 
-def _next_port_from_cursor(first, last):
+def _next_port_from_cursor(first, last, span=1):
     """The next port of the range from a cursor file shared (under flock) by
     every test process of this machine: tests that ctest runs one after
     another, or in parallel, never start from the same port, so none binds
-    a port the previous one left in TIME_WAIT."""
+    a port the previous one left in TIME_WAIT. With span > 1 the cursor
+    moves past the whole block port..port+span-1, so a test running in
+    parallel is never handed a port inside it."""
     import fcntl
     fd = os.open(PORT_CURSOR, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -83,9 +85,9 @@ def _next_port_from_cursor(first, last):
             port = int(raw)
         except ValueError:
             port = first + os.getpid() % (last - first)
-        if not first <= port <= last:
+        if not first <= port <= last - span + 1:
             port = first
-        nxt = port + 1 if port < last else first
+        nxt = port + span if port + span <= last else first
         os.lseek(fd, 0, os.SEEK_SET)
         os.ftruncate(fd, 0)
         os.write(fd, str(nxt).encode())
@@ -117,6 +119,21 @@ def free_port():
         _used_ports.add(port)
         return port
     raise RuntimeError("no free test port in %d-%d" % (first, last))
+
+
+def free_port_block(span):
+    """span consecutive free loopback ports (the first is returned), taken
+    from the shared cursor as one block: for a script that numbers its
+    ports from a base (scripts/fleet.sh --port-base)."""
+    first, last = _port_range()
+    for _ in range(200):
+        base = _next_port_from_cursor(first, last, span)
+        block = range(base, base + span)
+        if any(p in _used_ports for p in block) or not all(_port_is_free(p) for p in block):
+            continue
+        _used_ports.update(block)
+        return base
+    raise RuntimeError("no %d consecutive free test ports in %d-%d" % (span, first, last))
 
 
 def recv_exact(sock, n):

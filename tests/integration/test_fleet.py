@@ -34,25 +34,6 @@ OFF = {"pub": 0, "play": 1, "admin": 2, "origin-a": 3, "origin-b": 4, "edge-1": 
 SPAN = 14
 
 
-def port_base():
-    """SPAN consecutive free loopback ports from the harness's range."""
-    for _ in range(200):
-        base = harness.free_port()
-        socks = []
-        try:
-            for p in range(base, base + SPAN):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no %d consecutive free ports" % SPAN)
-
-
 def pid_alive(pid):
     try:
         os.kill(pid, 0)
@@ -85,7 +66,7 @@ class LocalFleet(unittest.TestCase):
     def setUpClass(cls):
         cls.script = os.path.join(harness.ARGS.source, "scripts", "fleet.sh")
         cls.run_dir = tempfile.mkdtemp(prefix="rtmplb-fleet-")
-        cls.base = port_base()
+        cls.base = harness.free_port_block(SPAN)
         cls.port = {k: cls.base + v for k, v in OFF.items()}
         cls.f = Fleet()  # the test's own players and their logs
         cls.addClassCleanup(cls.f.stop)
