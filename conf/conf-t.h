@@ -103,7 +103,16 @@ struct conf_listener {
      * when the file sets it (line of coalesce_mark != 0). */
     int64_t coalesce_ms;
     struct conf_mark coalesce_mark;
+    /* mode rtmp: dial the node once the client's handshake starts, when the
+     * route cannot depend on what the client says next. */
+    bool early_dial;
+    struct conf_mark early_dial_mark;
 };
+
+/* limits.max_early_dials when not set: a quarter of stock nginx-rtmp's
+ * worker_connections (1024), so clients that stop after their handshake
+ * cannot take an origin's connections (docs/CONFIG.md). */
+#define CONF_DEFAULT_MAX_EARLY_DIALS 256
 
 /* listeners[].coalesce when not set (docs/CONFIG.md says why). */
 #define CONF_DEFAULT_COALESCE_MS 50
@@ -225,6 +234,8 @@ struct conf {
         struct conf_mark max_sessions_mark; /* line 0: left at the default */
         int64_t max_sessions_per_ip;   /* 0: no limit */
         int64_t max_handshakes_per_ip; /* sessions of one address not yet routed; 0: none */
+        int64_t max_early_dials; /* node connections held for clients still before
+                                  * their play/publish (early_dial), all listeners; 0: none */
         int64_t preroute_bytes;
         int64_t max_chunk_size;   /* largest Set Chunk Size a client may send */
         int64_t max_message_size; /* largest message before routing */

@@ -140,6 +140,7 @@ static void conf_init(void *obj)
     c->timeouts.takeover_ms = 5000;
     c->limits.max_sessions = 20000;
     c->limits.max_sessions_per_ip = 0;
+    c->limits.max_early_dials = CONF_DEFAULT_MAX_EARLY_DIALS;
     c->limits.preroute_bytes = 64 * 1024;
     c->limits.max_chunk_size = 64 * 1024;
     c->limits.max_message_size = 16 * 1024;
@@ -155,6 +156,7 @@ static void listener_init(void *obj)
     l->http.max_header = 16 * 1024;
     l->http.keepalive_ms = 30000;
     l->coalesce_ms = CONF_DEFAULT_COALESCE_MS;
+    l->early_dial = true;
 }
 
 static const struct conf_enum_val tls_versions[] = {
@@ -223,6 +225,8 @@ static const struct conf_field limit_fields[] = {
      NULL, NULL, 0, 0, NULL, NULL},
     {"max_handshakes_per_ip", CK_INT, OFF(struct conf, limits.max_handshakes_per_ip), 0, 0, 0,
      1000000, NULL, NULL, 0, 0, NULL, NULL},
+    {"max_early_dials", CK_INT, OFF(struct conf, limits.max_early_dials), 0, 0, 0, 1000000, NULL,
+     NULL, 0, 0, NULL, NULL},
     {"preroute_bytes", CK_SIZE, OFF(struct conf, limits.preroute_bytes), 0, 0, 4096, 16 << 20,
      NULL, NULL, 0, 0, NULL, NULL},
     {"max_chunk_size", CK_SIZE, OFF(struct conf, limits.max_chunk_size), 0, 0, 128, 16 << 20,
@@ -279,6 +283,8 @@ static const struct conf_field listener_fields[] = {
     {"http", CK_STRUCT, 0, 0, 0, 0, 0, NULL, &listener_http_type, 0, 0, NULL, NULL},
     {"coalesce", CK_DURATION, OFF(struct conf_listener, coalesce_ms), CF_MARK,
      OFF(struct conf_listener, coalesce_mark), 0, 1000, NULL, NULL, 0, 0, NULL, NULL},
+    {"early_dial", CK_BOOL, OFF(struct conf_listener, early_dial), CF_MARK,
+     OFF(struct conf_listener, early_dial_mark), 0, 0, NULL, NULL, 0, 0, NULL, NULL},
     F_END};
 static const struct conf_type listener_type = {
     "listener", sizeof(struct conf_listener), OFF(struct conf_listener, mark), CONF_NO_OFF,
@@ -697,6 +703,12 @@ static void cross_check(struct conf_ctx *ctx, struct conf *c)
         if (l->http.present && l->mode != CONF_MODE_HTTP) {
             snprintf(path, sizeof(path), "listeners[%zu].http", i);
             conf__error(ctx, l->http.mark, path, "only a listener with mode: http takes it");
+        }
+        if (l->early_dial_mark.line && l->mode != CONF_MODE_RTMP) {
+            snprintf(path, sizeof(path), "listeners[%zu].early_dial", i);
+            conf__error(ctx, l->early_dial_mark, path,
+                        "only a listener with mode: rtmp takes it (a tcp listener always dials "
+                        "at once; an http one routes on its request)");
         }
     }
 

@@ -199,6 +199,40 @@ const struct ups_route *ups_route_find_connect(const struct ups_snapshot *s,
     return NULL;
 }
 
+/* Whether a route's node is the same whatever the stream. */
+static bool stream_blind(const struct ups_route *r)
+{
+    switch (r->policy) {
+    case CONF_POLICY_WEIGHTED:
+    case CONF_POLICY_LEAST_SESSIONS:
+    case CONF_POLICY_GEO_NEAREST:
+        return true;
+    default: /* stream_affinity, stream_location: only with one node to pick */
+        return r->pool->n_nodes == 1 && !r->require_live;
+    }
+}
+
+const struct ups_route *ups_route_find_early(const struct ups_snapshot *s,
+                                             const struct ups_request *req)
+{
+    if (req->l4 || req->http)
+        return NULL;
+    for (size_t i = 0; i < s->n_routes; i++) {
+        const struct ups_route *r = &s->routes[i];
+        if (r->listener && (!req->listener || strcmp(r->listener, req->listener) != 0))
+            continue;
+        if (!geo_matches(r, req))
+            continue;
+        /* The first route that may match decides, and only if it matches
+         * whatever the client says next. */
+        if (r->role != CONF_ROLE_ANY || r->app || r->stream || r->n_args ||
+            r->route_on != CONF_ROUTE_ON_STREAM || !stream_blind(r))
+            return NULL;
+        return r;
+    }
+    return NULL;
+}
+
 int ups_ertmp_at_connect(const struct ups_snapshot *s, const struct ups_request *req)
 {
     /* Routing happens on publish or play: a route taking every stream (and

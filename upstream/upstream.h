@@ -76,6 +76,16 @@ double ups_affinity_score(const char *node, unsigned weight, const char *app, co
 const struct ups_route *ups_route_find_connect(const struct ups_snapshot *s,
                                                const struct ups_request *req);
 
+/* Right after the RTMP handshake starts (only listener and geo known): the
+ * route every publish or play of this session will take, when the first
+ * route that can match listener and geo matches every role, app, stream
+ * and args, routes on the stream, and picks its node the same whatever the
+ * stream (weighted, least_sessions, geo_nearest, or a pool of one node);
+ * else NULL. The session may then dial that route's node while the client
+ * is still in its handshake (listeners[].early_dial). */
+const struct ups_route *ups_route_find_early(const struct ups_snapshot *s,
+                                             const struct ups_request *req);
+
 /* At connect time (role and stream unknown): what the local connect reply
  * says of Enhanced RTMP (enum conf_ertmp). Every route that a publish or a
  * play on this listener and app could still reach (routes behind one that

@@ -190,6 +190,27 @@ static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
         lb_metrics_u64(m, l, 1, atomic_load(&srv->env.lstats[i].refused));
     }
 
+    lb_metrics_family(m, "rtmplb_early_dials_total", LB_METRIC_COUNTER,
+                      "Dials started during the client's RTMP handshake (listeners[].early_dial), "
+                      "by listener and outcome: adopted (the play or publish used it), dropped "
+                      "(routed to another node), unused (the client left or failed first), failed "
+                      "(every candidate failed; routed on the command instead).");
+    for (size_t i = 0; i < srv->env.n_lstats; i++) {
+        static const char *const outcome[LB_EARLY__COUNT] = {"adopted", "dropped", "unused",
+                                                             "failed"};
+        if (srv->listeners[i].mode != CONF_MODE_RTMP)
+            continue;
+        for (int o = 0; o < LB_EARLY__COUNT; o++) {
+            struct lb_label l[] = {{"listener", srv->listeners[i].name}, {"outcome", outcome[o]}};
+            lb_metrics_u64(m, l, 2, atomic_load(&srv->env.lstats[i].early[o]));
+        }
+    }
+
+    lb_metrics_family(m, "rtmplb_early_dials_pending", LB_METRIC_GAUGE,
+                      "Sessions holding an early dial not yet taken by their play or publish "
+                      "(bounded by limits.max_early_dials).");
+    lb_metrics_u64(m, NULL, 0, atomic_load(&srv->env.early_pending));
+
     lb_metrics_family(m, "rtmplb_sessions_refused_total", LB_METRIC_COUNTER,
                       "New sessions refused, by limit: max_sessions (or out of descriptors) at "
                       "accept, the per-address limits once the address is known.");

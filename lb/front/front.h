@@ -24,6 +24,12 @@ enum lb_act {
     LB_ACT_SPLICE,   /* the core moves these directions from now on */
     LB_ACT_FAIL,     /* to_client holds an error for the client: flush, linger, close */
     LB_ACT_CLOSE,    /* close now */
+    LB_ACT_EARLY,    /* the client speaks the protocol: the core may dial now,
+                      * when the listener's route cannot depend on what the
+                      * client says next (ups_route_find_early); the phase
+                      * hears of it through on_upstream_connected while
+                      * still talking to the client, and at its ROUTE
+                      * through on_adopted when the core keeps that node */
 };
 
 #define LB_SPLICE_C2U 1u
@@ -117,6 +123,10 @@ struct lb_phase_ops {
     struct lb_action (*on_upstream_connected)(struct lb_front *f);
     struct lb_action (*on_upstream_data)(struct lb_front *f);
     struct lb_action (*on_timer)(struct lb_front *f);
+    /* After an EARLY dial, at ROUTE: the route chose the node already
+     * dialled (f->upstream is set once it connected), and the phase goes
+     * on with it. NULL for phases that never ask for EARLY. */
+    struct lb_action (*on_adopted)(struct lb_front *f);
     /* Routing or every dial failed (reason NO_ROUTE, NO_NODE, DIAL_FAILED). */
     struct lb_action (*on_dials_failed)(struct lb_front *f, enum lb_reason why);
     unsigned (*wants)(const struct lb_front *f); /* LB_WANT_* */

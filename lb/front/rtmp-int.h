@@ -31,6 +31,16 @@ struct lb_pub_owner;
  *   FAILED     an error reply is queued for the client */
 enum rp_state { RP_HANDSHAKE, RP_LOCAL, RP_TAKEOVER, RP_ROUTED, RP_UP_HS, RP_PATCH, RP_HANDOVER, RP_FAILED };
 
+/* An early dial (listeners[].early_dial), while the client is still in
+ * HANDSHAKE or LOCAL: the node's side goes on beside it.
+ *   NONE   no node connected early
+ *   HS     plain client handshake with the node (C0C1 sent)
+ *   READY  S0S1S2 read and C2 sent; the node waits for the replay, and
+ *          whatever it sends meanwhile is kept in uin
+ * The ROUTE that takes the node (on_adopted) carries on from there: the
+ * replay at once when READY, the rest of the handshake when HS. */
+enum rp_early { RPE_NONE, RPE_HS, RPE_READY };
+
 struct rp_tid {
     double tid;
     bool create_stream;
@@ -54,6 +64,10 @@ struct rtmp_phase {
     uint64_t dirty;        /* chunk streams the client saw our headers on */
     uint32_t client_chunk; /* the client's read chunk size */
     uint64_t origin_deadline;
+    uint64_t client_deadline; /* accept + timeouts.handshake: publish or play by then */
+    bool ask_early;           /* C0C1 seen: EARLY once this event's bytes are read */
+    enum rp_early early;
+    uint64_t early_deadline;  /* the early node answers its handshake by then */
     struct amf_limits amf;
     char *tc_query;            /* connect's tcUrl (or app) query, NULL if none */
     struct rp_args *args;      /* what f->req.args points into; NULL if none */
@@ -98,5 +112,8 @@ struct lb_action lb_rp_takeover_timer(struct lb_front *f);
 /* rtmp_up.c */
 struct lb_action lb_rp_upstream_connected(struct lb_front *f);
 struct lb_action lb_rp_upstream_data(struct lb_front *f);
+struct lb_action lb_rp_adopted(struct lb_front *f);
+/* HANDSHAKE or LOCAL with an early node: its handshake's deadline passed. */
+struct lb_action lb_rp_early_timeout(struct lb_front *f);
 
 #endif

@@ -362,6 +362,7 @@ static struct lb_action handshake_bytes(struct lb_front *f, const uint8_t *p, si
         f->hs_kind = r->hs->kind == RTMP_HS_DIGEST ? "digest" : "simple";
         if (lb_buf_append(&f->to_client, r->hs->out, sizeof(r->hs->out), OUT_LIMIT) < 0)
             return lb_act_close(LB_REASON_INTERNAL_ERROR);
+        r->ask_early = true; /* a real RTMP client: its node may be dialled now */
     }
     if (hr == RTMP_HS_DONE)
         return enter_local(f, p + used, n - used);
@@ -412,8 +413,16 @@ static struct lb_action rp_client_data(struct lb_front *f)
         if (n == 0)
             return lb_act_close(hs ? LB_REASON_CLIENT_CLOSED_IN_HANDSHAKE : LB_REASON_CLIENT_CLOSED);
         struct lb_action a = hs ? handshake_bytes(f, tmp, (size_t)n) : parse_local(f);
-        if (a.kind != LB_ACT_CONTINUE)
+        if (a.kind != LB_ACT_CONTINUE) {
+            r->ask_early = false; /* routed, failed or closed: too late for it */
             return a;
+        }
+    }
+    /* After this event's bytes, so a client that sent more than C0C1 is
+     * read through first. */
+    if (r->ask_early) {
+        r->ask_early = false;
+        return lb_act(LB_ACT_EARLY);
     }
     return lb_act(LB_ACT_CONTINUE);
 }
@@ -424,6 +433,9 @@ static struct lb_action rp_timer(struct lb_front *f)
     switch (r->st) {
     case RP_HANDSHAKE:
     case RP_LOCAL: {
+        if (r->early == RPE_HS && f->now_ms >= r->early_deadline &&
+            f->now_ms < r->client_deadline)
+            return lb_rp_early_timeout(f);
         char why[96];
         snprintf(why, sizeof(why), "no publish or play within timeouts.handshake (%s)",
                  state_names[r->st]);
@@ -449,10 +461,14 @@ static struct lb_action rp_timer(struct lb_front *f)
 static unsigned rp_wants(const struct lb_front *f)
 {
     const struct rtmp_phase *r = st(f);
+    if (r->st == RP_TAKEOVER) /* only an early node, if any, is read meanwhile */
+        return r->early != RPE_NONE ? LB_WANT_UPSTREAM : 0;
     switch (r->st) {
     case RP_HANDSHAKE:
     case RP_LOCAL:
-        return LB_WANT_CLIENT;
+        /* An early node is read too: its handshake, then only to see it
+         * close (what it says before the replay waits in uin). */
+        return r->early != RPE_NONE ? LB_WANT_CLIENT | LB_WANT_UPSTREAM : LB_WANT_CLIENT;
     case RP_UP_HS:
         return LB_WANT_UPSTREAM;
     case RP_PATCH:
@@ -486,7 +502,9 @@ static int rp_create(struct lb_front *f)
 
 static struct lb_action rp_start(struct lb_front *f)
 {
+    struct rtmp_phase *r = st(f);
     f->deadline_ms = f->now_ms + f->lim->handshake_ms;
+    r->client_deadline = f->deadline_ms;
     return lb_act(LB_ACT_CONTINUE);
 }
 
@@ -500,6 +518,7 @@ void lb_rp_free_origin_side(struct rtmp_phase *r)
     lb_buf_free(&r->uin);
     r->uin_base = r->uin_parsed = r->uin_whole = 0;
     r->u_scs_seen = false;
+    r->early = RPE_NONE;
 }
 
 static void rp_free(struct lb_front *f)
@@ -530,6 +549,7 @@ const struct lb_phase_ops lb_phase_rtmp = {
     .on_upstream_connected = lb_rp_upstream_connected,
     .on_upstream_data = lb_rp_upstream_data,
     .on_timer = rp_timer,
+    .on_adopted = lb_rp_adopted,
     .on_dials_failed = rp_dials_failed,
     .wants = rp_wants,
     .free = rp_free,

@@ -19,6 +19,43 @@
 
 static struct rtmp_phase *st(const struct lb_front *f) { return f->state; }
 
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+/* The client is still in its handshake or commands, or its publish waits
+ * for a takeover: an early node is not yet the session's. */
+static bool client_side(const struct rtmp_phase *r)
+{
+    return r->st == RP_HANDSHAKE || r->st == RP_LOCAL || r->st == RP_TAKEOVER;
+}
+
+/* The phase's deadline with an early node beside the client (a takeover
+ * keeps its own: its wait ends in the ROUTE, which bounds the node). */
+static void early_deadline(struct lb_front *f)
+{
+    struct rtmp_phase *r = st(f);
+    if (r->st == RP_TAKEOVER)
+        return;
+    f->deadline_ms = r->early == RPE_HS ? min_u64(r->early_deadline, r->client_deadline)
+                                        : r->client_deadline;
+}
+
+/* The early node failed before the ROUTE: the core counts it against the
+ * node and dials the next candidate early, or gives up and routes on the
+ * client's command. The client's side goes on untouched. */
+static struct lb_action early_retry(struct lb_front *f, enum lb_reason why)
+{
+    struct rtmp_phase *r = st(f);
+    lb_rp_free_origin_side(r);
+    f->upstream_bytes = 0;
+    early_deadline(f);
+    return (struct lb_action){.kind = LB_ACT_DIAL, .reason = why};
+}
+
+struct lb_action lb_rp_early_timeout(struct lb_front *f)
+{
+    return early_retry(f, LB_REASON_ORIGIN_TIMEOUT);
+}
+
 struct lb_action lb_rp_upstream_connected(struct lb_front *f)
 {
     struct rtmp_phase *r = st(f);
@@ -27,7 +64,7 @@ struct lb_action lb_rp_upstream_connected(struct lb_front *f)
      * of the failed node reached the client. */
     lb_rp_free_origin_side(r);
     /* A takeover of this publish goes back to this node. */
-    if (f->pub_id && f->pubreg && f->node)
+    if (f->pub_id && f->pubreg && f->node && !client_side(r))
         lb_pubreg_set_node(f->pubreg, f->pub_id, f->node->pool->name, f->node->name);
     r->hc = malloc(sizeof(*r->hc));
     r->udec = malloc(sizeof(*r->udec));
@@ -44,6 +81,15 @@ struct lb_action lb_rp_upstream_connected(struct lb_front *f)
                   RP_UIN_CAP, true);
     if (lb_buf_append(&f->to_upstream, r->hc->c0c1, sizeof(r->hc->c0c1), 1u << 20) < 0)
         return lb_act_close(LB_REASON_INTERNAL_ERROR);
+    if (client_side(r)) {
+        /* Early: the node's handshake beside the client's, within
+         * timeouts.connect (the last candidate: what the client has). */
+        r->early = RPE_HS;
+        r->early_deadline = f->last_candidate ? r->client_deadline
+                                              : f->now_ms + f->lim->connect_ms;
+        early_deadline(f);
+        return lb_act(LB_ACT_CONTINUE);
+    }
     r->st = RP_UP_HS;
     /* The node answers the RTMP handshake within timeouts.connect, or, as
      * the last candidate, within what the client still waits. */
@@ -225,27 +271,102 @@ static struct lb_action patch(struct lb_front *f)
     return lb_act_splice(LB_SPLICE_C2U | LB_SPLICE_U2C);
 }
 
-/* S0S1S2 read: C2 and the replay go out, the rest is the node's stream. */
-static struct lb_action handshake_done(struct lb_front *f, const uint8_t *rest, size_t n)
+/* S0S1S2 read: C2 goes out, and what followed it is the node's stream. */
+static int c2_out(struct lb_front *f, const uint8_t *rest, size_t n)
 {
     struct rtmp_phase *r = st(f);
-
     f->upstream_bytes -= 1 + 2 * RTMP_HS_SIZE; /* the node's handshake is not the client's */
     if (lb_buf_append(&f->to_upstream, rtmp_hs_client_c2(r->hc), RTMP_HS_SIZE, 1u << 20) < 0 ||
-        lb_buf_append(&f->to_upstream, r->b.data, r->b.len,
+        lb_buf_append(&r->uin, rest, n, RP_UIN_CAP) < 0)
+        return -1;
+    free(r->hc);
+    r->hc = NULL;
+    return 0;
+}
+
+/* The node's handshake is done: the client's bytes after C2 go verbatim,
+ * and the node's answer is parsed (and patched) as it comes. */
+static struct lb_action replay_now(struct lb_front *f)
+{
+    struct rtmp_phase *r = st(f);
+    if (lb_buf_append(&f->to_upstream, r->b.data, r->b.len,
                       (size_t)f->lim->preroute_bytes + 2 * RTMP_HS_SIZE) < 0)
         return lb_act_close(LB_REASON_INTERNAL_ERROR);
     lb_buf_free(&r->b);
-    free(r->hc);
-    r->hc = NULL;
     r->st = RP_PATCH;
     f->deadline_ms = r->origin_deadline;
-    if (lb_buf_append(&r->uin, rest, n, RP_UIN_CAP) < 0)
-        return lb_act_close(LB_REASON_INTERNAL_ERROR);
     struct lb_action a = patch(f);
     if (a.kind == LB_ACT_CONTINUE) /* the client's bytes flow raw once the replay is out */
         return lb_act_splice(LB_SPLICE_C2U);
     return a;
+}
+
+struct lb_action lb_rp_adopted(struct lb_front *f)
+{
+    struct rtmp_phase *r = st(f);
+    /* A takeover of this publish goes back to this node. */
+    if (f->pub_id && f->pubreg && f->node)
+        lb_pubreg_set_node(f->pubreg, f->pub_id, f->node->pool->name, f->node->name);
+    enum rp_early e = r->early;
+    r->early = RPE_NONE;
+    switch (e) {
+    case RPE_READY:
+        return replay_now(f);
+    case RPE_HS: /* the handshake goes on as after a dial at the ROUTE */
+        r->st = RP_UP_HS;
+        f->deadline_ms = min_u64(r->early_deadline, r->origin_deadline);
+        return lb_act(LB_ACT_CONTINUE);
+    default: /* still dialling: on_upstream_connected starts as usual */
+        return lb_act(LB_ACT_CONTINUE);
+    }
+}
+
+/* One read from the node: its handshake into tmp, anything after it onto
+ * uin. -ENOBUFS: uin is at its cap. */
+static ssize_t read_origin(struct lb_front *f, uint8_t *tmp, size_t cap)
+{
+    struct rtmp_phase *r = st(f);
+    if (r->hc)
+        return lb_front_read_upstream(f, tmp, cap);
+    if (lb_buf_reserve(&r->uin, UP_READ, RP_UIN_CAP) < 0)
+        return -ENOBUFS;
+    ssize_t n = lb_front_read_upstream(f, r->uin.data + r->uin.len, r->uin.cap - r->uin.len);
+    if (n > 0)
+        r->uin.len += (size_t)n;
+    return n;
+}
+
+/* An early node's bytes while the client is still on its side: the
+ * handshake's answer (C2 goes at once, the replay when the ROUTE takes
+ * this node), then anything before the replay (kept in uin), or its
+ * close. */
+static struct lb_action early_data(struct lb_front *f)
+{
+    struct rtmp_phase *r = st(f);
+    uint8_t tmp[UP_READ];
+
+    for (int round = 0; round < 4 && r->early != RPE_NONE; round++) {
+        ssize_t n = read_origin(f, tmp, sizeof(tmp));
+        if (n == -EAGAIN)
+            break;
+        if (n == -ENOBUFS) /* RP_UIN_CAP unasked: not an origin to keep */
+            return early_retry(f, LB_REASON_ORIGIN_PROTOCOL);
+        if (n <= 0)
+            return early_retry(f, LB_REASON_ORIGIN_CLOSED);
+        if (r->early == RPE_READY)
+            continue;
+        size_t used;
+        enum rtmp_hs_result hr = rtmp_hs_client_feed(r->hc, tmp, (size_t)n, &used);
+        if (hr == RTMP_HS_ERROR)
+            return early_retry(f, LB_REASON_ORIGIN_PROTOCOL);
+        if (hr == RTMP_HS_NEED_MORE)
+            continue;
+        if (c2_out(f, tmp + used, (size_t)n - used) < 0)
+            return lb_act_close(LB_REASON_INTERNAL_ERROR);
+        r->early = RPE_READY;
+        early_deadline(f);
+    }
+    return lb_act(LB_ACT_CONTINUE);
 }
 
 static struct lb_action upstream_gone(struct lb_front *f, ssize_t err)
@@ -266,21 +387,17 @@ struct lb_action lb_rp_upstream_data(struct lb_front *f)
     struct rtmp_phase *r = st(f);
     uint8_t tmp[UP_READ];
 
+    if (client_side(r))
+        return r->early != RPE_NONE ? early_data(f) : lb_act(LB_ACT_CONTINUE);
     while (r->st == RP_UP_HS || r->st == RP_PATCH) {
         if (r->st == RP_PATCH && lb_buf_pending(&f->to_client) >= RP_COUT_HIGH)
             break; /* the client is slow: backpressure */
-        uint8_t *dst = tmp;
-        size_t room = sizeof(tmp);
-        if (r->st == RP_PATCH) {
-            if (lb_buf_reserve(&r->uin, UP_READ, RP_UIN_CAP) < 0)
-                return lb_rp_fail(f, LB_REASON_ORIGIN_PROTOCOL,
-                                  "origin %s: message too large while patching", f->node->name);
-            dst = r->uin.data + r->uin.len;
-            room = r->uin.cap - r->uin.len;
-        }
-        ssize_t n = lb_front_read_upstream(f, dst, room);
+        ssize_t n = read_origin(f, tmp, sizeof(tmp));
         if (n == -EAGAIN)
             break;
+        if (n == -ENOBUFS)
+            return lb_rp_fail(f, LB_REASON_ORIGIN_PROTOCOL,
+                              "origin %s: message too large while patching", f->node->name);
         if (n <= 0)
             return upstream_gone(f, n);
         struct lb_action a;
@@ -291,9 +408,10 @@ struct lb_action lb_rp_upstream_data(struct lb_front *f)
                 return lb_rp_retry(f, LB_REASON_ORIGIN_PROTOCOL);
             if (hr == RTMP_HS_NEED_MORE)
                 continue;
-            a = handshake_done(f, tmp + used, (size_t)n - used);
+            if (c2_out(f, tmp + used, (size_t)n - used) < 0)
+                return lb_act_close(LB_REASON_INTERNAL_ERROR);
+            a = replay_now(f);
         } else {
-            r->uin.len += (size_t)n;
             a = patch(f);
         }
         if (a.kind != LB_ACT_CONTINUE)

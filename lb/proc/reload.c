@@ -88,11 +88,13 @@ void lb_proc_apply_settings(struct lb_server *srv, const struct conf *c)
     atomic_store(&env->max_sessions, max);
     atomic_store(&env->max_sessions_per_ip, (unsigned)c->limits.max_sessions_per_ip);
     atomic_store(&env->max_handshakes_per_ip, (unsigned)c->limits.max_handshakes_per_ip);
+    atomic_store(&env->max_early_dials, (unsigned)c->limits.max_early_dials);
     /* A reload keeps the listeners (same_listeners): index i is the same. */
     for (size_t i = 0; i < env->n_lstats && i < c->n_listeners; i++) {
         const struct conf_listener *l = &c->listeners[i];
         bool set = l->mode == CONF_MODE_RTMP || l->coalesce_mark.line != 0;
         atomic_store(&env->lstats[i].coalesce_ms, set ? (int32_t)l->coalesce_ms : 0);
+        atomic_store(&env->lstats[i].early_dial, l->mode == CONF_MODE_RTMP && l->early_dial);
     }
 }
 

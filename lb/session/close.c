@@ -138,11 +138,24 @@ static void release_claim(struct lb_session *s)
     s->f.pub_id = 0;
 }
 
+/* The session ends or fails with an early dial the ROUTE never took: it
+ * was not routed (the logs name no route or node). */
+static void early_unused(struct lb_session *s)
+{
+    if (!s->early)
+        return;
+    s->early = false;
+    lb__early_count(s, LB_EARLY_UNUSED);
+    s->f.route = NULL;
+    s->log_node = NULL;
+}
+
 void lb__close_now(struct lb_session *s, enum lb_reason r)
 {
     struct lb_env *env = s->h->env;
     if (s->state == LB_SS_CLOSING)
         return;
+    early_unused(s);
     lb__set_state(s, LB_SS_CLOSING);
     s->reason = r;
     if (r != LB_REASON_PER_IP_SESSIONS && r != LB_REASON_PER_IP_HANDSHAKES)
@@ -207,6 +220,7 @@ static void log_refused(struct lb_session *s, enum lb_reason r)
  * instead of a reset. */
 void lb__begin_failing(struct lb_session *s, enum lb_reason r)
 {
+    early_unused(s);
     log_refused(s, r);
     s->reason = r;
     lb__dialq_leave(s);

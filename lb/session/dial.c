@@ -72,11 +72,143 @@ static void let_go(struct lb_session *s)
     lb__set_state(s, LB_SS_DIALING);
 }
 
+void lb__early_count(struct lb_session *s, enum lb_early_outcome o)
+{
+    struct lb_env *env = s->h->env;
+    atomic_fetch_sub(&env->early_pending, 1); /* every outcome ends the early dial */
+    if (s->lst->index < env->n_lstats)
+        atomic_fetch_add(&env->lstats[s->lst->index].early[o], 1);
+}
+
+/* The phase saw the client start an RTMP handshake: when the listener's
+ * route is certain already (ups_route_find_early), its node is dialled now,
+ * and the node's TCP and RTMP handshakes overlap the client's instead of
+ * following its play. Nothing counts as routed until the ROUTE takes it. */
+void lb__route_early(struct lb_session *s)
+{
+    const struct lb_env *env = s->h->env;
+    struct ups_request *req = &s->f.req;
+    if (s->state != LB_SS_FRONT || s->lst->mode != CONF_MODE_RTMP ||
+        s->lst->index >= env->n_lstats || !atomic_load(&env->lstats[s->lst->index].early_dial))
+        return;
+    req->now_ms = lb__now(s);
+    const struct ups_route *r = ups_route_find_early(s->snap, req);
+    if (!r)
+        return;
+    /* Clients that stop after their handshake must not take the nodes'
+     * connections: past the bound, sessions dial on their command. */
+    struct lb_env *e = s->h->env;
+    unsigned cap = atomic_load(&e->max_early_dials);
+    unsigned cur = atomic_load(&e->early_pending);
+    do {
+        if (cur >= cap)
+            return;
+    } while (!atomic_compare_exchange_weak(&e->early_pending, &cur, cur + 1));
+    ups_route_candidates(s->snap, r, req, &s->cands);
+    if (s->cands.n == 0 || s->cands.not_live) {
+        atomic_fetch_sub(&e->early_pending, 1);
+        return;
+    }
+    s->f.route = r;
+    s->next_cand = 0;
+    s->early = true;
+    lb__set_state(s, LB_SS_DIALING);
+    lb__dial_next(s);
+}
+
+/* Every candidate of the early dial failed (each counted against its
+ * node): the session is back where it was, and the client's command
+ * routes it as if nothing had been tried. */
+static void early_failed(struct lb_session *s)
+{
+    s->early = false;
+    lb__early_count(s, LB_EARLY_FAILED);
+    s->f.route = NULL;
+    s->cands.n = 0;
+    s->next_cand = 0;
+    s->f.dials = 0;
+    s->f.last_failure = LB_REASON_NONE;
+    s->f.last_failure_text[0] = '\0';
+    s->log_node = NULL;
+    s->dial_deadline = 0;
+    lb__set_state(s, LB_SS_FRONT);
+}
+
+/* At the ROUTE after an early dial: whether the route just chosen keeps
+ * the node already dialled. The first candidate does; for weighted and
+ * least_sessions, whose order is a fresh draw, any primary does. */
+static bool early_fits(const struct lb_session *s, const struct ups_route *r,
+                       const struct ups_request *req)
+{
+    const struct ups_node *n = s->node;
+    if (!n || s->cands.n == 0 || s->cands.not_live)
+        return false;
+    if (s->cands.node[0] == n)
+        return true;
+    if (req->pin_node ||
+        (r->policy != CONF_POLICY_WEIGHTED && r->policy != CONF_POLICY_LEAST_SESSIONS))
+        return false;
+    for (size_t i = 0; i < s->cands.n_primary; i++)
+        if (s->cands.node[i] == n)
+            return true;
+    return false;
+}
+
+/* The early dial goes: the route chose otherwise. Its node is not at
+ * fault (no passive failure). */
+static void early_drop(struct lb_session *s)
+{
+    s->early = false;
+    lb__early_count(s, LB_EARLY_DROPPED);
+    lb__dialq_leave(s);
+    if (s->node)
+        ups_node_release(s->node);
+    s->node = NULL;
+    s->f.node = NULL;
+    s->f.upstream = NULL;
+    s->log_node = NULL;
+    s->f.dials = 0;
+    s->dial_deadline = 0;
+    s->f.upstream_bytes = 0;
+    lb_buf_free(&s->f.to_upstream);
+    if (s->state == LB_SS_CONNECTED)
+        lb__set_state(s, LB_SS_DIALING);
+}
+
+static void routed_notes(struct lb_session *s);
+
+/* The early dial is the session's: its node first, the route's other
+ * candidates after it. */
+static void early_adopt(struct lb_session *s)
+{
+    struct ups_candidates *c = &s->cands;
+    size_t k = 0;
+    while (k < c->n && c->node[k] != s->node)
+        k++;
+    if (k == c->n) { /* not among them (early_fits says it is): in front all the same */
+        if (c->n < UPS_MAX_CANDIDATES)
+            c->n++;
+        k = c->n - 1;
+    }
+    for (; k > 0; k--)
+        c->node[k] = c->node[k - 1];
+    c->node[0] = s->node;
+    s->next_cand = 1;
+    s->early = false;
+    s->f.last_candidate = s->rtmp_mode && s->next_cand >= c->n;
+    lb__early_count(s, LB_EARLY_ADOPTED);
+    if (s->state == LB_SS_CONNECTED)
+        routed_notes(s);
+    lb__apply(s, s->f.ops->on_adopted(&s->f));
+}
+
 /* The phase asked to route f.req: the router picks, then the dials start. */
 void lb__route(struct lb_session *s)
 {
     struct ups_request *req = &s->f.req;
-    bool again = s->state == LB_SS_CONNECTED;
+    bool early = s->early;
+    bool again = !early && s->state == LB_SS_CONNECTED;
+    const struct ups_route *early_route = s->f.route;
     req->now_ms = lb__now(s);
     take_fwd_addr(s);
     if (again) {
@@ -95,16 +227,25 @@ void lb__route(struct lb_session *s)
     if (r && r->role_sessions)
         atomic_fetch_add(&r->role_sessions[req->l4 || req->role < 0 || req->role > 2 ? 0 : req->role],
                          1);
+    if (early) {
+        if (r && r == early_route && s->f.ops->on_adopted && early_fits(s, r, req)) {
+            early_adopt(s);
+            return;
+        }
+        early_drop(s);
+    }
     if (!r || s->cands.not_live) {
         lb__apply(s, s->f.ops->on_dials_failed(&s->f, r ? LB_REASON_NOT_FOUND : LB_REASON_NO_ROUTE));
         return;
     }
-    if (!again)
+    if (s->state != LB_SS_DIALING)
         lb__set_state(s, LB_SS_DIALING);
     if (s->upoll_open) {
         lb__upoll_close(s, true); /* the next dial starts once the handle is closed */
         return;
     }
+    if (s->redial)
+        return; /* an early dial's handle is closing: its callback dials next */
     if (s->upstream.fd >= 0)
         close(s->upstream.fd);
     s->upstream.fd = -1;
@@ -217,6 +358,17 @@ static void connected(struct lb_session *s)
         lb__close_req(s, LB_REASON_INTERNAL_ERROR, ENOMEM);
         return;
     }
+    if (!s->early) /* an early dial is noted when the route takes it */
+        routed_notes(s);
+    s->f.now_ms = lb__now(s);
+    lb__apply(s, s->f.ops->on_upstream_connected(&s->f));
+}
+
+/* A routed session connected to its node: the stream index learns of a
+ * publish, and the log says where the session went. */
+static void routed_notes(struct lb_session *s)
+{
+    const struct ups_node *n = s->node;
     if (s->f.role == CONF_ROLE_PUBLISH && s->f.app && s->f.stream && !s->indexed) {
         hc_index_add_publish(s->h->env->index, n->pool->name, n->name, s->f.app, s->f.stream);
         s->indexed = true;
@@ -235,8 +387,6 @@ static void connected(struct lb_session *s)
     lb_log_str(&l, "node", n->name);
     lb_log_u64(&l, "attempt", s->f.dials);
     lb_log_end(&l);
-    s->f.now_ms = lb__now(s);
-    lb__apply(s, s->f.ops->on_upstream_connected(&s->f));
 }
 
 /* An RTMPS node: the TLS handshake after connect, within the dial's
@@ -402,6 +552,10 @@ void lb__dial_next(struct lb_session *s)
         return;
     }
     s->dial_deadline = 0;
+    if (s->early) {
+        early_failed(s);
+        return;
+    }
     lb__apply(s, s->f.ops->on_dials_failed(&s->f, s->f.dials ? LB_REASON_DIAL_FAILED
                                                               : LB_REASON_NO_NODE));
 }

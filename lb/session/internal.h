@@ -54,6 +54,11 @@ void lb__dialq_timeout(struct lb_session *s);
 /* The client's country, continent and location, into req and s. */
 void lb__fill_geo(struct lb_session *s, struct ups_request *req);
 void lb__route(struct lb_session *s);
+/* The phase's EARLY: dial the listener's certain route now, if any. */
+void lb__route_early(struct lb_session *s);
+/* An early dial ends (s->early just went false): its outcome counted for
+ * the listener's metrics, its place under limits.max_early_dials freed. */
+void lb__early_count(struct lb_session *s, enum lb_early_outcome o);
 void lb__dial_next(struct lb_session *s);
 /* Connects to s->node (its dial slot taken). */
 void lb__dial_start(struct lb_session *s);

@@ -20,6 +20,14 @@ struct hc_index;
 struct lb_pubreg;
 struct lb_pp_in;
 
+/* What became of a dial started during the client's RTMP handshake
+ * (listeners[].early_dial): the play or publish took the connection
+ * (ADOPTED), routed elsewhere (DROPPED: the node went down, or a takeover
+ * pinned another), the client left or failed before it (UNUSED), or every
+ * candidate failed and routing waited for the command (FAILED). */
+enum lb_early_outcome { LB_EARLY_ADOPTED, LB_EARLY_DROPPED, LB_EARLY_UNUSED, LB_EARLY_FAILED,
+                        LB_EARLY__COUNT };
+
 /* Process settings every worker reads; a reload stores new values. */
 struct lb_env {
     _Atomic int64_t connect_ms;
@@ -32,6 +40,8 @@ struct lb_env {
     _Atomic unsigned max_sessions; /* effective, after the fd budget */
     _Atomic unsigned max_sessions_per_ip;   /* 0: no limit */
     _Atomic unsigned max_handshakes_per_ip; /* 0: no limit */
+    _Atomic unsigned max_early_dials;       /* limits.max_early_dials */
+    _Atomic unsigned early_pending;         /* sessions with an early dial not yet routed */
     struct lb_perip *perip;
     _Atomic uint64_t perip_refused[2]; /* sessions, handshakes */
     _Atomic uint64_t perip_log_ms;     /* last refusal line (rate limit) */
@@ -51,6 +61,8 @@ struct lb_env {
         _Atomic uint64_t accepted;
         _Atomic uint64_t refused; /* max_sessions or out of descriptors */
         _Atomic int32_t coalesce_ms; /* listeners[].coalesce in force; 0: off */
+        _Atomic bool early_dial;     /* listeners[].early_dial in force */
+        _Atomic uint64_t early[LB_EARLY__COUNT]; /* early dials, by outcome */
     } *lstats;
     size_t n_lstats;
     struct lb_histo preroute; /* accept -> route decided, seconds */
@@ -212,6 +224,10 @@ struct lb_session {
     const struct ups_node *log_node; /* the last node dialled, for the access log */
     uint64_t credited_in, credited_out; /* phase bytes already counted on earlier nodes */
     bool indexed;          /* a routed publish in the stream index */
+    /* A dial started during the client's handshake (listeners[].early_dial)
+     * that the ROUTE has not yet taken or dropped: s->node and the route
+     * are a guess until then, not counted as routed. */
+    bool early;
     uint64_t t_accept_ns;
     uint64_t t_last_ms;     /* last byte, loop time */
     uint64_t hs_deadline;   /* PROXY, TLS: accept + handshake */

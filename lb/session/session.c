@@ -39,7 +39,10 @@ static const unsigned allowed[] = {
     [LB_SS_PROXY] = BIT(LB_SS_TLS) | BIT(LB_SS_FRONT) | BIT(LB_SS_CLOSING),
     [LB_SS_TLS] = BIT(LB_SS_FRONT) | BIT(LB_SS_CLOSING),
     [LB_SS_FRONT] = BIT(LB_SS_DIALING) | BIT(LB_SS_FAILING) | BIT(LB_SS_CLOSING),
-    [LB_SS_DIALING] = BIT(LB_SS_CONNECTED) | BIT(LB_SS_FAILING) | BIT(LB_SS_CLOSING),
+    /* DIALING -> FRONT: an early dial whose candidates all failed (the
+     * session routes again on the client's command). */
+    [LB_SS_DIALING] = BIT(LB_SS_FRONT) | BIT(LB_SS_CONNECTED) | BIT(LB_SS_FAILING) |
+                      BIT(LB_SS_CLOSING),
     [LB_SS_CONNECTED] = BIT(LB_SS_DIALING) | BIT(LB_SS_SPLICING) | BIT(LB_SS_FAILING) |
                         BIT(LB_SS_CLOSING),
     [LB_SS_SPLICING] = BIT(LB_SS_CLOSING),
@@ -96,6 +99,9 @@ void lb__apply(struct lb_session *s, struct lb_action a)
         return;
     case LB_ACT_CLOSE:
         lb__close_req(s, a.reason, 0);
+        return;
+    case LB_ACT_EARLY:
+        lb__route_early(s);
         return;
     }
 }

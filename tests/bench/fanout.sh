@@ -104,7 +104,7 @@ for ((r = 0; r < reps; r++)); do
     done
   done
   if [ "$storm" -gt 0 ]; then
-    for t in direct rtmplb rtmplb-nolim haproxy-splice; do
+    for t in ${BENCH_STORM_TARGETS:-direct rtmplb rtmplb-nolim haproxy-splice}; do
       run storm "$t" "$storm" "$(port_of $t)" "$(mid_of $t)" 10 5 0
     done
   fi

@@ -166,6 +166,8 @@ static void apply(struct sim *s, struct lb_action a)
     case LB_ACT_CLOSE:
         s->st = S_DONE;
         return;
+    case LB_ACT_EARLY:
+        return;
     }
     abort(); /* not an action */
 }

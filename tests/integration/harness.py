@@ -577,9 +577,13 @@ def ask_name(port, timeout=5.0):
 
 
 def access_lines(text):
-    """Parses rtmplb's text access-log lines into dicts."""
+    """Parses rtmplb's text access-log lines into dicts. A last line without
+    its newline is still being written (the log writer thread may be mid-
+    line when the file is read): it is left for the next read."""
     out = []
-    for line in text.splitlines():
+    lines = text.split("\n")
+    lines.pop()  # "" after a final newline, or the line being written
+    for line in lines:
         if " session " not in line:
             continue
         fields = dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line))

@@ -513,20 +513,22 @@ class RawClient:
     def wait_result(self, tid, timeout=None):
         return self.read_messages(lambda m: _is_reply(m, tid), timeout)
 
-    def play(self, app, stream, timeout=None, pipelined=True, extra=b""):
+    def play(self, app, stream, timeout=None, pipelined=True, extra=b"", handshake=True):
         """connect, createStream, play as a player does (ffmpeg waits for
         each reply; pipelined=True sends them at once, like a replay).
         Returns the Outcome: 'status' for the first onStatus of the
-        stream (Play.Start or an error), 'error' for _error."""
-        return self._go(app, stream, self.play_msg, timeout, pipelined, extra)
+        stream (Play.Start or an error), 'error' for _error.
+        handshake=False: the caller did it already."""
+        return self._go(app, stream, self.play_msg, timeout, pipelined, extra, handshake)
 
-    def publish(self, app, stream, timeout=None, pipelined=True, extra=b""):
-        return self._go(app, stream, self.publish_msg, timeout, pipelined, extra)
+    def publish(self, app, stream, timeout=None, pipelined=True, extra=b"", handshake=True):
+        return self._go(app, stream, self.publish_msg, timeout, pipelined, extra, handshake)
 
-    def _go(self, app, stream, verb, timeout, pipelined, extra):
+    def _go(self, app, stream, verb, timeout, pipelined, extra, handshake=True):
         deadline = self.deadline(timeout)
         try:
-            self.handshake()
+            if handshake:
+                self.handshake()
             if pipelined:
                 self.send(self.connect_msg(app) + self.create_stream_msg() + verb(stream) + extra)
             else:

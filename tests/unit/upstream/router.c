@@ -293,6 +293,70 @@ static void test_args(void **st)
     conf_free(c);
 }
 
+/* Early dial: only a first route that takes everything the client may say
+ * next, with a node that does not depend on the stream. */
+static const char EARLY[] =
+    "geo: {database: /nonexistent.mmdb}\n"
+    "listeners:\n"
+    "  - {name: w, address: 127.0.0.1:1935}\n"
+    "  - {name: aff1, address: 127.0.0.1:1936}\n"
+    "  - {name: aff2, address: 127.0.0.1:1937}\n"
+    "  - {name: app, address: 127.0.0.1:1938}\n"
+    "  - {name: args, address: 127.0.0.1:1939}\n"
+    "  - {name: conn, address: 127.0.0.1:1940}\n"
+    "  - {name: geo, address: 127.0.0.1:1941}\n"
+    "  - {name: loc, address: 127.0.0.1:1942}\n"
+    "  - {name: role, address: 127.0.0.1:1943}\n"
+    "  - {name: tcp, address: 127.0.0.1:1944, mode: tcp}\n"
+    "pools:\n"
+    "  one: {nodes: [{name: n1, address: 127.0.0.1:1}]}\n"
+    "  two: {nodes: [{name: n2, address: 127.0.0.1:2}, {name: n3, address: 127.0.0.1:3}]}\n"
+    "routes:\n"
+    "  - {name: w, match: {listener: w}, pool: two, policy: least_sessions}\n"
+    "  - {name: aff1, match: {listener: aff1}, pool: one, policy: stream_affinity}\n"
+    "  - {name: aff2, match: {listener: aff2}, pool: two, policy: stream_affinity}\n"
+    "  - {name: app, match: {listener: app, app: live}, pool: two}\n"
+    "  - {name: args, match: {listener: args, args: {line: b}}, pool: two}\n"
+    "  - {name: conn, match: {listener: conn}, pool: two, route_on: connect}\n"
+    "  - {name: geo-jp, match: {listener: geo, country: [JP]}, pool: one, policy: geo_nearest}\n"
+    "  - {name: geo, match: {listener: geo}, pool: two}\n"
+    "  - {name: loc, match: {listener: loc}, pool: two, policy: stream_location,\n"
+    "     require_live: true}\n"
+    "  - {name: role, match: {listener: role, role: play}, pool: two}\n"
+    "  - {name: rest, match: {}, pool: two}\n";
+
+static const char *early_for(struct ups_snapshot *s, const char *listener, const char *country)
+{
+    struct ups_request req = {.listener = listener, .country = country, .l4 = !strcmp(listener, "tcp")};
+    const struct ups_route *r = ups_route_find_early(s, &req);
+    return r ? r->name : "none";
+}
+
+static void test_find_early(void **st)
+{
+    struct conf_errors errs;
+    struct conf_load_opts opts = {.resolve_names = false};
+    char err[128];
+    struct conf *c = conf_load_buffer("t.yaml", EARLY, strlen(EARLY), &opts, &errs);
+    assert_non_null(c);
+    struct ups_snapshot *s = ups_snapshot_build(c, NULL, 1, err, sizeof(err));
+    assert_non_null(s);
+    assert_string_equal(early_for(s, "w", NULL), "w");       /* least_sessions */
+    assert_string_equal(early_for(s, "aff1", NULL), "aff1"); /* affinity, one node */
+    assert_string_equal(early_for(s, "aff2", NULL), "none"); /* affinity, two nodes */
+    assert_string_equal(early_for(s, "app", NULL), "none");  /* needs the app */
+    assert_string_equal(early_for(s, "args", NULL), "none"); /* needs the args */
+    assert_string_equal(early_for(s, "conn", NULL), "none"); /* routes at connect */
+    assert_string_equal(early_for(s, "geo", "JP"), "geo-jp"); /* geo is known at once */
+    assert_string_equal(early_for(s, "geo", "US"), "geo");
+    assert_string_equal(early_for(s, "loc", NULL), "none");  /* the stream decides */
+    assert_string_equal(early_for(s, "role", NULL), "none"); /* needs the role */
+    assert_string_equal(early_for(s, "other", NULL), "rest");
+    assert_string_equal(early_for(s, "tcp", NULL), "none");  /* tcp dials at accept anyway */
+    ups_snapshot_unref(s);
+    conf_free(c);
+}
+
 /* E-RTMP at connect: every pool the session may still reach must forward. */
 static const char ERTMP[] =
     "listeners:\n"
@@ -406,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_args),
         cmocka_unit_test(test_pin_node),
         cmocka_unit_test(test_ertmp_at_connect),
+        cmocka_unit_test(test_find_early),
         cmocka_unit_test(test_http_and_require_live),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

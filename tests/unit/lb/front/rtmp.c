@@ -217,6 +217,7 @@ struct drv {
     struct lb_action act[MAX_ACTS]; /* every answer other than CONTINUE */
     size_t n_act;
     bool done; /* ROUTE, DIAL, FAIL or CLOSE seen: the phase waits for the core */
+    unsigned early; /* EARLY answers: the core (this driver) declines unless a test dials */
 };
 
 static struct drv *drv_new(const char *listener, uint32_t preroute)
@@ -260,7 +261,9 @@ static void drv_free(struct drv *d)
 
 static void record(struct drv *d, struct lb_action a)
 {
-    if (a.kind == LB_ACT_CONTINUE)
+    if (a.kind == LB_ACT_EARLY)
+        d->early++;
+    if (a.kind == LB_ACT_CONTINUE || a.kind == LB_ACT_EARLY)
         return;
     assert_true(d->n_act < MAX_ACTS);
     d->act[d->n_act++] = a;
@@ -1320,6 +1323,185 @@ static void test_dials_failed(void **st)
     }
 }
 
+/* ---- early dial (listeners[].early_dial) ------------------------------------------------ */
+
+/* Where the early node stands when the client's play arrives. */
+enum early_at { EA_READY, EA_HS, EA_DIALING };
+
+/* What the core does on EARLY when the route is certain: a node is being
+ * dialled (f->node), and, but for EA_DIALING, connected at once. */
+static void drv_early(struct drv *d, bool connect)
+{
+    assert_int_equal(d->early, 1);
+    /* (the route "live": the test's routes match apps, so the core would
+     * not dial early with them; the phase does not look) */
+    d->f.route = &d->f.snap->routes[1];
+    ups_route_candidates(d->f.snap, d->f.route, &d->f.req, &d->cands);
+    assert_true(d->cands.n >= 1);
+    d->f.node = d->cands.node[0];
+    d->f.dials = 1;
+    if (!connect)
+        return;
+    fake_init(&d->up);
+    d->f.upstream = &d->up.c;
+    record(d, d->f.ops->on_upstream_connected(&d->f));
+}
+
+/* One session whose node was dialled at C0C1: the origin's bytes up to
+ * `oa` come before the client's commands (EA_READY: at least S0S1S2, and
+ * what an origin says unasked waits in uin), the rest after the ROUTE
+ * took the node. The node and the client see exactly what a dial at the
+ * ROUTE gives them. */
+static bool early_session(int role, enum early_at at, size_t oa, size_t ostep)
+{
+    static struct client c;
+    static struct origin o;
+    static struct bytes exp;
+    build_client(&c, role, 128);
+    build_origin(&o, 64, OF_NONE);
+    origin_expected(&o, &exp);
+    if (at == EA_READY && oa < o.after_hs)
+        oa = o.after_hs;
+    if (at != EA_READY)
+        oa = at == EA_HS ? 700 : 0;
+
+    struct drv *d = drv_new("rtmp", 64 * 1024);
+    feed(d, false, c.s.b, 1 + RTMP_HS_SIZE); /* C0C1: S0S1S2 queued, EARLY asked */
+    drv_early(d, at != EA_DIALING);
+    if (at != EA_DIALING) {
+        /* The client's handshake goes on beside the node's. */
+        assert_int_equal(d->f.to_upstream.len, 1 + RTMP_HS_SIZE);
+        assert_int_equal(d->f.ops->wants(&d->f), LB_WANT_CLIENT | LB_WANT_UPSTREAM);
+        assert_int_equal(d->f.deadline_ms, T0 + CONNECT_MS);
+        feed_split(d, true, o.s.b, oa, 0, 0, ostep);
+        assert_int_equal(d->n_act, 0);
+        assert_int_equal(d->f.to_client.len, 1 + 2 * RTMP_HS_SIZE); /* nothing of the node's */
+    }
+    if (at == EA_READY) { /* C2 went at once; the node waits for the replay */
+        assert_int_equal(d->f.to_upstream.len, 1 + 2 * RTMP_HS_SIZE);
+        assert_memory_equal(d->f.to_upstream.data + 1 + RTMP_HS_SIZE, o.s.b + 1, RTMP_HS_SIZE);
+        assert_int_equal(d->f.deadline_ms, T0 + HS_MS);
+        assert_int_equal(d->f.ops->wants(&d->f), LB_WANT_CLIENT | LB_WANT_UPSTREAM);
+    }
+    feed(d, false, c.s.b + 1 + RTMP_HS_SIZE, c.s.n - 1 - RTMP_HS_SIZE);
+    assert_int_equal(d->n_act, 1);
+    assert_int_equal(d->act[0].kind, LB_ACT_ROUTE);
+    assert_string_equal(d->f.req.stream, "cam1");
+    size_t prefix = d->f.to_client.len;
+    d->done = false;
+    d->n_act = 0;
+    record(d, d->f.ops->on_adopted(&d->f));
+    if (at == EA_DIALING) { /* connected only now: as a dial at the ROUTE */
+        assert_int_equal(d->n_act, 0);
+        fake_init(&d->up);
+        d->f.upstream = &d->up.c;
+        record(d, d->f.ops->on_upstream_connected(&d->f));
+        assert_int_equal(d->f.ops->wants(&d->f), LB_WANT_UPSTREAM);
+    } else if (at == EA_READY) { /* the replay went at once */
+        assert_int_equal(d->f.to_upstream.len,
+                         1 + 2 * RTMP_HS_SIZE + d->cli.in_off - c.cmds);
+    } else {
+        assert_int_equal(d->n_act, 0);
+        assert_int_equal(d->f.ops->wants(&d->f), LB_WANT_UPSTREAM);
+        assert_int_equal(d->f.deadline_ms, T0 + CONNECT_MS);
+    }
+    feed_split(d, true, o.s.b + oa, o.s.n - oa, 0, 0, ostep);
+    bool ok = origin_outcome_ok(d, &c, &o, &exp, prefix);
+    drv_free(d);
+    return ok;
+}
+
+static void test_early_dial(void **st)
+{
+    static struct origin o;
+    build_origin(&o, 64, OF_NONE);
+    for (int role = CL_PLAY; role <= CL_PUBLISH; role++) {
+        assert_true(early_session(role, EA_HS, 0, 0));
+        assert_true(early_session(role, EA_DIALING, 0, 0));
+        assert_true(early_session(role, EA_READY, 0, 0));
+        assert_true(early_session(role, EA_READY, 0, 1));
+    }
+    /* The origin's stream cut at every offset after its handshake: what
+     * it says before the replay waits, then is read as its answer. */
+    for (size_t cut = o.after_hs; cut <= o.s.n; cut++)
+        if (!early_session(CL_PLAY, EA_READY, cut, 0)) {
+            print_error("early node, origin bytes before the play: %zu\n", cut);
+            fail();
+        }
+}
+
+/* An early node that fails goes with a DIAL (a passive failure, the next
+ * candidate) and leaves the client's side as it was; with no node left the
+ * ROUTE dials afresh. A node that never answers its handshake costs it
+ * timeouts.connect, not the client's deadline. */
+static void test_early_dial_failures(void **st)
+{
+    static struct client c;
+    static struct origin o;
+    static struct bytes exp;
+    build_client(&c, CL_PLAY, 128);
+    build_origin(&o, 64, OF_NONE);
+    origin_expected(&o, &exp);
+    const size_t ends[] = {0, 700, o.after_hs, o.after_hs + 40};
+    for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+        struct drv *d = drv_new("rtmp", 64 * 1024);
+        feed(d, false, c.s.b, 1 + RTMP_HS_SIZE);
+        drv_early(d, true);
+        feed(d, true, o.s.b, ends[i]);
+        feed_end(d, true, 0);
+        assert_int_equal(last_act(d).kind, LB_ACT_DIAL);
+        assert_int_equal(last_act(d).reason, LB_REASON_ORIGIN_CLOSED);
+        assert_int_equal(d->f.to_client.len, 1 + 2 * RTMP_HS_SIZE);
+        assert_int_equal(d->f.ops->wants(&d->f), LB_WANT_CLIENT);
+        assert_int_equal(d->f.deadline_ms, T0 + HS_MS);
+        drv_node_failed(d); /* the core had no other candidate: routing waits */
+        d->f.route = NULL;
+        d->done = false;
+        d->n_act = 0;
+        feed(d, false, c.s.b + 1 + RTMP_HS_SIZE, c.s.n - 1 - RTMP_HS_SIZE);
+        assert_int_equal(d->n_act, 1);
+        assert_int_equal(last_act(d).kind, LB_ACT_ROUTE);
+        size_t prefix = d->f.to_client.len;
+        drv_connect(d);
+        feed(d, true, o.s.b, o.s.n);
+        assert_true(origin_outcome_ok(d, &c, &o, &exp, prefix));
+        drv_free(d);
+    }
+    /* A garbled S0: the node's fault. */
+    struct drv *d = drv_new("rtmp", 64 * 1024);
+    feed(d, false, c.s.b, 1 + RTMP_HS_SIZE);
+    drv_early(d, true);
+    uint8_t bad[8] = {9, 0, 0, 0, 0, 0, 0, 0};
+    feed(d, true, bad, sizeof(bad));
+    assert_int_equal(last_act(d).kind, LB_ACT_DIAL);
+    assert_int_equal(last_act(d).reason, LB_REASON_ORIGIN_PROTOCOL);
+    drv_free(d);
+    /* Silent: at T0 + connect the node goes; at T0 + handshake the client. */
+    d = drv_new("rtmp", 64 * 1024);
+    feed(d, false, c.s.b, 1 + RTMP_HS_SIZE);
+    drv_early(d, true);
+    d->f.now_ms = T0 + CONNECT_MS;
+    record(d, d->f.ops->on_timer(&d->f));
+    assert_int_equal(last_act(d).kind, LB_ACT_DIAL);
+    assert_int_equal(last_act(d).reason, LB_REASON_ORIGIN_TIMEOUT);
+    assert_int_equal(d->f.deadline_ms, T0 + HS_MS);
+    drv_node_failed(d);
+    d->done = false;
+    d->n_act = 0;
+    d->f.now_ms = T0 + HS_MS;
+    record(d, d->f.ops->on_timer(&d->f));
+    assert_int_equal(last_act(d).kind, LB_ACT_CLOSE);
+    assert_int_equal(last_act(d).reason, LB_REASON_HANDSHAKE_TIMEOUT);
+    drv_free(d);
+    /* The last candidate may take what the client has. */
+    d = drv_new("rtmp", 64 * 1024);
+    feed(d, false, c.s.b, 1 + RTMP_HS_SIZE);
+    d->f.last_candidate = true;
+    drv_early(d, true);
+    assert_int_equal(d->f.deadline_ms, T0 + HS_MS);
+    drv_free(d);
+}
+
 /* ---- route_on: connect ---------------------------------------------------------------- */
 
 static void test_route_on_connect(void **st)
@@ -1562,6 +1744,8 @@ int main(void)
         cmocka_unit_test(test_client_failures),
         cmocka_unit_test(test_dials_failed),
         cmocka_unit_test(test_route_on_connect),
+        cmocka_unit_test(test_early_dial),
+        cmocka_unit_test(test_early_dial_failures),
         cmocka_unit_test(test_takeover),
         cmocka_unit_test(test_takeover_refused_and_timeout),
         cmocka_unit_test(test_memory_stalled_handshake),

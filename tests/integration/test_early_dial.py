@@ -1,0 +1,220 @@
+"""Early dial (listeners[].early_dial), black box with a real nginx-rtmp
+origin: when a listener's route cannot depend on what the client says
+next, rtmplb dials the node as soon as the client's C0C1 arrives, so the
+node's TCP and RTMP handshakes overlap the client's; the play then goes
+out on that connection. The origin's own counter of accepted connections
+(/stat naccepted) shows when it was dialled. Also: a client that leaves
+after its handshake costs the origin one connection that rtmplb closes;
+an early dial to a dead node is tried on the next candidate, and with none
+left the play is routed afresh (and told the truth); early_dial: false
+dials on the play as before; every outcome is counted in /metrics."""
+
+import socket
+import time
+import unittest
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import harness
+from harness import free_port, wait_for
+import rtmpfake as rf
+
+
+def naccepted(http_port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/stat" % http_port, timeout=5) as r:
+        root = ET.fromstring(r.read())
+    return int(root.findtext("naccepted"))
+
+
+def early(admin_port, listener, outcome):
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
+                                  timeout=10).read().decode()
+    want = 'rtmplb_early_dials_total{listener="%s",outcome="%s"} ' % (listener, outcome)
+    for line in text.splitlines():
+        if line.startswith(want):
+            return int(float(line.split()[-1]))
+    raise AssertionError("%s not in /metrics" % want.strip())
+
+
+def connections_to(port):
+    """Established TCP connections to 127.0.0.1:port, counted at the
+    connecting end (/proc/net/tcp: remote address, state 01)."""
+    want = "0100007F:%04X" % port
+    with open("/proc/net/tcp") as f:
+        rows = [l.split() for l in f.readlines()[1:]]
+    return sum(1 for r in rows if r[2] == want and r[3] == "01")
+
+
+def dead_port():
+    """A loopback port nothing listens on (bound, never listening)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    return s, port
+
+
+class EarlyDial(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.fleet = harness.Fleet()
+        try:
+            cls.rtmp, cls.http = free_port(), free_port()
+            cls.origin = cls.fleet.nginx_origin("o", cls.rtmp, cls.http)
+            cls.hold, cls.dead = dead_port()
+            cls.port, cls.off, cls.deadl, cls.admin = free_port(), free_port(), free_port(), free_port()
+            cls.lb = cls.fleet.rtmplb("""
+admin: {address: 127.0.0.1:%d, public_read: true}
+limits: {max_early_dials: 3}
+listeners:
+  - {name: early, address: 127.0.0.1:%d}
+  - {name: late, address: 127.0.0.1:%d, early_dial: false}
+  - {name: dead, address: 127.0.0.1:%d}
+pools:
+  origins: {nodes: [{name: o, address: 127.0.0.1:%d}]}
+  deadpool:   # checked too rarely to be marked down: the early dial finds it dead
+    health: {type: tcp, interval: 1h, fall: 10}
+    nodes: [{name: gone, address: 127.0.0.1:%d}]
+routes:
+  - {name: dead, match: {listener: dead}, pool: deadpool}
+  - {name: all, match: {}, pool: origins, policy: least_sessions}
+""" % (cls.admin, cls.port, cls.off, cls.deadl, cls.rtmp, cls.dead), wait_ports=[cls.port])
+            cls.fleet.publish("rtmp://127.0.0.1:%d/live/cam" % cls.rtmp, name="pub")
+            wait_for(lambda: harness.nginx_streams(cls.http).get("cam", (False,))[0], 20,
+                     "the publish on the origin")
+        except Exception:
+            cls.fleet.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fleet.stop()
+        cls.hold.close()
+
+
+
+    def accepted_after(self, before, timeout):
+        """naccepted once it passed `before`, or its value after timeout."""
+        deadline = time.monotonic() + timeout
+        n = naccepted(self.http)
+        while n <= before and time.monotonic() < deadline:
+            time.sleep(0.02)
+            n = naccepted(self.http)
+        return n
+
+    def test_1_origin_dialled_during_the_handshake_and_the_play_uses_it(self):
+        adopted0 = early(self.admin, "early", "adopted")
+        n0 = naccepted(self.http)
+        c = rf.RawClient(self.port, timeout=10)
+        self.addCleanup(c.close)
+        c.handshake()  # C0C1 -> S0S1S2, C2: no command yet
+        n1 = self.accepted_after(n0, 5)
+        print("origin connections: %d before the handshake, %d after it (no command sent)" % (n0, n1))
+        self.assertEqual(n1, n0 + 1, "the origin was not dialled during the client's handshake")
+        # A player that waits for each answer, as ffmpeg does.
+        c.send(c.connect_msg("live"))
+        self.assertEqual(c.wait_result(1).kind, "done")
+        c.send(c.create_stream_msg())
+        self.assertEqual(c.wait_result(2).kind, "done")
+        c.send(c.play_msg("cam"))
+        o = c.wait_status(10)
+        self.assertEqual((o.kind, o.code), ("status", "NetStream.Play.Start"), repr(o))
+        got = c.read_messages(lambda m: m.type in (rf.AUDIO, rf.VIDEO), timeout=10)
+        self.assertEqual(got.kind, "done", "no media: %r" % got)
+        self.assertEqual(naccepted(self.http), n1, "the play dialled the origin again")
+        wait_for(lambda: early(self.admin, "early", "adopted") == adopted0 + 1, 5,
+                 "the adopted early dial counted")
+
+    def test_2_real_players_through_early_dial(self):
+        adopted0 = early(self.admin, "early", "adopted")
+        url = "rtmp://127.0.0.1:%d/live/cam" % self.port
+        n = self.fleet.play_frames(url, 25, name="ffmpeg-early")
+        print("ffmpeg through early dial: %d frames" % n)
+        self.assertGreaterEqual(n, 25)
+        n = self.fleet.rtmpdump_frames(url, 25, name="rtmpdump-early")
+        print("rtmpdump through early dial: %d frames" % n)
+        self.assertGreaterEqual(n, 25)
+        self.assertEqual(early(self.admin, "early", "adopted"), adopted0 + 2)
+
+    def test_3_client_gone_after_its_handshake_leaves_no_origin_connection(self):
+        unused0 = early(self.admin, "early", "unused")
+        n0 = naccepted(self.http)
+        self.assertEqual(connections_to(self.rtmp), 1)  # the publisher
+        c = rf.RawClient(self.port, timeout=10)
+        c.handshake()
+        self.assertEqual(self.accepted_after(n0, 5), n0 + 1)
+        self.assertEqual(connections_to(self.rtmp), 2)
+        c.close()
+        wait_for(lambda: early(self.admin, "early", "unused") == unused0 + 1, 5,
+                 "the unused early dial counted")
+        # rtmplb closed its connection to the origin: only the publisher's
+        # is left.
+        wait_for(lambda: connections_to(self.rtmp) == 1, 5, "rtmplb's origin connection closed")
+
+    def test_4_early_dial_off_dials_on_the_play(self):
+        n0 = naccepted(self.http)
+        c = rf.RawClient(self.off, timeout=10)
+        self.addCleanup(c.close)
+        c.handshake()
+        c.send(c.connect_msg("live"))
+        self.assertEqual(c.wait_result(1).kind, "done")
+        time.sleep(0.3)
+        self.assertEqual(naccepted(self.http), n0, "early_dial: false dialled before the play")
+        c.send(c.create_stream_msg())
+        self.assertEqual(c.wait_result(2).kind, "done")
+        c.send(c.play_msg("cam"))
+        o = c.wait_status(10)
+        self.assertEqual((o.kind, o.code), ("status", "NetStream.Play.Start"), repr(o))
+        self.assertEqual(naccepted(self.http), n0 + 1)
+        for outcome in ("adopted", "dropped", "unused", "failed"):
+            self.assertEqual(early(self.admin, "late", outcome), 0)
+
+    def test_5_dead_node_the_play_still_gets_the_truth(self):
+        failed0 = early(self.admin, "dead", "failed")
+        c = rf.RawClient(self.deadl, timeout=15)
+        self.addCleanup(c.close)
+        o = c.play("live", "cam", pipelined=False)
+        print("play on a pool whose only node is dead: %r" % o)
+        self.assertEqual((o.kind, o.code), ("status", "NetStream.Play.StreamNotFound"), repr(o))
+        self.assertRegex(o.description or "", r"every node of pool deadpool failed")
+        wait_for(lambda: early(self.admin, "dead", "failed") == failed0 + 1, 5,
+                 "the failed early dial counted")
+        log = self.fleet.log_text("rtmplb")
+        self.assertRegex(log, r"dial_failed .*node=gone")
+
+    def test_6_early_dials_are_bounded(self):
+        """limits.max_early_dials: clients that stop after their handshake
+        hold at most that many origin connections; the next ones dial on
+        their play, and every one plays."""
+        adopted0 = early(self.admin, "early", "adopted")
+        n0 = naccepted(self.http)
+        clients = []
+        for _ in range(5):
+            c = rf.RawClient(self.port, timeout=10)
+            self.addCleanup(c.close)
+            c.handshake()
+            clients.append(c)
+        wait_for(lambda: naccepted(self.http) >= n0 + 3, 5, "three early dials")
+        time.sleep(0.3)
+        print("5 clients in their handshake: %d origin connections, %d pending" % (
+            naccepted(self.http) - n0, gauge(self.admin, "rtmplb_early_dials_pending")))
+        self.assertEqual(naccepted(self.http), n0 + 3)
+        self.assertEqual(gauge(self.admin, "rtmplb_early_dials_pending"), 3)
+        for c in clients:
+            o = c.play("live", "cam", pipelined=True, handshake=False)
+            self.assertEqual((o.kind, o.code), ("status", "NetStream.Play.Start"), repr(o))
+        self.assertEqual(naccepted(self.http), n0 + 5)
+        self.assertEqual(early(self.admin, "early", "adopted"), adopted0 + 3)
+        self.assertEqual(gauge(self.admin, "rtmplb_early_dials_pending"), 0)
+
+
+def gauge(admin_port, name):
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
+                                  timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[-1]))
+    raise AssertionError("%s not in /metrics" % name)
+
+
+if __name__ == "__main__":
+    harness.main()
