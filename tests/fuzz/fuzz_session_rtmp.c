@@ -19,9 +19,14 @@
  *   5 client ends   EOF (arg even) or ECONNRESET, after what was sent
  *   6 origin ends   same for the connected node
  *   7 dial outcome  while dialing: connects (arg even) or fails
+ * EARLY (the client's C0C1): the simulated core dials a node of pool p at
+ * once, unless event 4 with arg 30 said it declines them from then on;
+ * the phase's ROUTE then adopts that node when the route's candidates hold
+ * it (on_adopted), or drops it and dials afresh; every early candidate
+ * failing sends the session back to routing on its command, as the core.
  * The session must never crash, leak, overrun, or answer with an action
- * its state does not allow (ROUTE once a node was dialled, SPLICE without a
- * connected node): those abort. */
+ * its state does not allow (ROUTE once a routed node was dialled, SPLICE
+ * without a connected node or before the ROUTE took it): those abort. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,6 +99,8 @@ struct sim {
     unsigned spliced;
     struct lb_conn upstream;
     struct feed *of;
+    bool early;    /* the node leg was dialled at EARLY; no ROUTE has taken it */
+    bool no_early; /* the core declines EARLY */
 };
 
 static void apply(struct sim *s, struct lb_action a);
@@ -110,9 +117,27 @@ static void dial_next(struct sim *s)
         return;
     }
     s->f.node = NULL;
+    if (s->early) { /* as the core: routing waits for the client's command */
+        s->early = false;
+        s->st = S_FRONT;
+        s->f.route = NULL;
+        s->f.dials = 0;
+        return;
+    }
     s->st = S_DIALING; /* as the core: on_dials_failed is called while dialing */
     apply(s, s->f.ops->on_dials_failed(&s->f, s->f.dials ? LB_REASON_DIAL_FAILED
                                                          : LB_REASON_NO_NODE));
+}
+
+/* The node leg goes (a drop, or a failure), with what was queued for it. */
+static void leg_gone(struct sim *s)
+{
+    s->f.node = NULL;
+    s->f.upstream = NULL;
+    s->f.upstream_bytes = 0;
+    lb_buf_free(&s->f.to_upstream);
+    s->of->n = s->of->pos = 0; /* a new connection: nothing of the old one */
+    s->of->end = 0;
 }
 
 /* The core's lb__node_failed. */
@@ -121,12 +146,7 @@ static void node_failed(struct sim *s, enum lb_reason why)
     s->f.last_failure = why == LB_REASON_DIAL_FAILED ? LB_REASON_NONE : why;
     snprintf(s->f.last_failure_text, sizeof(s->f.last_failure_text), "origin %s failed",
              s->f.node ? s->f.node->name : "?");
-    s->f.node = NULL;
-    s->f.upstream = NULL;
-    s->f.upstream_bytes = 0;
-    lb_buf_free(&s->f.to_upstream);
-    s->of->n = s->of->pos = 0; /* a new connection: nothing of the old one */
-    s->of->end = 0;
+    leg_gone(s);
     dial_next(s);
 }
 
@@ -138,12 +158,28 @@ static void apply(struct sim *s, struct lb_action a)
     case LB_ACT_CONTINUE:
         return;
     case LB_ACT_ROUTE: {
-        if (s->st != S_FRONT || s->f.upstream)
+        if (!s->early && (s->st != S_FRONT || s->f.upstream))
             abort(); /* routing twice, or with a node already dialled */
         s->f.req.now_ms = s->f.now_ms;
+        const struct ups_node *had = s->early ? s->f.node : NULL;
         const struct ups_route *r = ups_route_select(s->f.snap, &s->f.req, &s->cands);
         s->f.route = r;
         s->next = 0;
+        if (s->early) {
+            s->early = false;
+            for (size_t k = 0; r && k < s->cands.n; k++)
+                if (s->cands.node[k] == had) { /* adopted: the others follow it */
+                    s->cands.node[k] = s->cands.node[0];
+                    s->cands.node[0] = (struct ups_node *)had;
+                    s->next = 1;
+                    s->f.last_candidate = s->next >= s->cands.n;
+                    apply(s, s->f.ops->on_adopted(&s->f));
+                    return;
+                }
+            leg_gone(s); /* dropped: routed afresh */
+            s->st = S_FRONT;
+            s->f.dials = 0;
+        }
         if (!r) {
             s->st = S_DIALING;
             apply(s, s->f.ops->on_dials_failed(&s->f, LB_REASON_NO_ROUTE));
@@ -158,16 +194,27 @@ static void apply(struct sim *s, struct lb_action a)
         node_failed(s, a.reason);
         return;
     case LB_ACT_SPLICE:
-        if (s->st != S_CONNECTED || !s->f.upstream || !a.dirs)
-            abort(); /* nothing to splice to */
+        if (s->st != S_CONNECTED || !s->f.upstream || !a.dirs || s->early)
+            abort(); /* nothing to splice to, or a node no ROUTE took */
         s->spliced |= a.dirs;
         return;
     case LB_ACT_FAIL:
     case LB_ACT_CLOSE:
         s->st = S_DONE;
         return;
-    case LB_ACT_EARLY:
+    case LB_ACT_EARLY: {
+        if (s->st != S_FRONT || s->f.upstream || s->early)
+            abort(); /* asked twice, or after routing */
+        if (s->no_early)
+            return;
+        const struct ups_route *r = &s->f.snap->routes[1]; /* pool p */
+        ups_route_candidates(s->f.snap, r, &s->f.req, &s->cands);
+        s->f.route = r;
+        s->next = 0;
+        s->early = true;
+        dial_next(s);
         return;
+    }
     }
     abort(); /* not an action */
 }
@@ -256,7 +303,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             flush(&f->to_client, arg);
             break;
         case 4:
-            if (s.st == S_CONNECTED)
+            if (arg == 30)
+                s.no_early = true;
+            else if (s.st == S_CONNECTED)
                 flush(&f->to_upstream, arg);
             break;
         case 5:
