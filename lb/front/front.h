@@ -30,6 +30,9 @@ enum lb_act {
                       * hears of it through on_upstream_connected while
                       * still talking to the client, and at its ROUTE
                       * through on_adopted when the core keeps that node */
+    LB_ACT_LET_GO,   /* the early node's leg is of no use (it closed while
+                      * waiting for the client's command): the core lets it
+                      * go, not a failure, and routes on the command */
 };
 
 #define LB_SPLICE_C2U 1u
@@ -127,6 +130,10 @@ struct lb_phase_ops {
      * dialled (f->upstream is set once it connected), and the phase goes
      * on with it. NULL for phases that never ask for EARLY. */
     struct lb_action (*on_adopted)(struct lb_front *f);
+    /* The core let an early node's leg go without the phase asking (the
+     * route chose another node, a write to it failed, the operator closed
+     * its node): the phase forgets that side. */
+    void (*on_early_gone)(struct lb_front *f);
     /* Routing or every dial failed (reason NO_ROUTE, NO_NODE, DIAL_FAILED). */
     struct lb_action (*on_dials_failed)(struct lb_front *f, enum lb_reason why);
     unsigned (*wants)(const struct lb_front *f); /* LB_WANT_* */

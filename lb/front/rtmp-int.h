@@ -113,6 +113,7 @@ struct lb_action lb_rp_takeover_timer(struct lb_front *f);
 struct lb_action lb_rp_upstream_connected(struct lb_front *f);
 struct lb_action lb_rp_upstream_data(struct lb_front *f);
 struct lb_action lb_rp_adopted(struct lb_front *f);
+void lb_rp_early_gone(struct lb_front *f);
 /* HANDSHAKE or LOCAL with an early node: its handshake's deadline passed. */
 struct lb_action lb_rp_early_timeout(struct lb_front *f);
 

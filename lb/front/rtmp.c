@@ -550,6 +550,7 @@ const struct lb_phase_ops lb_phase_rtmp = {
     .on_upstream_data = lb_rp_upstream_data,
     .on_timer = rp_timer,
     .on_adopted = lb_rp_adopted,
+    .on_early_gone = lb_rp_early_gone,
     .on_dials_failed = rp_dials_failed,
     .wants = rp_wants,
     .free = rp_free,

@@ -33,7 +33,7 @@ static bool client_side(const struct rtmp_phase *r)
 static void early_deadline(struct lb_front *f)
 {
     struct rtmp_phase *r = st(f);
-    if (r->st == RP_TAKEOVER)
+    if (r->st != RP_HANDSHAKE && r->st != RP_LOCAL)
         return;
     f->deadline_ms = r->early == RPE_HS ? min_u64(r->early_deadline, r->client_deadline)
                                         : r->client_deadline;
@@ -49,6 +49,16 @@ static struct lb_action early_retry(struct lb_front *f, enum lb_reason why)
     f->upstream_bytes = 0;
     early_deadline(f);
     return (struct lb_action){.kind = LB_ACT_DIAL, .reason = why};
+}
+
+void lb_rp_early_gone(struct lb_front *f)
+{
+    struct rtmp_phase *r = st(f);
+    if (r->early == RPE_NONE)
+        return;
+    lb_rp_free_origin_side(r);
+    f->upstream_bytes = 0;
+    early_deadline(f);
 }
 
 struct lb_action lb_rp_early_timeout(struct lb_front *f)
@@ -314,7 +324,8 @@ struct lb_action lb_rp_adopted(struct lb_front *f)
         return replay_now(f);
     case RPE_HS: /* the handshake goes on as after a dial at the ROUTE */
         r->st = RP_UP_HS;
-        f->deadline_ms = min_u64(r->early_deadline, r->origin_deadline);
+        f->deadline_ms = f->last_candidate ? r->origin_deadline
+                                           : min_u64(r->early_deadline, r->origin_deadline);
         return lb_act(LB_ACT_CONTINUE);
     default: /* still dialling: on_upstream_connected starts as usual */
         return lb_act(LB_ACT_CONTINUE);
@@ -351,6 +362,12 @@ static struct lb_action early_data(struct lb_front *f)
             break;
         if (n == -ENOBUFS) /* RP_UIN_CAP unasked: not an origin to keep */
             return early_retry(f, LB_REASON_ORIGIN_PROTOCOL);
+        if (n <= 0 && r->early == RPE_READY) {
+            /* It answered its handshake, then closed while the client had
+             * not yet asked for anything (an idle timeout): not a failure. */
+            lb_rp_early_gone(f);
+            return lb_act(LB_ACT_LET_GO);
+        }
         if (n <= 0)
             return early_retry(f, LB_REASON_ORIGIN_CLOSED);
         if (r->early == RPE_READY)

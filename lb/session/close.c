@@ -148,6 +148,13 @@ static void early_unused(struct lb_session *s)
     lb__early_count(s, LB_EARLY_UNUSED);
     s->f.route = NULL;
     s->log_node = NULL;
+    s->f.dials = 0;
+    /* Its node had nothing of the client's: no bytes credited to it. */
+    lb__dialq_leave(s);
+    if (s->node)
+        ups_node_release(s->node);
+    s->node = NULL;
+    s->f.node = NULL;
 }
 
 void lb__close_now(struct lb_session *s, enum lb_reason r)
@@ -198,6 +205,17 @@ void lb__close_now(struct lb_session *s, enum lb_reason r)
 void lb_session_end(struct lb_session *s, enum lb_reason r)
 {
     lb__close_now(s, r);
+}
+
+bool lb_session_close_on_node(struct lb_session *s, enum lb_reason r)
+{
+    if (!s->early) {
+        lb__close_now(s, r);
+        return true;
+    }
+    lb__early_let_go(s);
+    lb__settle(s);
+    return false;
 }
 
 static void log_refused(struct lb_session *s, enum lb_reason r)

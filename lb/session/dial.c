@@ -134,32 +134,28 @@ static void early_failed(struct lb_session *s)
     lb__set_state(s, LB_SS_FRONT);
 }
 
-/* At the ROUTE after an early dial: whether the route just chosen keeps
- * the node already dialled. The first candidate does; for weighted and
- * least_sessions, whose order is a fresh draw, any primary does. */
-static bool early_fits(const struct lb_session *s, const struct ups_route *r,
-                       const struct ups_request *req)
+/* At the ROUTE after an early dial whose route the command confirms:
+ * whether the node dialled may still take the session. Its place in the
+ * policy's order was drawn at the dial (a second draw would skew weighted
+ * and least_sessions rotations), and the session already counts in its
+ * max_sessions. A takeover keeps it only when it pins this very node. */
+static bool early_keeps(const struct lb_session *s, const struct ups_request *req)
 {
     const struct ups_node *n = s->node;
-    if (!n || s->cands.n == 0 || s->cands.not_live)
+    if (!n || atomic_load(&n->live->health) != UPS_UP ||
+        atomic_load(&n->live->admin) != UPS_ENABLED)
         return false;
-    if (s->cands.node[0] == n)
-        return true;
-    if (req->pin_node ||
-        (r->policy != CONF_POLICY_WEIGHTED && r->policy != CONF_POLICY_LEAST_SESSIONS))
-        return false;
-    for (size_t i = 0; i < s->cands.n_primary; i++)
-        if (s->cands.node[i] == n)
-            return true;
-    return false;
+    return !req->pin_node || strcmp(req->pin_node, n->name) == 0;
 }
 
-/* The early dial goes: the route chose otherwise. Its node is not at
- * fault (no passive failure). */
+/* The early dial goes: the route chose otherwise, or its leg is of no
+ * use. Its node is not at fault (no passive failure); the phase forgets it. */
 static void early_drop(struct lb_session *s)
 {
     s->early = false;
     lb__early_count(s, LB_EARLY_DROPPED);
+    if (s->f.ops->on_early_gone)
+        s->f.ops->on_early_gone(&s->f);
     lb__dialq_leave(s);
     if (s->node)
         ups_node_release(s->node);
@@ -177,29 +173,46 @@ static void early_drop(struct lb_session *s)
 
 static void routed_notes(struct lb_session *s);
 
-/* The early dial is the session's: its node first, the route's other
- * candidates after it. */
+/* The early dial is the session's, and the candidates drawn with it stay
+ * its fallbacks. */
 static void early_adopt(struct lb_session *s)
 {
-    struct ups_candidates *c = &s->cands;
-    size_t k = 0;
-    while (k < c->n && c->node[k] != s->node)
-        k++;
-    if (k == c->n) { /* not among them (early_fits says it is): in front all the same */
-        if (c->n < UPS_MAX_CANDIDATES)
-            c->n++;
-        k = c->n - 1;
-    }
-    for (; k > 0; k--)
-        c->node[k] = c->node[k - 1];
-    c->node[0] = s->node;
-    s->next_cand = 1;
     s->early = false;
-    s->f.last_candidate = s->rtmp_mode && s->next_cand >= c->n;
     lb__early_count(s, LB_EARLY_ADOPTED);
     if (s->state == LB_SS_CONNECTED)
         routed_notes(s);
     lb__apply(s, s->f.ops->on_adopted(&s->f));
+}
+
+void lb__early_let_go(struct lb_session *s)
+{
+    if (!s->early)
+        return;
+    early_drop(s);
+    if (s->upoll_open)
+        lb__upoll_close(s, false);
+    else if (s->upstream.fd >= 0)
+        close(s->upstream.fd);
+    s->upstream.fd = -1;
+    s->redial = false;
+    s->f.route = NULL;
+    s->cands.n = 0;
+    s->next_cand = 0;
+    lb__set_state(s, LB_SS_FRONT);
+}
+
+void lb__early_write_failed(struct lb_session *s, int err)
+{
+    if (s->f.ops->on_early_gone)
+        s->f.ops->on_early_gone(&s->f);
+    lb__node_failed(s, LB_REASON_ORIGIN_CLOSED, err);
+}
+
+static void count_role(const struct ups_route *r, const struct ups_request *req)
+{
+    if (r && r->role_sessions)
+        atomic_fetch_add(&r->role_sessions[req->l4 || req->role < 0 || req->role > 2 ? 0 : req->role],
+                         1);
 }
 
 /* The phase asked to route f.req: the router picks, then the dials start. */
@@ -221,19 +234,27 @@ void lb__route(struct lb_session *s)
         lb_perip_routed(s->h->env->perip, &s->ip_key);
         s->ip_routed = true;
     }
-    const struct ups_route *r = ups_route_select(s->snap, req, &s->cands);
-    s->f.route = r;
-    s->next_cand = 0;
-    if (r && r->role_sessions)
-        atomic_fetch_add(&r->role_sessions[req->l4 || req->role < 0 || req->role > 2 ? 0 : req->role],
-                         1);
+    const struct ups_route *r;
     if (early) {
-        if (r && r == early_route && s->f.ops->on_adopted && early_fits(s, r, req)) {
+        r = ups_route_find(s->snap, req);
+        bool keep = r && r == early_route && s->f.ops->on_adopted && early_keeps(s, req);
+        if (keep) {
+            s->f.route = r;
+            count_role(r, req);
             early_adopt(s);
             return;
         }
-        early_drop(s);
+        early_drop(s); /* before the candidates: it no longer counts on its node */
+        s->cands.n = s->cands.n_primary = 0;
+        s->cands.not_live = false;
+        if (r)
+            ups_route_candidates(s->snap, r, req, &s->cands);
+    } else {
+        r = ups_route_select(s->snap, req, &s->cands);
     }
+    s->f.route = r;
+    s->next_cand = 0;
+    count_role(r, req);
     if (!r || s->cands.not_live) {
         lb__apply(s, s->f.ops->on_dials_failed(&s->f, r ? LB_REASON_NOT_FOUND : LB_REASON_NO_ROUTE));
         return;
@@ -348,7 +369,6 @@ static void connected(struct lb_session *s)
     if (n->tls)
         lb__dialq_leave(s); /* its TLS handshake answered: accepted */
     hc_passive_success(n);
-    atomic_fetch_add(&n->live->sessions_total, 1);
     (void)setsockopt(s->upstream.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     lb__set_state(s, LB_SS_CONNECTED);
     s->f.upstream = &s->upstream;
@@ -368,7 +388,8 @@ static void connected(struct lb_session *s)
  * publish, and the log says where the session went. */
 static void routed_notes(struct lb_session *s)
 {
-    const struct ups_node *n = s->node;
+    struct ups_node *n = s->node;
+    atomic_fetch_add(&n->live->sessions_total, 1);
     if (s->f.role == CONF_ROLE_PUBLISH && s->f.app && s->f.stream && !s->indexed) {
         hc_index_add_publish(s->h->env->index, n->pool->name, n->name, s->f.app, s->f.stream);
         s->indexed = true;

@@ -59,6 +59,11 @@ void lb__route_early(struct lb_session *s);
 /* An early dial ends (s->early just went false): its outcome counted for
  * the listener's metrics, its place under limits.max_early_dials freed. */
 void lb__early_count(struct lb_session *s, enum lb_early_outcome o);
+/* The early leg goes, not a failure (LB_ACT_LET_GO, the operator closed
+ * its node): the session routes on the client's command. */
+void lb__early_let_go(struct lb_session *s);
+/* A write to the early leg failed: the node's fault (next candidate). */
+void lb__early_write_failed(struct lb_session *s, int err);
 void lb__dial_next(struct lb_session *s);
 /* Connects to s->node (its dial slot taken). */
 void lb__dial_start(struct lb_session *s);

@@ -103,6 +103,9 @@ void lb__apply(struct lb_session *s, struct lb_action a)
     case LB_ACT_EARLY:
         lb__route_early(s);
         return;
+    case LB_ACT_LET_GO:
+        lb__early_let_go(s);
+        return;
     }
 }
 
@@ -445,8 +448,16 @@ void lb__settle(struct lb_session *s)
         if (lb_buf_pending(&s->f.to_client) && !flush_buf(s, &s->f.to_client, &s->client, true))
             break;
         if (s->upoll_open && s->state == LB_SS_CONNECTED && lb_buf_pending(&s->f.to_upstream) &&
-            !flush_buf(s, &s->f.to_upstream, &s->upstream, false))
-            break;
+            !flush_buf(s, &s->f.to_upstream, &s->upstream, false)) {
+            if (!s->early)
+                break;
+            /* The client has asked nothing of this node yet: the next one. */
+            int err = s->sys_error;
+            s->close_req = LB_REASON_NONE;
+            s->sys_error = 0;
+            lb__early_write_failed(s, err);
+            continue;
+        }
         promote(s);
     }
     /* No RTMP peer half-closes on purpose: a client gone before the

@@ -12,6 +12,11 @@ void lb_session_start(struct lb_shost *h, const struct lb_listen_info *l, int fd
                       const struct sockaddr *sa, socklen_t salen);
 /* Ends a session now (worker: shutdown, drain deadline). */
 void lb_session_end(struct lb_session *s, enum lb_reason r);
+/* The operator closes node n's sessions (disabled, close_after): a
+ * session on it ends with r; one that only dialled it early, before its
+ * client's command, just lets that leg go and routes on the command.
+ * true: the session ended. */
+bool lb_session_close_on_node(struct lb_session *s, enum lb_reason r);
 
 /* dialq.c: closes the worker's dial-queue tick (at exit). */
 void lb_dialq_close(struct lb_shost *h);

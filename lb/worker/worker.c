@@ -199,7 +199,8 @@ static const char *const sstate_names[] = {
 static void copy_session(struct lb_worker *w, const struct lb_session *s, struct lb_wsession *o,
                          uint64_t now_ns)
 {
-    const struct ups_node *n = s->node ? s->node : s->log_node;
+    /* A node dialled early is not the session's until its command. */
+    const struct ups_node *n = s->early ? NULL : s->node ? s->node : s->log_node;
     memset(o, 0, sizeof(*o));
     snprintf(o->client, sizeof(o->client), "%s", s->client_text);
     snprintf(o->listener, sizeof(o->listener), "%s", s->lst ? s->lst->name : "");
@@ -207,7 +208,7 @@ static void copy_session(struct lb_worker *w, const struct lb_session *s, struct
              !s->rtmp_mode ? "tcp" : conf_role_name(s->f.role));
     snprintf(o->app, sizeof(o->app), "%s", s->f.app ? s->f.app : "");
     snprintf(o->stream, sizeof(o->stream), "%s", s->f.stream ? s->f.stream : "");
-    if (s->f.route) {
+    if (s->f.route && !s->early) {
         snprintf(o->route, sizeof(o->route), "%s", s->f.route->name);
         snprintf(o->pool, sizeof(o->pool), "%s", s->f.route->pool->name);
     }
@@ -245,8 +246,8 @@ static void answer_close_node(struct lb_worker *w, struct lb_wreq *r)
         const struct ups_node *n = s->node;
         if (!n || strcmp(n->name, r->node) != 0 || strcmp(n->pool->name, r->pool) != 0)
             continue;
-        lb_session_end(s, (enum lb_reason)r->reason);
-        r->closed++;
+        if (lb_session_close_on_node(s, (enum lb_reason)r->reason))
+            r->closed++;
     }
 }
 

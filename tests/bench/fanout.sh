@@ -16,7 +16,10 @@
 # Storm: STORM players all at once: ms until 50/95/100% have media, and
 # ListenOverflows (/proc/net/netstat, system-wide) during the run; rtmplb
 # also with max_dials: 0 ("rtmplb-nolim") to show what the limit does
-# (BENCH_MAX_DIALS sets "rtmplb"'s, default 64: the shipped default).
+# (BENCH_MAX_DIALS sets "rtmplb"'s, default 64: the shipped default), and
+# with listeners[].early_dial: false ("rtmplb-late": the origin dialled on
+# the play, not at the client's C0C1). BENCH_FANOUT_TARGETS and
+# BENCH_STORM_TARGETS choose the targets of each part.
 # Loopback only; a shared machine makes every figure noisy. Not in ctest.
 #   tests/bench/fanout.sh [NS="500 1500"] [REPS=2] [SECS=25] [STORM=1500]
 set -euo pipefail
@@ -41,12 +44,12 @@ bench_workdir
 op=$(port); hp=$(port); lp=$(port); l0=$(port); ln=$(port); hap=$(port)
 # Stock nginx-rtmp (listen backlog 511), with room for the players' sockets.
 nginx_rtmp_origin "$work/origin" "$op" "$hp" 8192
-lbconf() { # NAME PORT COALESCE("": the default) MAX_DIALS
+lbconf() { # NAME PORT COALESCE("": the default) MAX_DIALS [EXTRA listener settings]
   cat > "$work/$1.yaml" <<CONF
 workers: 2
 log: {access_log: off, level: warn}
 limits: {max_sessions: 8000}
-listeners: [{name: rtmp, address: 127.0.0.1:$2, mode: rtmp${3:+, coalesce: $3}}]
+listeners: [{name: rtmp, address: 127.0.0.1:$2, mode: rtmp${3:+, coalesce: $3}${5:+, $5}}]
 pools: {origins: {nodes: [{name: origin, address: 127.0.0.1:$op, max_dials: $4}]}}
 routes: [{name: live, pool: origins, policy: stream_affinity}]
 CONF
@@ -55,6 +58,7 @@ CONF
 lbconf rtmplb "$lp" "" "${BENCH_MAX_DIALS:-64}"; lbpid=$!; pids+=($lbpid)
 lbconf rtmplb-c0 "$l0" 0s 64; lb0pid=$!; pids+=($lb0pid)
 lbconf rtmplb-nolim "$ln" "" 0; lbnpid=$!; pids+=($lbnpid)
+lne=$(port); lbconf rtmplb-late "$lne" "" "${BENCH_MAX_DIALS:-64}" "early_dial: false"; lbnepid=$!; pids+=($lbnepid)
 haproxy_splice "$work/haproxy.cfg" "$hap" "127.0.0.1:$op" 5000; happid=$hap_pid
 # ~900 kbit/s: 640x360 25 fps H.264 at 800k + AAC 96k, encoded once.
 ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=640x360:rate=25 \
@@ -64,11 +68,11 @@ ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=640x360:rate=25 \
 ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$work/clip.flv" -c copy \
   -f flv "rtmp://127.0.0.1:$op/live/bench" >"$work/ffmpeg.log" 2>&1 & pubpid=$!; pids+=($pubpid)
 wait_stat_stream "$hp" bench || true
-wait_port "$lp"; wait_port "$l0"; wait_port "$ln"; wait_port "$hap"
+wait_port "$lp"; wait_port "$l0"; wait_port "$ln"; wait_port "$lne"; wait_port "$hap"
 sleep 2
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 declare -A rss_base # each middle box idle, before any player
-for p in $lbpid $lb0pid $lbnpid $happid; do rss_base[$p]=$(rss_kb "$p"); done
+for p in $lbpid $lb0pid $lbnpid $lbnepid $happid; do rss_base[$p]=$(rss_kb "$p"); done
 origin_pids() { echo "$(cat "$work/origin/nginx.pid") $(pgrep -P "$(cat "$work/origin/nginx.pid")" | tr '\n' ' ')"; }
 ticks() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 machine() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
@@ -94,17 +98,17 @@ run() {
   sleep 5 # sessions end, sockets close, the origin settles
 }
 
-mid_of() { case $1 in direct) echo 0;; rtmplb) echo $lbpid;; rtmplb-c0) echo $lb0pid;; rtmplb-nolim) echo $lbnpid;; haproxy-splice) echo $happid;; esac; }
-port_of() { case $1 in direct) echo $op;; rtmplb) echo $lp;; rtmplb-c0) echo $l0;; rtmplb-nolim) echo $ln;; haproxy-splice) echo $hap;; esac; }
+mid_of() { case $1 in direct) echo 0;; rtmplb) echo $lbpid;; rtmplb-c0) echo $lb0pid;; rtmplb-nolim) echo $lbnpid;; rtmplb-late) echo $lbnepid;; haproxy-splice) echo $happid;; esac; }
+port_of() { case $1 in direct) echo $op;; rtmplb) echo $lp;; rtmplb-c0) echo $l0;; rtmplb-nolim) echo $ln;; rtmplb-late) echo $lne;; haproxy-splice) echo $hap;; esac; }
 : >"$work/results"
 for ((r = 0; r < reps; r++)); do
   for n in $ns; do
-    for t in direct rtmplb rtmplb-c0 haproxy-splice; do
+    for t in ${BENCH_FANOUT_TARGETS:-direct rtmplb rtmplb-c0 haproxy-splice}; do
       run fanout "$t" "$n" "$(port_of $t)" "$(mid_of $t)" "$secs" "$warm" 500
     done
   done
   if [ "$storm" -gt 0 ]; then
-    for t in ${BENCH_STORM_TARGETS:-direct rtmplb rtmplb-nolim haproxy-splice}; do
+    for t in ${BENCH_STORM_TARGETS:-direct rtmplb rtmplb-late rtmplb-nolim haproxy-splice}; do
       run storm "$t" "$storm" "$(port_of $t)" "$(mid_of $t)" 10 5 0
     done
   fi
@@ -136,7 +140,7 @@ print("Fan-out: N players of one ~900 kbit/s stream, stock nginx-rtmp origin, lo
 hdr = ("target", "N", "media", "p5 kb/s", "p50 kb/s", "ttfm p50", "ttfm p99", "Mbit/s",
        "orig s/Gb", "mid s/Gb", "exp s/Gb", "mach s/Gb", "KiB/plr", "rounds")
 print("%-15s %5s %6s %8s %8s %8s %8s %7s %9s %9s %9s %9s %7s %6s" % hdr)
-for (kind, tgt, n), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][2], ["direct", "rtmplb", "rtmplb-c0", "rtmplb-nolim", "haproxy-splice"].index(kv[0][1]))):
+for (kind, tgt, n), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][2], ["direct", "rtmplb", "rtmplb-late", "rtmplb-c0", "rtmplb-nolim", "haproxy-splice"].index(kv[0][1]))):
     if kind != "fanout":
         continue
     def per_gbit(key):
@@ -161,7 +165,7 @@ print("ttfm = TCP connect to the first audio/video message, ms; KiB/plr = middle
 print()
 print("Storm: players all at once; ms from the first connect until 50/95/100% have media")
 print("%-15s %5s %6s %8s %8s %8s %10s %9s" % ("target", "N", "media", "50% ms", "95% ms", "100% ms", "overflows", "ttfm p99"))
-for (kind, tgt, n), rs in sorted(rows.items(), key=lambda kv: ["direct", "rtmplb", "rtmplb-c0", "rtmplb-nolim", "haproxy-splice"].index(kv[0][1])):
+for (kind, tgt, n), rs in sorted(rows.items(), key=lambda kv: ["direct", "rtmplb", "rtmplb-late", "rtmplb-c0", "rtmplb-nolim", "haproxy-splice"].index(kv[0][1])):
     if kind != "storm":
         continue
     print("%-15s %5d %6.0f %8.0f %8.0f %8.0f %10s %9.1f" % (tgt, n, f(rs, "with_media"),

@@ -21,9 +21,11 @@
  *   7 dial outcome  while dialing: connects (arg even) or fails
  * EARLY (the client's C0C1): the simulated core dials a node of pool p at
  * once, unless event 4 with arg 30 said it declines them from then on;
- * the phase's ROUTE then adopts that node when the route's candidates hold
- * it (on_adopted), or drops it and dials afresh; every early candidate
- * failing sends the session back to routing on its command, as the core.
+ * the phase's ROUTE then adopts that node when the command confirms the
+ * route and no takeover pins another node (on_adopted), or drops it
+ * (on_early_gone) and dials afresh; every early candidate failing, or the
+ * phase letting the leg go (LET_GO), sends the session back to routing on
+ * its command, as the core.
  * The session must never crash, leak, overrun, or answer with an action
  * its state does not allow (ROUTE once a routed node was dialled, SPLICE
  * without a connected node or before the ROUTE took it): those abort. */
@@ -161,25 +163,23 @@ static void apply(struct sim *s, struct lb_action a)
         if (!s->early && (s->st != S_FRONT || s->f.upstream))
             abort(); /* routing twice, or with a node already dialled */
         s->f.req.now_ms = s->f.now_ms;
-        const struct ups_node *had = s->early ? s->f.node : NULL;
-        const struct ups_route *r = ups_route_select(s->f.snap, &s->f.req, &s->cands);
-        s->f.route = r;
-        s->next = 0;
         if (s->early) {
             s->early = false;
-            for (size_t k = 0; r && k < s->cands.n; k++)
-                if (s->cands.node[k] == had) { /* adopted: the others follow it */
-                    s->cands.node[k] = s->cands.node[0];
-                    s->cands.node[0] = (struct ups_node *)had;
-                    s->next = 1;
-                    s->f.last_candidate = s->next >= s->cands.n;
-                    apply(s, s->f.ops->on_adopted(&s->f));
-                    return;
-                }
-            leg_gone(s); /* dropped: routed afresh */
+            const struct ups_route *er = s->f.route;
+            const char *pin = s->f.req.pin_node;
+            if (s->f.node && ups_route_find(s->f.snap, &s->f.req) == er &&
+                (!pin || strcmp(pin, s->f.node->name) == 0)) {
+                apply(s, s->f.ops->on_adopted(&s->f)); /* as the core: the early draw stays */
+                return;
+            }
+            s->f.ops->on_early_gone(&s->f); /* dropped: routed afresh */
+            leg_gone(s);
             s->st = S_FRONT;
             s->f.dials = 0;
         }
+        const struct ups_route *r = ups_route_select(s->f.snap, &s->f.req, &s->cands);
+        s->f.route = r;
+        s->next = 0;
         if (!r) {
             s->st = S_DIALING;
             apply(s, s->f.ops->on_dials_failed(&s->f, LB_REASON_NO_ROUTE));
@@ -201,6 +201,15 @@ static void apply(struct sim *s, struct lb_action a)
     case LB_ACT_FAIL:
     case LB_ACT_CLOSE:
         s->st = S_DONE;
+        return;
+    case LB_ACT_LET_GO:
+        if (!s->early || !s->f.upstream)
+            abort(); /* no early leg to let go */
+        s->early = false;
+        leg_gone(s);
+        s->st = S_FRONT;
+        s->f.route = NULL;
+        s->f.dials = 0;
         return;
     case LB_ACT_EARLY: {
         if (s->st != S_FRONT || s->f.upstream || s->early)

@@ -207,6 +207,113 @@ routes:
         self.assertEqual(gauge(self.admin, "rtmplb_early_dials_pending"), 0)
 
 
+TOKEN = "early-dial-test-token-0123456789"
+
+
+class EarlyDialPools(unittest.TestCase):
+    """Pools of two nodes (two names for the one nginx-rtmp origin, told
+    apart by the routed log lines): the early dial keeps the policy's
+    spread, does not count against the node's max_sessions at the play,
+    and a node the operator disables while a client is in its handshake
+    costs that client nothing."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fleet = harness.Fleet()
+        try:
+            cls.rtmp, cls.http = free_port(), free_port()
+            cls.origin = cls.fleet.nginx_origin("o", cls.rtmp, cls.http)
+            tok = cls.fleet.dir + "/token"
+            with open(tok, "w") as f:
+                f.write(TOKEN + "\n")
+            import os
+            os.chmod(tok, 0o600)
+            cls.wrr, cls.one, cls.dis, cls.admin = free_port(), free_port(), free_port(), free_port()
+            o = cls.rtmp
+            cls.fleet.rtmplb("""
+workers: 1
+admin: {address: 127.0.0.1:%d, public_read: true, token_file: %s}
+listeners:
+  - {name: wrr, address: 127.0.0.1:%d}
+  - {name: one, address: 127.0.0.1:%d}
+  - {name: dis, address: 127.0.0.1:%d}
+pools:
+  wrr: {nodes: [{name: w1, address: 127.0.0.1:%d}, {name: w2, address: 127.0.0.1:%d}]}
+  one: {nodes: [{name: o1, address: 127.0.0.1:%d, max_sessions: 1}]}
+  dis: {nodes: [{name: d1, address: 127.0.0.1:%d}, {name: d2, address: 127.0.0.1:%d}]}
+routes:
+  - {name: wrr, match: {listener: wrr}, pool: wrr, policy: weighted}
+  - {name: one, match: {listener: one}, pool: one, policy: stream_affinity}
+  - {name: dis, match: {listener: dis}, pool: dis, policy: least_sessions}
+""" % (cls.admin, tok, cls.wrr, cls.one, cls.dis, o, o, o, o, o), wait_ports=[cls.wrr])
+            cls.fleet.publish("rtmp://127.0.0.1:%d/live/cam" % cls.rtmp, name="pub")
+            wait_for(lambda: harness.nginx_streams(cls.http).get("cam", (False,))[0], 20,
+                     "the publish on the origin")
+        except Exception:
+            cls.fleet.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fleet.stop()
+
+    def routed_nodes(self, listener):
+        import re
+        return re.findall(r"routed .*listener=%s .*node=(\w+)" % listener,
+                          self.fleet.log_text("rtmplb"))
+
+    def play_ok(self, port, name="cam"):
+        c = rf.RawClient(port, timeout=10)
+        try:
+            o = c.play("live", name, pipelined=False)
+            self.assertEqual((o.kind, o.code), ("status", "NetStream.Play.Start"), repr(o))
+        finally:
+            c.close()
+
+    def test_1_weighted_spread_is_kept(self):
+        for _ in range(10):
+            self.play_ok(self.wrr)
+        wait_for(lambda: len(self.routed_nodes("wrr")) >= 10, 5, "ten routed lines")
+        nodes = self.routed_nodes("wrr")
+        print("10 plays, weighted 1:1, early dial: w1 %d, w2 %d" % (nodes.count("w1"),
+                                                                     nodes.count("w2")))
+        # One worker rotates w1, w2, w1, ...: an even split.
+        self.assertEqual((nodes.count("w1"), nodes.count("w2")), (5, 5))
+        self.assertGreaterEqual(early(self.admin, "wrr", "adopted"), 10)
+
+    def test_2_max_sessions_one_still_plays(self):
+        """The early dial holds the node's only session slot: the play
+        itself must take it, not be refused for it."""
+        self.play_ok(self.one)
+        self.play_ok(self.one)  # the slot came back with the first one's end
+        self.assertGreaterEqual(early(self.admin, "one", "adopted"), 2)
+
+    def test_3_node_disabled_during_the_handshake(self):
+        import json
+        c = rf.RawClient(self.dis, timeout=10)
+        self.addCleanup(c.close)
+        c.handshake()  # dialled early to d1 (least_sessions: ties go in pool order)
+        wait_for(lambda: gauge(self.admin, "rtmplb_early_dials_pending") == 1, 5,
+                 "the early dial")
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/api/v1/pools/dis/nodes/d1" % self.admin,
+            data=json.dumps({"state": "disabled"}).encode(), method="POST",
+            headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).read()
+        self.addCleanup(lambda: urllib.request.urlopen(urllib.request.Request(
+            "http://127.0.0.1:%d/api/v1/pools/dis/nodes/d1" % self.admin,
+            data=json.dumps({"state": None}).encode(), method="POST",
+            headers={"Authorization": "Bearer " + TOKEN}), timeout=10).read())
+        wait_for(lambda: gauge(self.admin, "rtmplb_early_dials_pending") == 0, 5,
+                 "the early leg let go")
+        o = c.play("live", "cam", pipelined=False, handshake=False)
+        print("client in its handshake while its early node was disabled: %r" % o)
+        self.assertEqual((o.kind, o.code), ("status", "NetStream.Play.Start"), repr(o))
+        wait_for(lambda: self.routed_nodes("dis"), 5, "the routed line")
+        self.assertEqual(self.routed_nodes("dis")[-1], "d2")
+        self.assertGreaterEqual(early(self.admin, "dis", "dropped"), 1)
+
+
 def gauge(admin_port, name):
     text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
                                   timeout=10).read().decode()

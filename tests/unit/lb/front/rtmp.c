@@ -1430,10 +1430,12 @@ static void test_early_dial(void **st)
         }
 }
 
-/* An early node that fails goes with a DIAL (a passive failure, the next
- * candidate) and leaves the client's side as it was; with no node left the
- * ROUTE dials afresh. A node that never answers its handshake costs it
- * timeouts.connect, not the client's deadline. */
+/* An early node that fails its handshake goes with a DIAL (a passive
+ * failure, the next candidate), one that closes after it with a LET_GO
+ * (not a failure); either way the client's side is as it was, and with no
+ * node left the ROUTE dials afresh. A node that never answers its
+ * handshake costs it timeouts.connect, not the client's deadline. The
+ * core dropping the node (on_early_gone) leaves the phase as without it. */
 static void test_early_dial_failures(void **st)
 {
     static struct client c;
@@ -1449,8 +1451,12 @@ static void test_early_dial_failures(void **st)
         drv_early(d, true);
         feed(d, true, o.s.b, ends[i]);
         feed_end(d, true, 0);
-        assert_int_equal(last_act(d).kind, LB_ACT_DIAL);
-        assert_int_equal(last_act(d).reason, LB_REASON_ORIGIN_CLOSED);
+        if (ends[i] < o.after_hs) { /* in its handshake: the node's fault */
+            assert_int_equal(last_act(d).kind, LB_ACT_DIAL);
+            assert_int_equal(last_act(d).reason, LB_REASON_ORIGIN_CLOSED);
+        } else { /* idle after it, closed: let go, no failure */
+            assert_int_equal(last_act(d).kind, LB_ACT_LET_GO);
+        }
         assert_int_equal(d->f.to_client.len, 1 + 2 * RTMP_HS_SIZE);
         assert_int_equal(d->f.ops->wants(&d->f), LB_WANT_CLIENT);
         assert_int_equal(d->f.deadline_ms, T0 + HS_MS);
@@ -1492,6 +1498,26 @@ static void test_early_dial_failures(void **st)
     record(d, d->f.ops->on_timer(&d->f));
     assert_int_equal(last_act(d).kind, LB_ACT_CLOSE);
     assert_int_equal(last_act(d).reason, LB_REASON_HANDSHAKE_TIMEOUT);
+    drv_free(d);
+    /* Dropped by the core while READY (the ROUTE chose another node): the
+     * phase forgets it, and a dial at the ROUTE starts afresh. */
+    d = drv_new("rtmp", 64 * 1024);
+    feed(d, false, c.s.b, 1 + RTMP_HS_SIZE);
+    drv_early(d, true);
+    feed(d, true, o.s.b, o.after_hs);
+    d->f.ops->on_early_gone(&d->f);
+    assert_int_equal(d->f.ops->wants(&d->f), LB_WANT_CLIENT);
+    assert_int_equal(d->f.deadline_ms, T0 + HS_MS);
+    assert_int_equal(d->f.upstream_bytes, 0);
+    drv_node_failed(d);
+    d->f.route = NULL;
+    feed(d, false, c.s.b + 1 + RTMP_HS_SIZE, c.s.n - 1 - RTMP_HS_SIZE);
+    assert_int_equal(last_act(d).kind, LB_ACT_ROUTE);
+    size_t pre = d->f.to_client.len;
+    d->f.dials = 0;
+    drv_connect(d);
+    feed(d, true, o.s.b, o.s.n);
+    assert_true(origin_outcome_ok(d, &c, &o, &exp, pre));
     drv_free(d);
     /* The last candidate may take what the client has. */
     d = drv_new("rtmp", 64 * 1024);
