@@ -9,6 +9,9 @@ an early dial to a dead node is tried on the next candidate, and with none
 left the play is routed afresh (and told the truth); early_dial: false
 dials on the play as before; every outcome is counted in /metrics."""
 
+import json
+import os
+import re
 import socket
 import time
 import unittest
@@ -53,6 +56,13 @@ def dead_port():
     return s, port
 
 
+def publish_cam(cls):
+    """ffmpeg publishes live/cam straight to the class's origin."""
+    cls.fleet.publish("rtmp://127.0.0.1:%d/live/cam" % cls.rtmp, name="pub")
+    wait_for(lambda: harness.nginx_streams(cls.http).get("cam", (False,))[0], 20,
+             "the publish on the origin")
+
+
 class EarlyDial(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -78,9 +88,7 @@ routes:
   - {name: dead, match: {listener: dead}, pool: deadpool}
   - {name: all, match: {}, pool: origins, policy: least_sessions}
 """ % (cls.admin, cls.port, cls.off, cls.deadl, cls.rtmp, cls.dead), wait_ports=[cls.port])
-            cls.fleet.publish("rtmp://127.0.0.1:%d/live/cam" % cls.rtmp, name="pub")
-            wait_for(lambda: harness.nginx_streams(cls.http).get("cam", (False,))[0], 20,
-                     "the publish on the origin")
+            publish_cam(cls)
         except Exception:
             cls.fleet.stop()
             raise
@@ -89,8 +97,6 @@ routes:
     def tearDownClass(cls):
         cls.fleet.stop()
         cls.hold.close()
-
-
 
     def accepted_after(self, before, timeout):
         """naccepted once it passed `before`, or its value after timeout."""
@@ -138,7 +144,8 @@ routes:
     def test_3_client_gone_after_its_handshake_leaves_no_origin_connection(self):
         unused0 = early(self.admin, "early", "unused")
         n0 = naccepted(self.http)
-        self.assertEqual(connections_to(self.rtmp), 1)  # the publisher
+        # Only the publisher's (earlier tests' players are gone).
+        wait_for(lambda: connections_to(self.rtmp) == 1, 5, "the publisher's connection alone")
         c = rf.RawClient(self.port, timeout=10)
         c.handshake()
         self.assertEqual(self.accepted_after(n0, 5), n0 + 1)
@@ -226,7 +233,6 @@ class EarlyDialPools(unittest.TestCase):
             tok = cls.fleet.dir + "/token"
             with open(tok, "w") as f:
                 f.write(TOKEN + "\n")
-            import os
             os.chmod(tok, 0o600)
             cls.wrr, cls.one, cls.dis, cls.admin = free_port(), free_port(), free_port(), free_port()
             o = cls.rtmp
@@ -246,9 +252,7 @@ routes:
   - {name: one, match: {listener: one}, pool: one, policy: stream_affinity}
   - {name: dis, match: {listener: dis}, pool: dis, policy: least_sessions}
 """ % (cls.admin, tok, cls.wrr, cls.one, cls.dis, o, o, o, o, o), wait_ports=[cls.wrr])
-            cls.fleet.publish("rtmp://127.0.0.1:%d/live/cam" % cls.rtmp, name="pub")
-            wait_for(lambda: harness.nginx_streams(cls.http).get("cam", (False,))[0], 20,
-                     "the publish on the origin")
+            publish_cam(cls)
         except Exception:
             cls.fleet.stop()
             raise
@@ -258,7 +262,6 @@ routes:
         cls.fleet.stop()
 
     def routed_nodes(self, listener):
-        import re
         return re.findall(r"routed .*listener=%s .*node=(\w+)" % listener,
                           self.fleet.log_text("rtmplb"))
 
@@ -285,11 +288,12 @@ routes:
         """The early dial holds the node's only session slot: the play
         itself must take it, not be refused for it."""
         self.play_ok(self.one)
-        self.play_ok(self.one)  # the slot came back with the first one's end
+        # The slot comes back once the first session has ended.
+        wait_for(lambda: node_sessions(self.admin, "one", "o1") == 0, 5, "o1's slot free")
+        self.play_ok(self.one)
         self.assertGreaterEqual(early(self.admin, "one", "adopted"), 2)
 
     def test_3_node_disabled_during_the_handshake(self):
-        import json
         c = rf.RawClient(self.dis, timeout=10)
         self.addCleanup(c.close)
         c.handshake()  # dialled early to d1 (least_sessions: ties go in pool order)
@@ -312,6 +316,16 @@ routes:
         wait_for(lambda: self.routed_nodes("dis"), 5, "the routed line")
         self.assertEqual(self.routed_nodes("dis")[-1], "d2")
         self.assertGreaterEqual(early(self.admin, "dis", "dropped"), 1)
+
+
+def node_sessions(admin_port, pool, node):
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
+                                  timeout=10).read().decode()
+    want = 'rtmplb_node_sessions{pool="%s",node="%s"} ' % (pool, node)
+    for line in text.splitlines():
+        if line.startswith(want):
+            return int(float(line.split()[-1]))
+    raise AssertionError("%s not in /metrics" % want.strip())
 
 
 def gauge(admin_port, name):
