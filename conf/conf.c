@@ -156,7 +156,6 @@ static void listener_init(void *obj)
     l->http.max_header = 16 * 1024;
     l->http.keepalive_ms = 30000;
     l->coalesce_ms = CONF_DEFAULT_COALESCE_MS;
-    l->early_dial = true;
 }
 
 static const struct conf_enum_val tls_versions[] = {

@@ -17,15 +17,15 @@
 # ListenOverflows (/proc/net/netstat, system-wide) during the run; rtmplb
 # also with max_dials: 0 ("rtmplb-nolim") to show what the limit does
 # (BENCH_MAX_DIALS sets "rtmplb"'s, default 64: the shipped default), and
-# with listeners[].early_dial: false ("rtmplb-late": the origin dialled on
-# the play, not at the client's C0C1). BENCH_FANOUT_TARGETS and
+# with listeners[].early_dial: true ("rtmplb-early": the origin dialled at
+# the client's C0C1, not on its play). BENCH_FANOUT_TARGETS and
 # BENCH_STORM_TARGETS choose the targets of each part.
 # Loopback only; a shared machine makes every figure noisy. Not in ctest.
-#   tests/bench/fanout.sh [NS="500 1500"] [REPS=2] [SECS=25] [STORM=1500]
+#   tests/bench/fanout.sh [NS="500 1500" ("": no fan-out)] [REPS=2] [SECS=25] [STORM=1500]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/bench/lib.sh
-ns=${1:-"500 1500"}
+ns=${1-"500 1500"} # "": storms only
 reps=${2:-2}
 secs=${3:-25}
 storm=${4:-1500}
@@ -58,7 +58,7 @@ CONF
 lbconf rtmplb "$lp" "" "${BENCH_MAX_DIALS:-64}"; lbpid=$!; pids+=($lbpid)
 lbconf rtmplb-c0 "$l0" 0s 64; lb0pid=$!; pids+=($lb0pid)
 lbconf rtmplb-nolim "$ln" "" 0; lbnpid=$!; pids+=($lbnpid)
-lne=$(port); lbconf rtmplb-late "$lne" "" "${BENCH_MAX_DIALS:-64}" "early_dial: false"; lbnepid=$!; pids+=($lbnepid)
+lne=$(port); lbconf rtmplb-early "$lne" "" "${BENCH_MAX_DIALS:-64}" "early_dial: true"; lbnepid=$!; pids+=($lbnepid)
 haproxy_splice "$work/haproxy.cfg" "$hap" "127.0.0.1:$op" 5000; happid=$hap_pid
 # ~900 kbit/s: 640x360 25 fps H.264 at 800k + AAC 96k, encoded once.
 ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=size=640x360:rate=25 \
@@ -98,8 +98,8 @@ run() {
   sleep 5 # sessions end, sockets close, the origin settles
 }
 
-mid_of() { case $1 in direct) echo 0;; rtmplb) echo $lbpid;; rtmplb-c0) echo $lb0pid;; rtmplb-nolim) echo $lbnpid;; rtmplb-late) echo $lbnepid;; haproxy-splice) echo $happid;; esac; }
-port_of() { case $1 in direct) echo $op;; rtmplb) echo $lp;; rtmplb-c0) echo $l0;; rtmplb-nolim) echo $ln;; rtmplb-late) echo $lne;; haproxy-splice) echo $hap;; esac; }
+mid_of() { case $1 in direct) echo 0;; rtmplb) echo $lbpid;; rtmplb-c0) echo $lb0pid;; rtmplb-nolim) echo $lbnpid;; rtmplb-early) echo $lbnepid;; haproxy-splice) echo $happid;; esac; }
+port_of() { case $1 in direct) echo $op;; rtmplb) echo $lp;; rtmplb-c0) echo $l0;; rtmplb-nolim) echo $ln;; rtmplb-early) echo $lne;; haproxy-splice) echo $hap;; esac; }
 : >"$work/results"
 for ((r = 0; r < reps; r++)); do
   for n in $ns; do
@@ -108,7 +108,7 @@ for ((r = 0; r < reps; r++)); do
     done
   done
   if [ "$storm" -gt 0 ]; then
-    for t in ${BENCH_STORM_TARGETS:-direct rtmplb rtmplb-late rtmplb-nolim haproxy-splice}; do
+    for t in ${BENCH_STORM_TARGETS:-direct rtmplb rtmplb-early rtmplb-nolim haproxy-splice}; do
       run storm "$t" "$storm" "$(port_of $t)" "$(mid_of $t)" 10 5 0
     done
   fi
@@ -140,7 +140,7 @@ print("Fan-out: N players of one ~900 kbit/s stream, stock nginx-rtmp origin, lo
 hdr = ("target", "N", "media", "p5 kb/s", "p50 kb/s", "ttfm p50", "ttfm p99", "Mbit/s",
        "orig s/Gb", "mid s/Gb", "exp s/Gb", "mach s/Gb", "KiB/plr", "rounds")
 print("%-15s %5s %6s %8s %8s %8s %8s %7s %9s %9s %9s %9s %7s %6s" % hdr)
-for (kind, tgt, n), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][2], ["direct", "rtmplb", "rtmplb-late", "rtmplb-c0", "rtmplb-nolim", "haproxy-splice"].index(kv[0][1]))):
+for (kind, tgt, n), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][2], ["direct", "rtmplb", "rtmplb-early", "rtmplb-c0", "rtmplb-nolim", "haproxy-splice"].index(kv[0][1]))):
     if kind != "fanout":
         continue
     def per_gbit(key):
@@ -165,7 +165,7 @@ print("ttfm = TCP connect to the first audio/video message, ms; KiB/plr = middle
 print()
 print("Storm: players all at once; ms from the first connect until 50/95/100% have media")
 print("%-15s %5s %6s %8s %8s %8s %10s %9s" % ("target", "N", "media", "50% ms", "95% ms", "100% ms", "overflows", "ttfm p99"))
-for (kind, tgt, n), rs in sorted(rows.items(), key=lambda kv: ["direct", "rtmplb", "rtmplb-late", "rtmplb-c0", "rtmplb-nolim", "haproxy-splice"].index(kv[0][1])):
+for (kind, tgt, n), rs in sorted(rows.items(), key=lambda kv: ["direct", "rtmplb", "rtmplb-early", "rtmplb-c0", "rtmplb-nolim", "haproxy-splice"].index(kv[0][1])):
     if kind != "storm":
         continue
     print("%-15s %5d %6.0f %8.0f %8.0f %8.0f %10s %9.1f" % (tgt, n, f(rs, "with_media"),

@@ -7,7 +7,8 @@ out on that connection. The origin's own counter of accepted connections
 after its handshake costs the origin one connection that rtmplb closes;
 an early dial to a dead node is tried on the next candidate, and with none
 left the play is routed afresh (and told the truth); early_dial: false
-dials on the play as before; every outcome is counted in /metrics."""
+(the default) dials on the play as before; every outcome is counted in
+/metrics."""
 
 import json
 import os
@@ -76,9 +77,9 @@ class EarlyDial(unittest.TestCase):
 admin: {address: 127.0.0.1:%d, public_read: true}
 limits: {max_early_dials: 3}
 listeners:
-  - {name: early, address: 127.0.0.1:%d}
-  - {name: late, address: 127.0.0.1:%d, early_dial: false}
-  - {name: dead, address: 127.0.0.1:%d}
+  - {name: early, address: 127.0.0.1:%d, early_dial: true}
+  - {name: late, address: 127.0.0.1:%d}
+  - {name: dead, address: 127.0.0.1:%d, early_dial: true}
 pools:
   origins: {nodes: [{name: o, address: 127.0.0.1:%d}]}
   deadpool:   # checked too rarely to be marked down: the early dial finds it dead
@@ -157,7 +158,7 @@ routes:
         # is left.
         wait_for(lambda: connections_to(self.rtmp) == 1, 5, "rtmplb's origin connection closed")
 
-    def test_4_early_dial_off_dials_on_the_play(self):
+    def test_4_early_dial_off_by_default_dials_on_the_play(self):
         n0 = naccepted(self.http)
         c = rf.RawClient(self.off, timeout=10)
         self.addCleanup(c.close)
@@ -165,7 +166,7 @@ routes:
         c.send(c.connect_msg("live"))
         self.assertEqual(c.wait_result(1).kind, "done")
         time.sleep(0.3)
-        self.assertEqual(naccepted(self.http), n0, "early_dial: false dialled before the play")
+        self.assertEqual(naccepted(self.http), n0, "a listener without early_dial dialled before the play")
         c.send(c.create_stream_msg())
         self.assertEqual(c.wait_result(2).kind, "done")
         c.send(c.play_msg("cam"))
@@ -240,9 +241,9 @@ class EarlyDialPools(unittest.TestCase):
 workers: 1
 admin: {address: 127.0.0.1:%d, public_read: true, token_file: %s}
 listeners:
-  - {name: wrr, address: 127.0.0.1:%d}
-  - {name: one, address: 127.0.0.1:%d}
-  - {name: dis, address: 127.0.0.1:%d}
+  - {name: wrr, address: 127.0.0.1:%d, early_dial: true}
+  - {name: one, address: 127.0.0.1:%d, early_dial: true}
+  - {name: dis, address: 127.0.0.1:%d, early_dial: true}
 pools:
   wrr: {nodes: [{name: w1, address: 127.0.0.1:%d}, {name: w2, address: 127.0.0.1:%d}]}
   one: {nodes: [{name: o1, address: 127.0.0.1:%d, max_sessions: 1}]}

@@ -88,9 +88,11 @@ static void test_valid_base_and_defaults(void **st)
     assert_int_equal(c->timeouts.drain_ms, 30000);
     assert_int_equal(c->limits.max_sessions, 20000);
     assert_int_equal(c->limits.preroute_bytes, 65536);
+    assert_int_equal(c->limits.max_early_dials, 256);
     assert_int_equal(c->n_listeners, 1);
     assert_string_equal(c->listeners[0].name, "front");
     assert_int_equal(c->listeners[0].mode, CONF_MODE_TCP);
+    assert_false(c->listeners[0].early_dial);
     assert_int_equal(c->n_pools, 1);
     assert_string_equal(c->pools[0].name, "origins");
     assert_int_equal(c->pools[0].n_nodes, 1);
@@ -601,6 +603,9 @@ static void test_http_listener(void **st)
                  "(got \"/{who}/{stream}\")");
     expect_error(edit(4, "    mode: tcp\n    http: {keepalive: 1s}\n", false),
                  "t.yaml:5:11: listeners[0].http: only a listener with mode: http takes it");
+    expect_error(edit(4, "    mode: http\n    early_dial: true\n", false),
+                 "t.yaml:5:17: listeners[0].early_dial: only a listener with mode: rtmp takes it "
+                 "(a tcp listener always dials at once; an http one routes on its request)");
     expect_error(edit(12, "    pool: origins\n    require_live: true\n", false),
                  "t.yaml:13:19: routes[0].require_live: needs policy: stream_location (it knows "
                  "where streams are live)");
