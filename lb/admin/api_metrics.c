@@ -193,8 +193,9 @@ static void metrics_write(struct lb_admin *a, struct lb_metrics *m)
     lb_metrics_family(m, "rtmplb_early_dials_total", LB_METRIC_COUNTER,
                       "Dials started during the client's RTMP handshake (listeners[].early_dial), "
                       "by listener and outcome: adopted (the play or publish used it), dropped "
-                      "(routed to another node), unused (the client left or failed first), failed "
-                      "(every candidate failed; routed on the command instead).");
+                      "(routed to another node, or let go: the node closed it idle, or the operator "
+                      "closed the node), unused (the client left or failed first), failed (every "
+                      "candidate failed; routed on the command instead).");
     for (size_t i = 0; i < srv->env.n_lstats; i++) {
         static const char *const outcome[LB_EARLY__COUNT] = {"adopted", "dropped", "unused",
                                                              "failed"};

@@ -189,12 +189,14 @@ void lb__early_let_go(struct lb_session *s)
     if (!s->early)
         return;
     early_drop(s);
-    if (s->upoll_open)
-        lb__upoll_close(s, false);
-    else if (s->upstream.fd >= 0)
+    /* Its handle closes at the end of this loop pass: a ROUTE before then
+     * waits for that (redial; lb__on_handle_closed dials only if DIALING). */
+    if (s->upoll_open) {
+        lb__upoll_close(s, true);
+    } else if (s->upstream.fd >= 0) {
         close(s->upstream.fd);
-    s->upstream.fd = -1;
-    s->redial = false;
+        s->upstream.fd = -1;
+    }
     s->f.route = NULL;
     s->cands.n = 0;
     s->next_cand = 0;

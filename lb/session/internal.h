@@ -62,7 +62,8 @@ void lb__early_count(struct lb_session *s, enum lb_early_outcome o);
 /* The early leg goes, not a failure (LB_ACT_LET_GO, the operator closed
  * its node): the session routes on the client's command. */
 void lb__early_let_go(struct lb_session *s);
-/* A write to the early leg failed: the node's fault (next candidate). */
+/* A write to the early leg failed, or its socket reported an error the
+ * phase did not read: the node's fault (next candidate). */
 void lb__early_write_failed(struct lb_session *s, int err);
 void lb__dial_next(struct lb_session *s);
 /* Connects to s->node (its dial slot taken). */

@@ -582,7 +582,9 @@ static void upstream_io(struct lb_session *s, int status, int events)
             /* Let the phase tell the client: it reads the error as EOF. */
             s->f.now_ms = lb__now(s);
             lb__apply(s, s->f.ops->on_upstream_data(&s->f));
-            if (s->state == LB_SS_CONNECTED && s->close_req == LB_REASON_NONE)
+            if (s->state == LB_SS_CONNECTED && s->close_req == LB_REASON_NONE && s->early)
+                lb__early_write_failed(s, err); /* the client asked nothing of it yet */
+            else if (s->state == LB_SS_CONNECTED && s->close_req == LB_REASON_NONE)
                 lb__close_req(s, LB_REASON_UPSTREAM_ERROR, err);
         }
     } else {

@@ -35,6 +35,10 @@ static struct {
     struct lb_action start, client, timer, dials_failed, up_eof;
     struct lb_action connected[4]; /* per connection, in order */
     struct lb_action upstream;      /* bytes from the node */
+    struct lb_action clients[4];    /* per client event, when n_clients (else client) */
+    unsigned n_clients;
+    struct lb_action adopted;       /* on_adopted */
+    unsigned n_adopted, n_gone;
     unsigned wants_front, wants_up; /* before / after a node connected */
     const char *client_out;   /* queued for the client on on_client_data */
     const char *connect_out;  /* queued for the client on on_upstream_connected */
@@ -95,8 +99,19 @@ static struct lb_action fp_client(struct lb_front *f)
         memcpy(S.got + S.got_n, b, k);
         S.got_n += k;
     }
-    return queue(f, &f->to_client, S.client_out, S.client);
+    struct lb_action a = S.n_clients ? S.clients[S.n_client - 1 < S.n_clients ? S.n_client - 1
+                                                                             : S.n_clients - 1]
+                                     : S.client;
+    return queue(f, &f->to_client, S.client_out, a);
 }
+
+static struct lb_action fp_adopted(struct lb_front *f)
+{
+    S.n_adopted++;
+    return S.adopted;
+}
+
+static void fp_early_gone(struct lb_front *f) { S.n_gone++; }
 
 static struct lb_action fp_connected(struct lb_front *f)
 {
@@ -160,6 +175,8 @@ static const struct lb_phase_ops fake_phase = {
     .on_upstream_data = fp_upstream,
     .on_timer = fp_timer,
     .on_dials_failed = fp_failed,
+    .on_adopted = fp_adopted,
+    .on_early_gone = fp_early_gone,
     .wants = fp_wants,
     .free = fp_free,
 };
@@ -175,6 +192,12 @@ static struct lb_env env;
 static struct lb_shost host;
 static const struct lb_listen_info lst = {"front", CONF_MODE_RTMP, CONF_PP_OFF, &fake_phase, 0,
                                           false, NULL};
+/* listeners[].early_dial: its route is certain before any command. */
+static const struct lb_listen_info lst_early = {"early", CONF_MODE_RTMP, CONF_PP_OFF, &fake_phase,
+                                                1, false, NULL};
+static const struct lb_listen_info lst_edead = {"edead", CONF_MODE_RTMP, CONF_PP_OFF, &fake_phase,
+                                                2, false, NULL};
+static struct lb_lstat lstats[3];
 static int cfd = -1;           /* the client's end */
 static int ufd[2] = {-1, -1};  /* accepted node ends */
 static int fds_before;
@@ -218,12 +241,16 @@ static int group_setup(void **st)
     snprintf(text, sizeof(text),
              "listeners:\n"
              "  - {name: front, address: 127.0.0.1:1935, mode: rtmp}\n"
+             "  - {name: early, address: 127.0.0.1:1936, mode: rtmp, early_dial: true}\n"
+             "  - {name: edead, address: 127.0.0.1:1937, mode: rtmp, early_dial: true}\n"
              "pools:\n"
              "  two: {nodes: [{name: a, address: 127.0.0.1:%d},\n"
              "                {name: b, address: 127.0.0.1:%d, backup: true}]}\n"
              "  dead: {nodes: [{name: d1, address: 127.0.0.1:%d},\n"
              "                 {name: d2, address: 127.0.0.1:%d, backup: true}]}\n"
              "routes:\n"
+             "  - {name: early, match: {listener: early}, pool: two}\n"
+             "  - {name: edead, match: {listener: edead}, pool: dead}\n"
              "  - {name: main, match: {app: live}, pool: two}\n"
              "  - {name: gone, match: {app: dead}, pool: dead}\n",
              port[0], port[1], dead[0], dead[1]);
@@ -264,6 +291,12 @@ static int setup(void **st)
     atomic_store(&env.half_close_ms, 0);
     atomic_store(&env.max_sessions, 100);
     env.lim = (struct lb_front_limits){.preroute_bytes = 65536};
+    memset(lstats, 0, sizeof(lstats));
+    atomic_store(&lstats[1].early_dial, true);
+    atomic_store(&lstats[2].early_dial, true);
+    env.lstats = lstats;
+    env.n_lstats = 3;
+    atomic_store(&env.max_early_dials, 8);
     env.index = hc_index_new();
     assert_non_null(env.index);
     memset(&host, 0, sizeof(host));
@@ -271,8 +304,10 @@ static int setup(void **st)
     host.env = &env;
     host.snap = fx.snap;
     lb_pipepool_init(&host.pipes, 16, 4);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         atomic_store(&node_named(i ? "b" : "a")->live->dial_failures, 0);
+        atomic_store(&node_named(i ? "b" : "a")->live->health, UPS_UP);
+    }
     atomic_store(&node_named("d1")->live->dial_failures, 0);
     atomic_store(&node_named("d2")->live->dial_failures, 0);
     return 0;
@@ -342,7 +377,10 @@ static int accept_node(int which, int ms)
     return fd;
 }
 
-static void start_session(void)
+static void start_session_on(const struct lb_listen_info *l);
+static void start_session(void) { start_session_on(&lst); }
+
+static void start_session_on(const struct lb_listen_info *l)
 {
     int sv[2];
     struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(5555),
@@ -350,7 +388,7 @@ static void start_session(void)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     cfd = sv[1];
     atomic_fetch_add(&env.sessions, 1); /* the worker counts it before the start */
-    lb_session_start(&host, &lst, sv[0], (struct sockaddr *)&peer, sizeof(peer));
+    lb_session_start(&host, l, sv[0], (struct sockaddr *)&peer, sizeof(peer));
     assert_int_equal(host.n_sessions, 1);
 }
 
@@ -372,6 +410,7 @@ static int teardown(void **st)
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(uv_loop_close(&loop), 0);
     assert_int_equal(host.pipes.n_out, 0);
+    assert_int_equal(atomic_load(&env.early_pending), 0); /* every early dial ended */
     lb_pipepool_destroy(&host.pipes);
     hc_index_free(env.index);
     if (cfd >= 0)
@@ -659,6 +698,176 @@ static void test_end_while_dialing(void **st)
     }
 }
 
+/* ---- early dial -------------------------------------------------------------------- */
+
+static uint64_t early_n(int listener, enum lb_early_outcome o)
+{
+    return atomic_load(&lstats[listener].early[o]);
+}
+
+/* EARLY on the client's first bytes: node a is dialled before any ROUTE;
+ * the ROUTE keeps it (on_adopted, no second dial), and bytes flow. */
+static void test_early_adopted(void **st)
+{
+    S.n_clients = 2;
+    S.clients[0] = lb_act(LB_ACT_EARLY);
+    S.clients[1] = lb_act(LB_ACT_ROUTE);
+    S.wants_up = LB_WANT_CLIENT;
+    S.adopted = lb_act_splice(LB_SPLICE_C2U | LB_SPLICE_U2C);
+    S.greeting = "C0C1";
+    uint64_t routed0 = atomic_load(&node_named("a")->live->sessions_total);
+    start_session_on(&lst_early);
+    assert_int_equal(send(cfd, "a", 1, 0), 1);
+    int u = accept_node(0, 2000);
+    expect_bytes(u, "C0C1", 2000);
+    SPIN_UNTIL(S.n_connected == 1, 2000);
+    struct lb_session *s = the_session();
+    assert_true(s->early);
+    assert_int_equal(s->state, LB_SS_CONNECTED);
+    assert_int_equal(atomic_load(&env.early_pending), 1);
+    assert_int_equal(S.n_adopted, 0);
+    assert_int_equal(atomic_load(&node_named("a")->live->sessions_total), routed0); /* not routed */
+    assert_int_equal(send(cfd, "b", 1, 0), 1);
+    SPIN_UNTIL(s->state == LB_SS_SPLICING, 2000);
+    assert_int_equal(s->state, LB_SS_SPLICING);
+    assert_int_equal(S.n_adopted, 1);
+    assert_int_equal(S.n_connected, 1); /* no second dial */
+    assert_int_equal(early_n(1, LB_EARLY_ADOPTED), 1);
+    assert_int_equal(atomic_load(&env.early_pending), 0);
+    assert_int_equal(atomic_load(&node_named("a")->live->sessions_total), routed0 + 1);
+    assert_int_equal(accept4(lfd[0], NULL, NULL, SOCK_NONBLOCK), -1);
+    assert_int_equal(send(cfd, "ping", 4, 0), 4);
+    expect_bytes(u, "ping", 2000);
+    assert_int_equal(send(u, "pong", 4, 0), 4);
+    expect_bytes(cfd, "pong", 2000);
+    close(cfd);
+    cfd = -1;
+    expect_eof(u, 2000);
+    close(u);
+    ufd[0] = -1;
+}
+
+/* The operator closes node a while the client is still before its
+ * command: the early leg goes, not the client; its ROUTE, arriving before
+ * the leg's handle has finished closing (same loop pass), dials afresh
+ * once it has (the handle is never reused while closing). */
+static void test_early_let_go_then_route(void **st)
+{
+    S.n_clients = 2;
+    S.clients[0] = lb_act(LB_ACT_EARLY);
+    S.clients[1] = lb_act(LB_ACT_ROUTE);
+    S.wants_up = LB_WANT_CLIENT;
+    S.connected[0] = lb_act(LB_ACT_CONTINUE);
+    S.connected[1] = lb_act_splice(LB_SPLICE_C2U | LB_SPLICE_U2C);
+    start_session_on(&lst_early);
+    assert_int_equal(send(cfd, "a", 1, 0), 1);
+    int u = accept_node(0, 2000);
+    SPIN_UNTIL(S.n_connected == 1, 2000);
+    struct lb_session *s = the_session();
+    assert_true(s->early);
+    assert_false(lb_session_close_on_node(s, LB_REASON_ADMIN_DISABLED));
+    assert_false(s->early);
+    assert_int_equal(s->state, LB_SS_FRONT);
+    assert_int_equal(S.n_gone, 1);
+    assert_int_equal(early_n(1, LB_EARLY_DROPPED), 1);
+    assert_int_equal(send(cfd, "b", 1, 0), 1); /* ROUTE in the pass that closes the leg */
+    expect_eof(u, 2000);
+    close(u);
+    int u2 = accept_node(0, 2000);
+    SPIN_UNTIL(s->state == LB_SS_SPLICING, 2000);
+    assert_int_equal(s->state, LB_SS_SPLICING);
+    assert_int_equal(S.n_connected, 2);
+    assert_int_equal(S.n_adopted, 0);
+    assert_int_equal(atomic_load(&node_named("a")->live->dial_failures), 0); /* not its fault */
+    assert_int_equal(send(cfd, "ok", 2, 0), 2);
+    expect_bytes(u2, "ok", 2000);
+    close(cfd);
+    cfd = -1;
+    expect_eof(u2, 2000);
+    close(u2);
+    ufd[0] = -1;
+}
+
+/* Node a went down after the early dial: the ROUTE drops the leg (no
+ * passive failure) and dials the backup b. */
+static void test_early_dropped_for_a_down_node(void **st)
+{
+    S.n_clients = 2;
+    S.clients[0] = lb_act(LB_ACT_EARLY);
+    S.clients[1] = lb_act(LB_ACT_ROUTE);
+    S.wants_up = LB_WANT_CLIENT;
+    S.connected[0] = lb_act(LB_ACT_CONTINUE);
+    S.connected[1] = lb_act_splice(LB_SPLICE_C2U | LB_SPLICE_U2C);
+    start_session_on(&lst_early);
+    assert_int_equal(send(cfd, "a", 1, 0), 1);
+    int u = accept_node(0, 2000);
+    SPIN_UNTIL(S.n_connected == 1, 2000);
+    atomic_store(&node_named("a")->live->health, UPS_DOWN);
+    assert_int_equal(send(cfd, "b", 1, 0), 1);
+    expect_eof(u, 2000);
+    close(u);
+    ufd[0] = -1;
+    int u2 = accept_node(1, 2000);
+    SPIN_UNTIL(the_session()->state == LB_SS_SPLICING, 2000);
+    assert_int_equal(the_session()->state, LB_SS_SPLICING);
+    assert_int_equal(early_n(1, LB_EARLY_DROPPED), 1);
+    assert_int_equal(S.n_gone, 1);
+    assert_int_equal(atomic_load(&node_named("a")->live->dial_failures), 0);
+    assert_int_equal(atomic_load(&node_named("a")->live->sessions), 0);
+    assert_int_equal(atomic_load(&node_named("b")->live->sessions), 1);
+    close(cfd);
+    cfd = -1;
+    expect_eof(u2, 2000);
+    close(u2);
+    ufd[1] = -1;
+}
+
+/* Every early candidate refuses: passive failures, the session is back in
+ * FRONT, and its ROUTE dials as usual (and fails the usual way). */
+static void test_early_failed_then_route(void **st)
+{
+    S.n_clients = 2;
+    S.clients[0] = lb_act(LB_ACT_EARLY);
+    S.clients[1] = lb_act(LB_ACT_ROUTE);
+    S.dials_failed = (struct lb_action){.kind = LB_ACT_FAIL};
+    S.fail_out = "ERROR-REPLY";
+    start_session_on(&lst_edead);
+    assert_int_equal(send(cfd, "a", 1, 0), 1);
+    SPIN_UNTIL(early_n(2, LB_EARLY_FAILED) == 1, 2000);
+    assert_int_equal(early_n(2, LB_EARLY_FAILED), 1);
+    assert_int_equal(the_session()->state, LB_SS_FRONT);
+    assert_int_equal(atomic_load(&node_named("d1")->live->dial_failures), 1);
+    assert_int_equal(S.n_failed, 0); /* the client has not asked yet */
+    assert_int_equal(send(cfd, "b", 1, 0), 1);
+    expect_bytes(cfd, "ERROR-REPLY", 2000);
+    assert_int_equal(S.n_failed, 1);
+    assert_int_equal(S.failed_why, LB_REASON_DIAL_FAILED);
+    assert_int_equal(atomic_load(&node_named("d1")->live->dial_failures), 2);
+    shutdown(cfd, SHUT_WR);
+}
+
+/* The client leaves before its command: unused, the node's slot back,
+ * nothing credited to it. */
+static void test_early_unused(void **st)
+{
+    S.n_clients = 1;
+    S.clients[0] = lb_act(LB_ACT_EARLY);
+    S.wants_up = LB_WANT_CLIENT;
+    uint64_t bytes0 = atomic_load(&node_named("a")->live->bytes_from_client);
+    start_session_on(&lst_early);
+    assert_int_equal(send(cfd, "a", 1, 0), 1);
+    int u = accept_node(0, 2000);
+    SPIN_UNTIL(S.n_connected == 1, 2000);
+    assert_int_equal(atomic_load(&node_named("a")->live->sessions), 1);
+    close(cfd);
+    cfd = -1;
+    expect_eof(u, 2000);
+    SPIN_UNTIL(host.n_sessions == 0, 2000);
+    assert_int_equal(early_n(1, LB_EARLY_UNUSED), 1);
+    assert_int_equal(atomic_load(&node_named("a")->live->sessions), 0);
+    assert_int_equal(atomic_load(&node_named("a")->live->bytes_from_client), bytes0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -667,6 +876,9 @@ int main(void)
         T(test_splice_in_two_steps), T(test_dial_next_node),      T(test_dials_failed_then_fail),
         T(test_no_route),            T(test_fail_linger_deadline), T(test_fail_after_connect),
         T(test_timer),               T(test_end_while_connected), T(test_end_while_dialing),
+        T(test_early_adopted),       T(test_early_let_go_then_route),
+        T(test_early_dropped_for_a_down_node), T(test_early_failed_then_route),
+        T(test_early_unused),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
