@@ -705,6 +705,35 @@ static uint64_t early_n(int listener, enum lb_early_outcome o)
     return atomic_load(&lstats[listener].early[o]);
 }
 
+/* A session on l whose phase answers EARLY to the client's first bytes
+ * and ROUTE to the next; the second connection splices. Returns node a's
+ * end once the early leg is connected. */
+static int early_connected(const struct lb_listen_info *l)
+{
+    S.n_clients = 2;
+    S.clients[0] = lb_act(LB_ACT_EARLY);
+    S.clients[1] = lb_act(LB_ACT_ROUTE);
+    S.wants_up = LB_WANT_CLIENT;
+    S.connected[0] = lb_act(LB_ACT_CONTINUE);
+    S.connected[1] = lb_act_splice(LB_SPLICE_C2U | LB_SPLICE_U2C);
+    start_session_on(l);
+    assert_int_equal(send(cfd, "a", 1, 0), 1);
+    int u = accept_node(0, 2000);
+    SPIN_UNTIL(S.n_connected == 1, 2000);
+    assert_true(the_session()->early);
+    return u;
+}
+
+/* The client's end and the node's close; the session ends. */
+static void close_both(int u, int which)
+{
+    close(cfd);
+    cfd = -1;
+    expect_eof(u, 2000);
+    close(u);
+    ufd[which] = -1;
+}
+
 /* EARLY on the client's first bytes: node a is dialled before any ROUTE;
  * the ROUTE keeps it (on_adopted, no second dial), and bytes flow. */
 static void test_early_adopted(void **st)
@@ -740,11 +769,7 @@ static void test_early_adopted(void **st)
     expect_bytes(u, "ping", 2000);
     assert_int_equal(send(u, "pong", 4, 0), 4);
     expect_bytes(cfd, "pong", 2000);
-    close(cfd);
-    cfd = -1;
-    expect_eof(u, 2000);
-    close(u);
-    ufd[0] = -1;
+    close_both(u, 0);
 }
 
 /* The operator closes node a while the client is still before its
@@ -753,18 +778,8 @@ static void test_early_adopted(void **st)
  * once it has (the handle is never reused while closing). */
 static void test_early_let_go_then_route(void **st)
 {
-    S.n_clients = 2;
-    S.clients[0] = lb_act(LB_ACT_EARLY);
-    S.clients[1] = lb_act(LB_ACT_ROUTE);
-    S.wants_up = LB_WANT_CLIENT;
-    S.connected[0] = lb_act(LB_ACT_CONTINUE);
-    S.connected[1] = lb_act_splice(LB_SPLICE_C2U | LB_SPLICE_U2C);
-    start_session_on(&lst_early);
-    assert_int_equal(send(cfd, "a", 1, 0), 1);
-    int u = accept_node(0, 2000);
-    SPIN_UNTIL(S.n_connected == 1, 2000);
+    int u = early_connected(&lst_early);
     struct lb_session *s = the_session();
-    assert_true(s->early);
     assert_false(lb_session_close_on_node(s, LB_REASON_ADMIN_DISABLED));
     assert_false(s->early);
     assert_int_equal(s->state, LB_SS_FRONT);
@@ -781,27 +796,14 @@ static void test_early_let_go_then_route(void **st)
     assert_int_equal(atomic_load(&node_named("a")->live->dial_failures), 0); /* not its fault */
     assert_int_equal(send(cfd, "ok", 2, 0), 2);
     expect_bytes(u2, "ok", 2000);
-    close(cfd);
-    cfd = -1;
-    expect_eof(u2, 2000);
-    close(u2);
-    ufd[0] = -1;
+    close_both(u2, 0);
 }
 
 /* Node a went down after the early dial: the ROUTE drops the leg (no
  * passive failure) and dials the backup b. */
 static void test_early_dropped_for_a_down_node(void **st)
 {
-    S.n_clients = 2;
-    S.clients[0] = lb_act(LB_ACT_EARLY);
-    S.clients[1] = lb_act(LB_ACT_ROUTE);
-    S.wants_up = LB_WANT_CLIENT;
-    S.connected[0] = lb_act(LB_ACT_CONTINUE);
-    S.connected[1] = lb_act_splice(LB_SPLICE_C2U | LB_SPLICE_U2C);
-    start_session_on(&lst_early);
-    assert_int_equal(send(cfd, "a", 1, 0), 1);
-    int u = accept_node(0, 2000);
-    SPIN_UNTIL(S.n_connected == 1, 2000);
+    int u = early_connected(&lst_early);
     atomic_store(&node_named("a")->live->health, UPS_DOWN);
     assert_int_equal(send(cfd, "b", 1, 0), 1);
     expect_eof(u, 2000);
@@ -815,11 +817,7 @@ static void test_early_dropped_for_a_down_node(void **st)
     assert_int_equal(atomic_load(&node_named("a")->live->dial_failures), 0);
     assert_int_equal(atomic_load(&node_named("a")->live->sessions), 0);
     assert_int_equal(atomic_load(&node_named("b")->live->sessions), 1);
-    close(cfd);
-    cfd = -1;
-    expect_eof(u2, 2000);
-    close(u2);
-    ufd[1] = -1;
+    close_both(u2, 1);
 }
 
 /* Every early candidate refuses: passive failures, the session is back in
