@@ -119,19 +119,26 @@ void lb__route_early(struct lb_session *s)
 /* Every candidate of the early dial failed (each counted against its
  * node): the session is back where it was, and the client's command
  * routes it as if nothing had been tried. */
-static void early_failed(struct lb_session *s)
+/* No early leg left (its handle closed or closing): no route, no
+ * candidates, back in FRONT until the client's command routes it. */
+static void back_to_front(struct lb_session *s)
 {
-    s->early = false;
-    lb__early_count(s, LB_EARLY_FAILED);
     s->f.route = NULL;
     s->cands.n = 0;
     s->next_cand = 0;
     s->f.dials = 0;
-    s->f.last_failure = LB_REASON_NONE;
-    s->f.last_failure_text[0] = '\0';
     s->log_node = NULL;
     s->dial_deadline = 0;
     lb__set_state(s, LB_SS_FRONT);
+}
+
+static void early_failed(struct lb_session *s)
+{
+    s->early = false;
+    lb__early_count(s, LB_EARLY_FAILED);
+    s->f.last_failure = LB_REASON_NONE;
+    s->f.last_failure_text[0] = '\0';
+    back_to_front(s);
 }
 
 /* At the ROUTE after an early dial whose route the command confirms:
@@ -197,10 +204,7 @@ void lb__early_let_go(struct lb_session *s)
         close(s->upstream.fd);
         s->upstream.fd = -1;
     }
-    s->f.route = NULL;
-    s->cands.n = 0;
-    s->next_cand = 0;
-    lb__set_state(s, LB_SS_FRONT);
+    back_to_front(s);
 }
 
 void lb__early_write_failed(struct lb_session *s, int err)

@@ -252,21 +252,19 @@ static void tls_client_step(struct lb_session *s)
 
 /* ---- settling after each event -------------------------------------------- */
 
-/* Writes what the phase queued. false: the session must close. */
-static bool flush_buf(struct lb_session *s, struct lb_buf *b, struct lb_conn *c, bool to_client)
+/* Writes what the phase queued, as far as the socket takes it. 0, or the
+ * write's error (negative errno): the caller decides what it ends. */
+static int flush_buf(struct lb_buf *b, struct lb_conn *c)
 {
     while (lb_buf_pending(b)) {
         ssize_t n = c->ops->write(c, lb_buf_head(b), lb_buf_pending(b));
         if (n == -EAGAIN)
-            return true;
-        if (n < 0) {
-            lb__close_req(s, to_client ? LB_REASON_CLIENT_ERROR : LB_REASON_UPSTREAM_ERROR,
-                          (int)-n);
-            return false;
-        }
+            return 0;
+        if (n < 0)
+            return (int)n;
         lb_buf_consume(b, (size_t)n);
     }
-    return true;
+    return 0;
 }
 
 /* Batching origin -> client (struct lb_coalesce): plays of an rtmp
@@ -445,17 +443,19 @@ void lb__settle(struct lb_session *s)
         return;
     /* Twice: a flush may complete a hand-over whose pump then has work. */
     for (int round = 0; round < 2 && s->close_req == LB_REASON_NONE; round++) {
-        if (lb_buf_pending(&s->f.to_client) && !flush_buf(s, &s->f.to_client, &s->client, true))
+        int err = flush_buf(&s->f.to_client, &s->client);
+        if (err < 0) {
+            lb__close_req(s, LB_REASON_CLIENT_ERROR, -err);
             break;
-        if (s->upoll_open && s->state == LB_SS_CONNECTED && lb_buf_pending(&s->f.to_upstream) &&
-            !flush_buf(s, &s->f.to_upstream, &s->upstream, false)) {
-            if (!s->early)
+        }
+        if (s->upoll_open && s->state == LB_SS_CONNECTED &&
+            (err = flush_buf(&s->f.to_upstream, &s->upstream)) < 0) {
+            if (!s->early) {
+                lb__close_req(s, LB_REASON_UPSTREAM_ERROR, -err);
                 break;
+            }
             /* The client has asked nothing of this node yet: the next one. */
-            int err = s->sys_error;
-            s->close_req = LB_REASON_NONE;
-            s->sys_error = 0;
-            lb__early_write_failed(s, err);
+            lb__early_write_failed(s, -err);
             continue;
         }
         promote(s);
@@ -518,7 +518,7 @@ static void discard_client(struct lb_session *s)
             return;
         if (n <= 0) { /* what is still queued goes first, if it can */
             if (lb_buf_pending(&s->f.to_client))
-                flush_buf(s, &s->f.to_client, &s->client, true);
+                (void)flush_buf(&s->f.to_client, &s->client);
             lb__close_req(s, s->reason, 0);
             return;
         }
