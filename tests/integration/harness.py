@@ -576,6 +576,19 @@ def ask_name(port, timeout=5.0):
         s.close()
 
 
+def metric(admin_port, series):
+    """The value of one series of rtmplb's /metrics, given as it is written
+    there: a name, or a name with its labels in order
+    ('rtmplb_node_sessions{pool="p",node="n"}'). Absent: AssertionError."""
+    import urllib.request
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
+                                  timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError("%s not in /metrics" % series)
+
+
 def access_lines(text):
     """Parses rtmplb's text access-log lines into dicts. A last line without
     its newline is still being written (the log writer thread may be mid-

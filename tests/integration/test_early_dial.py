@@ -31,13 +31,8 @@ def naccepted(http_port):
 
 
 def early(admin_port, listener, outcome):
-    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
-                                  timeout=10).read().decode()
-    want = 'rtmplb_early_dials_total{listener="%s",outcome="%s"} ' % (listener, outcome)
-    for line in text.splitlines():
-        if line.startswith(want):
-            return int(float(line.split()[-1]))
-    raise AssertionError("%s not in /metrics" % want.strip())
+    return int(harness.metric(admin_port, 'rtmplb_early_dials_total{listener="%s",outcome="%s"}'
+                              % (listener, outcome)))
 
 
 def connections_to(port):
@@ -320,22 +315,11 @@ routes:
 
 
 def node_sessions(admin_port, pool, node):
-    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
-                                  timeout=10).read().decode()
-    want = 'rtmplb_node_sessions{pool="%s",node="%s"} ' % (pool, node)
-    for line in text.splitlines():
-        if line.startswith(want):
-            return int(float(line.split()[-1]))
-    raise AssertionError("%s not in /metrics" % want.strip())
+    return int(harness.metric(admin_port, 'rtmplb_node_sessions{pool="%s",node="%s"}' % (pool, node)))
 
 
 def gauge(admin_port, name):
-    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
-                                  timeout=10).read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return int(float(line.split()[-1]))
-    raise AssertionError("%s not in /metrics" % name)
+    return int(harness.metric(admin_port, name))
 
 
 if __name__ == "__main__":

@@ -20,11 +20,7 @@ ATTACKER = "127.0.0.2"  # loopback: any 127.0.0.0/8 source works
 
 
 def metric(admin_port, name, labels):
-    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port, timeout=10).read()
-    for line in text.decode().splitlines():
-        if line.startswith(name + "{" + labels + "}"):
-            return float(line.split()[-1])
-    raise AssertionError("%s{%s} not in /metrics" % (name, labels))
+    return harness.metric(admin_port, name + "{" + labels + "}")
 
 
 def cpu_seconds(pid):

@@ -839,6 +839,16 @@ static bool origin_outcome_ok(struct drv *d, const struct client *c, const struc
     return true;
 }
 
+/* A client of role, an origin at chunk size ochunk with no fault, and what
+ * the client must get of the origin's bytes. */
+static void session_bytes(struct client *c, int role, struct origin *o, uint32_t ochunk,
+                          struct bytes *exp)
+{
+    build_client(c, role, 128);
+    build_origin(o, ochunk, OF_NONE);
+    origin_expected(o, exp);
+}
+
 /* One session: the client cut at (ca, cb, cstep), the origin at (oa, ob, ostep). */
 static unsigned long n_runs;
 
@@ -849,9 +859,7 @@ static bool run_session(int role, uint32_t chunk, size_t ca, size_t cb, size_t c
     static struct origin o;
     static struct bytes exp;
     n_runs++;
-    build_client(&c, role, 128);
-    build_origin(&o, chunk, OF_NONE);
-    origin_expected(&o, &exp);
+    session_bytes(&c, role, &o, chunk, &exp);
 
     struct drv *d = drv_new("rtmp", 64 * 1024);
     client_until_route(d, &c, ca, cb, cstep, role);
@@ -933,9 +941,7 @@ static void test_retry_after_origin_failure(void **st)
     static struct client c;
     static struct origin o;
     static struct bytes exp;
-    build_client(&c, CL_PLAY, 128);
-    build_origin(&o, 64, OF_NONE);
-    origin_expected(&o, &exp);
+    session_bytes(&c, CL_PLAY, &o, 64, &exp);
 
     struct drv *d = drv_new("rtmp", 64 * 1024);
     client_until_route(d, &c, 0, 0, 0, CL_PLAY);
@@ -1357,9 +1363,7 @@ static bool early_session(int role, enum early_at at, size_t oa, size_t ostep)
     static struct client c;
     static struct origin o;
     static struct bytes exp;
-    build_client(&c, role, 128);
-    build_origin(&o, 64, OF_NONE);
-    origin_expected(&o, &exp);
+    session_bytes(&c, role, &o, 64, &exp);
     if (at == EA_READY && oa < o.after_hs)
         oa = o.after_hs;
     if (at != EA_READY)
@@ -1441,9 +1445,7 @@ static void test_early_dial_failures(void **st)
     static struct client c;
     static struct origin o;
     static struct bytes exp;
-    build_client(&c, CL_PLAY, 128);
-    build_origin(&o, 64, OF_NONE);
-    origin_expected(&o, &exp);
+    session_bytes(&c, CL_PLAY, &o, 64, &exp);
     const size_t ends[] = {0, 700, o.after_hs, o.after_hs + 40};
     for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
         struct drv *d = drv_new("rtmp", 64 * 1024);
