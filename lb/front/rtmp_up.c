@@ -39,18 +39,7 @@ static void early_deadline(struct lb_front *f)
                                         : r->client_deadline;
 }
 
-/* The early node failed before the ROUTE: the core counts it against the
- * node and dials the next candidate early, or gives up and routes on the
- * client's command. The client's side goes on untouched. */
-static struct lb_action early_retry(struct lb_front *f, enum lb_reason why)
-{
-    struct rtmp_phase *r = st(f);
-    lb_rp_free_origin_side(r);
-    f->upstream_bytes = 0;
-    early_deadline(f);
-    return (struct lb_action){.kind = LB_ACT_DIAL, .reason = why};
-}
-
+/* The early node's side goes; the client's side goes on untouched. */
 void lb_rp_early_gone(struct lb_front *f)
 {
     struct rtmp_phase *r = st(f);
@@ -59,6 +48,15 @@ void lb_rp_early_gone(struct lb_front *f)
     lb_rp_free_origin_side(r);
     f->upstream_bytes = 0;
     early_deadline(f);
+}
+
+/* The early node failed before the ROUTE: the core counts it against the
+ * node and dials the next candidate early, or gives up and routes on the
+ * client's command. */
+static struct lb_action early_retry(struct lb_front *f, enum lb_reason why)
+{
+    lb_rp_early_gone(f);
+    return (struct lb_action){.kind = LB_ACT_DIAL, .reason = why};
 }
 
 struct lb_action lb_rp_early_timeout(struct lb_front *f)
